@@ -1,0 +1,46 @@
+"""Turn Segment analytics calls into Braze REST API data, and deliver it."""
+
+from __future__ import annotations
+
+from importlib.metadata import version as _version
+
+from segment_braze._braze import (
+    BrazeRequest,
+    Event,
+    Identifier,
+    Purchase,
+    UserAttributes,
+    UserOperation,
+)
+from segment_braze._settings import Settings
+from segment_braze._translate import translate
+from segment_braze._translation import Translation
+from segment_braze.exceptions import (
+    AuthenticationError,
+    DeliveryError,
+    InvalidMessage,
+    SegmentBrazeError,
+    SettingsError,
+    TransportError,
+)
+
+__version__ = _version("segment-braze")
+
+__all__ = [
+    "AuthenticationError",
+    "BrazeRequest",
+    "DeliveryError",
+    "Event",
+    "Identifier",
+    "InvalidMessage",
+    "Purchase",
+    "SegmentBrazeError",
+    "Settings",
+    "SettingsError",
+    "Translation",
+    "TransportError",
+    "UserAttributes",
+    "UserOperation",
+    "__version__",
+    "translate",
+]

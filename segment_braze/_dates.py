@@ -1,0 +1,91 @@
+"""Dates and times: parse what Segment sends, write what Braze expects.
+
+Braze takes ISO 8601 times; we always write UTC with milliseconds and a ``Z``
+(``2015-01-01T00:00:00.000Z``) so that equal instants are equal strings. Naive
+input times are taken as UTC: we never guess a zone from the local clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dateutil import parser as _dateutil_parser
+
+__all__ = ["format_date", "format_time", "parse_date", "parse_time"]
+
+_UTC = dt.UTC
+# dateutil fills missing fields from ``default``; a year-1 default lets us tell
+# "no year given" apart from a real date without ever reading today's clock.
+_NO_YEAR = dt.datetime(1, 1, 1)
+
+
+def parse_time(value: object) -> dt.datetime | None:
+    """Parse a Segment timestamp into an aware UTC datetime.
+
+    Args:
+        value: an ISO 8601 string as Segment sends it (``Z``, offset or naive).
+
+    Returns:
+        The instant in UTC, or ``None`` when the value is not a usable time.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        # The C implementation handles every form Segment's libraries write.
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = _dateutil_parser.isoparse(value)
+        except (ValueError, OverflowError):
+            return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=_UTC)
+    try:
+        return parsed.astimezone(_UTC)
+    except OverflowError:
+        return None
+
+
+def format_time(moment: dt.datetime) -> str:
+    """Write an aware datetime as Braze's ISO 8601 UTC form with milliseconds."""
+    # Braze: times are ISO 8601; UTC with "Z" and milliseconds is our one form.
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}."
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def parse_date(value: object) -> dt.date | None:
+    """Parse a birthday-like value into a calendar date (the UTC date).
+
+    Accepts ISO 8601 dates and times and the common spellings dateutil reads
+    (``May 17, 1990``, ``17/05/1990`` is read day-first only when unambiguous by
+    dateutil's rules). A value without a year, or that is not a string, is
+    refused.
+
+    Returns:
+        The date, or ``None`` when the value is not a usable date.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        pass
+    moment = parse_time(value)
+    if moment is None:
+        try:
+            moment = _dateutil_parser.parse(value, default=_NO_YEAR)
+        except (ValueError, OverflowError):
+            return None
+        if moment.year == _NO_YEAR.year:
+            return None
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(_UTC)
+    return moment.date()
+
+
+def format_date(day: dt.date) -> str:
+    """Write a date as Braze's ``YYYY-MM-DD``."""
+    return f"{day.year:04d}-{day.month:02d}-{day.day:02d}"

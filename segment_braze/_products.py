@@ -1,0 +1,219 @@
+"""Segment products and revenue -> Braze purchases."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from segment_braze._braze import Identifier, Purchase
+from segment_braze._iso import currency_code
+from segment_braze._segment import Warnings, child_path
+from segment_braze._values import MAX_KEY, clean_properties
+
+__all__ = ["order_purchases", "revenue_purchase"]
+
+# Braze: purchase properties may not use these keys.
+_PURCHASE_RESERVED: Final = frozenset(
+    {"time", "product_id", "quantity", "event_name", "price", "currency"}
+)
+# Order-level keys that describe the order as a whole, not a purchase property.
+_ORDER_KEYS: Final = frozenset({"products", "revenue", "currency"})
+# Braze: quantity is an integer from 1 to 100.
+_MAX_QUANTITY: Final = 100
+# Braze: purchase properties at most 50 KB.
+_MAX_PURCHASE_PROPERTIES: Final = 50 * 1024
+_DEFAULT_CURRENCY: Final = "USD"
+
+
+def _number(value: object) -> float | int | None:
+    """Read a price: a finite number, or a numeric string (Segment allows both)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        if not math.isfinite(number):
+            return None
+        return int(number) if number.is_integer() and "." not in value else number
+    return None
+
+
+def _quantity(value: object) -> int | None:
+    if value is None:
+        return 1
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and value >= 1:
+        return value
+    return None
+
+
+def _currency(value: object, path: str, warnings: Warnings) -> str | None:
+    code = currency_code(value) if isinstance(value, str) else None
+    if code is None:
+        warnings.append((path, f"currency {value!r} is not an ISO-4217 code"))
+    return code
+
+
+def _product_id(product: Mapping[str, Any]) -> tuple[str, object] | None:
+    for key in ("product_id", "id", "sku"):
+        value = product.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return key, str(value)
+        if isinstance(value, str) and value:
+            return key, value
+    return None
+
+
+def order_purchases(
+    properties: Mapping[str, Any],
+    products: Sequence[Any],
+    *,
+    identifier: Identifier,
+    time: str,
+    app_id: str | None,
+    update_existing_only: bool,
+    warnings: Warnings,
+) -> tuple[Purchase, ...]:
+    """Turn a track's ``properties.products`` into Braze purchases.
+
+    One purchase per product line; a quantity over Braze's 100 is split into
+    several purchases that add up to it. Invalid products are dropped with a
+    warning each.
+    """
+    order = {key: value for key, value in properties.items() if key not in _ORDER_KEYS}
+    order_currency = properties.get("currency")
+    purchases: list[Purchase] = []
+    for index, product in enumerate(products):
+        path = child_path("$.properties.products", index)
+        if not isinstance(product, Mapping):
+            warnings.append((path, "product must be an object; dropped"))
+            continue
+        found = _product_id(product)
+        if found is None:
+            warnings.append((path, "product has no product_id, id or sku; dropped"))
+            continue
+        id_key, product_id = found
+        if len(str(product_id)) > MAX_KEY:
+            warnings.append(
+                (
+                    child_path(path, id_key),
+                    f"product_id over {MAX_KEY} characters; product dropped",
+                )
+            )
+            continue
+        price = _number(product.get("price"))
+        if price is None:
+            warnings.append(
+                (
+                    child_path(path, "price"),
+                    f"price {product.get('price')!r} is not a number; product dropped",
+                )
+            )
+            continue
+        quantity = _quantity(product.get("quantity"))
+        if quantity is None:
+            warnings.append(
+                (
+                    child_path(path, "quantity"),
+                    f"quantity {product.get('quantity')!r} is not a positive integer; "
+                    "product dropped",
+                )
+            )
+            continue
+        if "currency" in product:
+            currency = _currency(product["currency"], child_path(path, "currency"), warnings)
+        elif order_currency is not None:
+            currency = _currency(order_currency, "$.properties.currency", warnings)
+        else:
+            currency = _DEFAULT_CURRENCY
+        if currency is None:
+            warnings.append((path, "product dropped for its currency"))
+            continue
+        # The keys read into the purchase itself are consumed, not dropped.
+        consumed = {id_key, "price", "quantity", "currency"}
+        merged = {**order, **{k: v for k, v in product.items() if k not in consumed}}
+        purchase_properties = clean_properties(
+            merged,
+            path,
+            _PURCHASE_RESERVED,
+            warnings,
+            max_bytes=_MAX_PURCHASE_PROPERTIES,
+        )
+        # Braze: quantity 1..100, and counts quantity X as X purchases; split
+        # larger quantities so the total is kept.
+        while quantity > 0:
+            portion = min(quantity, _MAX_QUANTITY)
+            quantity -= portion
+            purchases.append(
+                Purchase(
+                    identifier=identifier,
+                    product_id=str(product_id),
+                    currency=currency,
+                    price=price,
+                    quantity=portion,
+                    time=time,
+                    app_id=app_id,
+                    properties=purchase_properties,
+                    update_existing_only=update_existing_only,
+                )
+            )
+    return tuple(purchases)
+
+
+def revenue_purchase(
+    event: str,
+    properties: Mapping[str, Any],
+    *,
+    identifier: Identifier,
+    time: str,
+    app_id: str | None,
+    update_existing_only: bool,
+    warnings: Warnings,
+) -> Purchase | None:
+    """Turn a track with a numeric ``revenue`` and no products into one purchase.
+
+    Returns ``None`` when ``revenue`` is absent or not a number, or the event name
+    cannot be a product id; the track then stays a custom event.
+    """
+    revenue = properties.get("revenue")
+    if not isinstance(revenue, int | float) or isinstance(revenue, bool):
+        return None
+    if not math.isfinite(revenue) or len(event) > MAX_KEY:
+        return None
+    currency = _DEFAULT_CURRENCY
+    if properties.get("currency") is not None:
+        found = _currency(properties["currency"], "$.properties.currency", warnings)
+        if found is None:
+            warnings.append(("$.properties.revenue", "revenue not logged as a purchase"))
+            return None
+        currency = found
+    rest = {key: value for key, value in properties.items() if key not in _ORDER_KEYS}
+    return Purchase(
+        identifier=identifier,
+        product_id=event,
+        currency=currency,
+        price=revenue,
+        quantity=1,
+        time=time,
+        app_id=app_id,
+        properties=clean_properties(
+            rest,
+            "$.properties",
+            _PURCHASE_RESERVED,
+            warnings,
+            max_bytes=_MAX_PURCHASE_PROPERTIES,
+        ),
+        update_existing_only=update_existing_only,
+    )

@@ -1,0 +1,315 @@
+"""The Segment side: read an inbound Segment message into a typed call.
+
+Only structure is checked here: a message that cannot be read raises
+:class:`InvalidMessage` naming the JSON path of the fault. What Braze would
+accept is decided later, by the translation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from segment_braze._dates import parse_time
+from segment_braze.exceptions import InvalidMessage
+
+__all__ = [
+    "Alias",
+    "Call",
+    "Delete",
+    "Group",
+    "Identify",
+    "Page",
+    "Screen",
+    "Track",
+    "Warnings",
+    "child_path",
+    "parse_call",
+]
+
+Warnings = list[tuple[str, str]]
+
+# Segment: `timestamp` is when it happened (skew-corrected); the others are the
+# fall-backs, in order of how close they are to that moment.
+_TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_EMPTY: Mapping[str, Any] = {}
+
+
+def child_path(parent: str, key: object) -> str:
+    """Return the JSON path of ``key`` under ``parent`` (``$.traits.email``)."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    text = str(key)
+    if _PLAIN_KEY.match(text):
+        return f"{parent}.{text}"
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{parent}["{escaped}"]'
+
+
+def _optional_id(message: Mapping[str, Any], key: str) -> str | None:
+    value = message.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # Segment allows numeric ids; Braze ids are strings. 12.0 -> "12".
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+    raise InvalidMessage(f"$.{key}", f"must be a string or a number, not {_kind(value)}")
+
+
+def _object(message: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+    value = message.get(key)
+    if value is None:
+        return _EMPTY
+    if not isinstance(value, Mapping):
+        raise InvalidMessage(child_path(path, key), f"must be an object, not {_kind(value)}")
+    return value
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def _event_time(message: Mapping[str, Any], warnings: Warnings) -> dt.datetime:
+    for field in _TIME_FIELDS:
+        raw = message.get(field)
+        if raw is None:
+            continue
+        moment = parse_time(raw)
+        if moment is not None:
+            return moment
+        warnings.append((f"$.{field}", f"unusable time {raw!r} ignored"))
+    raise InvalidMessage("$.timestamp", "no usable time in " + ", ".join(_TIME_FIELDS))
+
+
+def _braze_id(message: Mapping[str, Any], context: Mapping[str, Any]) -> str | None:
+    # A sender can name the Braze profile directly; the first source set wins.
+    sources: tuple[tuple[Mapping[str, Any], str], ...] = (
+        (message, "integrations"),
+        (context, "integrations"),
+    )
+    for container, key in sources:
+        integrations = container.get(key)
+        if isinstance(integrations, Mapping):
+            braze = integrations.get("Braze")
+            if isinstance(braze, Mapping):
+                value = braze.get("braze_id")
+                if isinstance(value, str) and value:
+                    return value
+    for key in ("properties", "traits"):
+        payload = message.get(key)
+        if isinstance(payload, Mapping):
+            value = payload.get("braze_id")
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class Call:
+    """What every Segment call carries.
+
+    Attributes:
+        type: the Segment call type.
+        message_id: Segment's ``messageId``, when present.
+        user_id: ``userId`` as a string (numbers converted), or ``None``.
+        anonymous_id: ``anonymousId`` as a string, or ``None``.
+        braze_id: a Braze id the sender named, or ``None``.
+        context: the ``context`` object (empty when absent).
+    """
+
+    type: str
+    message_id: str | None
+    user_id: str | None
+    anonymous_id: str | None
+    braze_id: str | None
+    context: Mapping[str, Any] = attrs.field(hash=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class Identify(Call):
+    """An ``identify`` call: who the user is."""
+
+    traits: Mapping[str, Any] = attrs.field(hash=False)
+
+
+@attrs.frozen(kw_only=True)
+class Track(Call):
+    """A ``track`` call: something the user did."""
+
+    event: str
+    properties: Mapping[str, Any] = attrs.field(hash=False)
+    time: dt.datetime
+
+
+@attrs.frozen(kw_only=True)
+class Page(Call):
+    """A ``page`` call (web)."""
+
+    name: str | None
+    category: str | None
+    properties: Mapping[str, Any] = attrs.field(hash=False)
+    time: dt.datetime
+
+
+@attrs.frozen(kw_only=True)
+class Screen(Page):
+    """A ``screen`` call (mobile); read like a page."""
+
+
+@attrs.frozen(kw_only=True)
+class Group(Call):
+    """A ``group`` call: the user belongs to ``group_id``."""
+
+    group_id: str
+
+
+@attrs.frozen(kw_only=True)
+class Alias(Call):
+    """An ``alias`` call: ``previous_id`` and ``new_id`` (its userId) are one person."""
+
+    previous_id: str
+    new_id: str
+
+
+@attrs.frozen(kw_only=True)
+class Delete(Call):
+    """Segment's user-deletion message."""
+
+
+def _common(message: Mapping[str, Any], call_type: str) -> dict[str, Any]:
+    context = _object(message, "context", "$")
+    return {
+        "type": call_type,
+        "message_id": _optional_id(message, "messageId"),
+        "user_id": _optional_id(message, "userId"),
+        "anonymous_id": _optional_id(message, "anonymousId"),
+        "braze_id": _braze_id(message, context),
+        "context": context,
+    }
+
+
+def _name(message: Mapping[str, Any], key: str) -> str | None:
+    value = message.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidMessage(f"$.{key}", f"must be a string, not {_kind(value)}")
+    return value
+
+
+def _identify(message: Mapping[str, Any], warnings: Warnings) -> Call:
+    del warnings
+    return Identify(**_common(message, "identify"), traits=_object(message, "traits", "$"))
+
+
+def _track(message: Mapping[str, Any], warnings: Warnings) -> Call:
+    event = message.get("event")
+    if not isinstance(event, str) or not event.strip():
+        raise InvalidMessage("$.event", "a track call needs a non-empty event name")
+    return Track(
+        **_common(message, "track"),
+        event=event,
+        properties=_object(message, "properties", "$"),
+        time=_event_time(message, warnings),
+    )
+
+
+def _page(message: Mapping[str, Any], warnings: Warnings) -> Call:
+    properties = _object(message, "properties", "$")
+    fields = _common(message, str(message["type"]).lower())
+    name = _name(message, "name")
+    if name is None:
+        # analytics.js puts the page name in properties.name as well; some
+        # sources only there.
+        candidate = properties.get("name")
+        name = candidate if isinstance(candidate, str) and candidate else None
+    kind = Screen if fields["type"] == "screen" else Page
+    return kind(
+        **fields,
+        name=name,
+        category=_name(message, "category"),
+        properties=properties,
+        time=_event_time(message, warnings),
+    )
+
+
+def _group(message: Mapping[str, Any], warnings: Warnings) -> Call:
+    del warnings
+    group_id = _optional_id(message, "groupId")
+    if group_id is None:
+        raise InvalidMessage("$.groupId", "a group call needs a groupId")
+    return Group(**_common(message, "group"), group_id=group_id)
+
+
+def _alias(message: Mapping[str, Any], warnings: Warnings) -> Call:
+    del warnings
+    fields = _common(message, "alias")
+    previous_id = _optional_id(message, "previousId")
+    if previous_id is None:
+        raise InvalidMessage("$.previousId", "an alias call needs previousId")
+    if fields["user_id"] is None:
+        raise InvalidMessage("$.userId", "an alias call needs userId")
+    return Alias(**fields, previous_id=previous_id, new_id=fields["user_id"])
+
+
+def _delete(message: Mapping[str, Any], warnings: Warnings) -> Call:
+    del warnings
+    return Delete(**_common(message, "delete"))
+
+
+_PARSERS: dict[str, Callable[[Mapping[str, Any], Warnings], Call]] = {
+    "identify": _identify,
+    "track": _track,
+    "page": _page,
+    "screen": _page,
+    "group": _group,
+    "alias": _alias,
+    "delete": _delete,
+}
+
+
+def parse_call(message: object, warnings: Warnings) -> Call:
+    """Read a Segment message (a dict as Segment sends it) into a typed call.
+
+    Args:
+        message: the Segment message.
+        warnings: receives ``(json_path, text)`` for fields ignored on the way.
+
+    Returns:
+        The typed call.
+
+    Raises:
+        InvalidMessage: the message is not an object, has a missing or unknown
+            ``type``, or a field the call needs is missing or malformed.
+    """
+    if not isinstance(message, Mapping):
+        raise InvalidMessage("$", f"a Segment message must be an object, not {_kind(message)}")
+    call_type = message.get("type")
+    if not isinstance(call_type, str) or not call_type:
+        raise InvalidMessage("$.type", "missing message type")
+    parser = _PARSERS.get(call_type.lower())
+    if parser is None:
+        known = ", ".join(sorted(_PARSERS))
+        raise InvalidMessage("$.type", f"unknown message type {call_type!r} (known: {known})")
+    return parser(message, warnings)

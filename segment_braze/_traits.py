@@ -1,0 +1,293 @@
+"""Segment identify traits -> Braze user attributes (standard and custom)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from segment_braze._dates import format_date, parse_date
+from segment_braze._iso import country_code, language_code
+from segment_braze._segment import Warnings, child_path
+from segment_braze._values import DROP, MAX_STRING, clean_custom_attribute
+
+__all__ = ["traits_to_attributes"]
+
+# Braze: M, F, O (other), N (not applicable), P (prefer not to say).
+_GENDERS: Final = {
+    **dict.fromkeys(("male", "m", "man"), "M"),
+    **dict.fromkeys(("female", "f", "woman"), "F"),
+    **dict.fromkeys(("other", "o", "non-binary", "nonbinary", "non binary"), "O"),
+    **dict.fromkeys(("not applicable", "n", "na", "n/a"), "N"),
+    **dict.fromkeys(("prefer not to say", "p"), "P"),
+}
+_SUBSCRIPTION_STATES: Final = frozenset({"opted_in", "subscribed", "unsubscribed"})
+_GROUP_STATES: Final = frozenset({"subscribed", "unsubscribed"})
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
+# An IANA zone name: "UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires",
+# "Etc/GMT+5". Checked by form only: reading the zone database is I/O.
+_TIME_ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9][A-Za-z0-9_+\-]*)*\Z")
+# Keys that name parts of the Braze object itself, never a custom attribute.
+_OBJECT_KEYS: Final = frozenset(
+    {
+        "external_id",
+        "user_alias",
+        "braze_id",
+        "_update_existing_only",
+        "push_token_import",
+    }
+)
+
+Out = dict[str, Any]
+Handler = Callable[[Any, str, Out, Warnings], None]
+
+
+def _string(target: str) -> Handler:
+    """Make a handler for a standard string attribute (at most 255 characters)."""
+
+    def handle(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+        if value is None:
+            out[target] = None  # explicit null unsets the attribute in Braze
+        elif not isinstance(value, str):
+            warnings.append((path, f"{target} must be a string; dropped"))
+        elif len(value) > MAX_STRING:
+            warnings.append(
+                (
+                    path,
+                    f"{target} of {len(value)} characters exceeds Braze's {MAX_STRING}; dropped",
+                )
+            )
+        else:
+            out[target] = value
+
+    return handle
+
+
+def _phone(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        warnings.append((path, "numeric phone written as a string"))
+        value = str(value)
+    _string("phone")(value, path, out, warnings)
+
+
+def _dob(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    if value is None:
+        out["dob"] = None
+        return
+    day = parse_date(value)
+    if day is None:
+        warnings.append((path, f"unparseable birthday {value!r} dropped"))
+    else:
+        out["dob"] = format_date(day)
+
+
+def _gender(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    code = _GENDERS.get(value.strip().lower()) if isinstance(value, str) else None
+    if code is None:
+        # Never null: Braze would erase the stored gender.
+        warnings.append((path, f"unrecognised gender {value!r} dropped"))
+    else:
+        out["gender"] = code
+
+
+def _country(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    if value is None:
+        out["country"] = None
+        return
+    code = country_code(value) if isinstance(value, str) else None
+    if code is None:
+        # Braze sets a non-ISO country to NULL, erasing the stored one.
+        warnings.append((path, f"country {value!r} is not an ISO-3166 country; dropped"))
+        return
+    if code != value:
+        warnings.append((path, f"country {value!r} written as {code!r}"))
+    out["country"] = code
+
+
+def _language(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    if value is None:
+        out["language"] = None
+        return
+    code = None
+    if isinstance(value, str):
+        # "en-US" / "en_US": Braze wants the ISO-639-1 part only.
+        code = language_code(re.split(r"[-_]", value, maxsplit=1)[0])
+    if code is None:
+        warnings.append((path, f"language {value!r} is not ISO-639-1; dropped"))
+        return
+    if code != value:
+        warnings.append((path, f"language {value!r} written as {code!r}"))
+    out["language"] = code
+
+
+def _time_zone(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    if value is None:
+        out["time_zone"] = None
+    elif isinstance(value, str) and _TIME_ZONE.match(value):
+        out["time_zone"] = value
+    else:
+        warnings.append((path, f"time_zone {value!r} is not an IANA zone name; dropped"))
+
+
+def _subscribe(target: str) -> Handler:
+    def handle(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+        state = value.strip().lower() if isinstance(value, str) else None
+        if state in _SUBSCRIPTION_STATES:
+            out[target] = state
+        else:
+            allowed = ", ".join(sorted(_SUBSCRIPTION_STATES))
+            warnings.append((path, f"{target} {value!r} is not one of {allowed}; dropped"))
+
+    return handle
+
+
+def _subscription_groups(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    if not isinstance(value, list | tuple):
+        warnings.append((path, "subscription_groups must be an array; dropped"))
+        return
+    groups = []
+    for index, group in enumerate(value):
+        if (
+            isinstance(group, Mapping)
+            and isinstance(group.get("subscription_group_id"), str)
+            and _UUID.match(group["subscription_group_id"])
+            and group.get("subscription_state") in _GROUP_STATES
+        ):
+            groups.append(
+                {
+                    "subscription_group_id": group["subscription_group_id"],
+                    "subscription_state": group["subscription_state"],
+                }
+            )
+        else:
+            warnings.append(
+                (
+                    child_path(path, index),
+                    "needs a UUID subscription_group_id and a subscription_state of "
+                    "subscribed or unsubscribed; dropped",
+                )
+            )
+    if groups:
+        out["subscription_groups"] = groups
+
+
+def _current_location(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    if isinstance(value, Mapping):
+        lat, lon = value.get("latitude"), value.get("longitude")
+        if (
+            isinstance(lat, int | float)
+            and isinstance(lon, int | float)
+            and not isinstance(lat, bool)
+            and not isinstance(lon, bool)
+            and -90 <= lat <= 90
+            and -180 <= lon <= 180
+        ):
+            out["current_location"] = {"longitude": lon, "latitude": lat}
+            return
+    warnings.append(
+        (
+            path,
+            "current_location needs numeric latitude (-90..90) and longitude (-180..180); dropped",
+        )
+    )
+
+
+def _skip(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    """``id`` is the external_id and ``braze_id`` an identifier: not attributes."""
+
+
+_HANDLERS: Final[dict[str, Handler]] = {
+    "firstName": _string("first_name"),
+    "first_name": _string("first_name"),
+    "lastName": _string("last_name"),
+    "last_name": _string("last_name"),
+    "email": _string("email"),
+    "phone": _phone,
+    "avatar": _string("image_url"),
+    "photoUrl": _string("image_url"),
+    "avatarUrl": _string("image_url"),
+    "image_url": _string("image_url"),
+    "home_city": _string("home_city"),
+    "birthday": _dob,
+    "dob": _dob,
+    "gender": _gender,
+    "country": _country,
+    "language": _language,
+    "time_zone": _time_zone,
+    "email_subscribe": _subscribe("email_subscribe"),
+    "push_subscribe": _subscribe("push_subscribe"),
+    "subscription_groups": _subscription_groups,
+    "current_location": _current_location,
+    "id": _skip,
+    "braze_id": _skip,
+}
+
+
+def _address(value: Any, path: str, out: Out, max_array_length: int, warnings: Warnings) -> None:
+    if not isinstance(value, Mapping):
+        custom = clean_custom_attribute("address", value, path, max_array_length, warnings)
+        if custom is not DROP:
+            out["address"] = custom
+        return
+    rest = dict(value)
+    if "city" in rest:
+        _string("home_city")(rest.pop("city"), child_path(path, "city"), out, warnings)
+    if "country" in rest:
+        _country(rest.pop("country"), child_path(path, "country"), out, warnings)
+    if rest:
+        custom = clean_custom_attribute("address", rest, path, max_array_length, warnings)
+        if custom is not DROP:
+            out["address"] = custom
+
+
+def _split_name(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    if not isinstance(value, str) or not value.strip():
+        warnings.append((path, "name must be a non-empty string; dropped"))
+        return
+    first, _, last = value.strip().partition(" ")
+    _string("first_name")(first, path, out, warnings)
+    if last.strip():
+        _string("last_name")(last.strip(), path, out, warnings)
+
+
+def traits_to_attributes(
+    traits: Mapping[str, Any], *, path: str, max_array_length: int, warnings: Warnings
+) -> dict[str, Any]:
+    """Map Segment traits to Braze user attributes.
+
+    Args:
+        traits: the identify call's traits.
+        path: JSON path of the traits object (``$.traits``).
+        max_array_length: the account's array limit for custom attributes.
+        warnings: receives a warning for every trait dropped or normalised.
+
+    Returns:
+        Attribute name -> value, standard attributes under Braze's names and
+        every other trait as a custom attribute.
+    """
+    out: Out = {}
+    for key, value in traits.items():
+        handler = _HANDLERS.get(key)
+        if handler is not None:
+            handler(value, child_path(path, key), out, warnings)
+        elif key == "address":
+            _address(value, child_path(path, key), out, max_array_length, warnings)
+        elif key == "name":
+            continue  # only a fall-back for first/last name, below
+        elif key in _OBJECT_KEYS:
+            warnings.append(
+                (
+                    child_path(path, key),
+                    f"'{key}' is part of Braze's object; not an attribute",
+                )
+            )
+        else:
+            item_path = child_path(path, key)
+            custom = clean_custom_attribute(key, value, item_path, max_array_length, warnings)
+            if custom is not DROP:
+                out[key] = custom
+    if "name" in traits and not any(
+        key in traits for key in ("firstName", "first_name", "lastName", "last_name")
+    ):
+        _split_name(traits["name"], child_path(path, "name"), out, warnings)
+    return out

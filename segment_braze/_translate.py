@@ -1,0 +1,382 @@
+"""Pure translation: one small function per Segment call type, dispatched by a table.
+
+No I/O, no clock, no global state: the same message and settings always give the
+same :class:`Translation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from segment_braze._braze import (
+    Event,
+    Identifier,
+    Purchase,
+    UserAttributes,
+    UserOperation,
+)
+from segment_braze._dates import format_time
+from segment_braze._products import order_purchases, revenue_purchase
+from segment_braze._segment import (
+    Alias,
+    Call,
+    Delete,
+    Group,
+    Identify,
+    Page,
+    Screen,
+    Track,
+    Warnings,
+    parse_call,
+)
+from segment_braze._settings import Settings
+from segment_braze._traits import traits_to_attributes
+from segment_braze._translation import Translation
+from segment_braze._values import MAX_KEY, clean_properties
+
+__all__ = ["translate"]
+
+_DEFAULT_SETTINGS: Final = Settings()
+# Braze: external_id is at most 987 bytes.
+_MAX_EXTERNAL_ID_BYTES: Final = 987
+# Braze: device_id of a push token is 8 to 255 bytes.
+_DEVICE_ID_BYTES: Final = range(8, 256)
+_EVENT_RESERVED: Final = frozenset({"time", "event_name"})
+_FILTERED: Final = "filtered"
+
+
+def translate(message: Mapping[str, Any], settings: Settings | None = None) -> Translation:
+    """Translate one Segment message into what Braze should receive.
+
+    Args:
+        message: a Segment spec message as Segment sends it (camelCase keys).
+        settings: connection and translation options; defaults serve translation
+            and unit tests.
+
+    Returns:
+        The Braze objects and requests, with ``dropped`` set when the message maps
+        to nothing and ``warnings`` for every field dropped or normalised.
+
+    Raises:
+        InvalidMessage: the message is malformed (not an object, missing or unknown
+            ``type``, a track without an event name, no usable time, ...); its
+            ``path`` names the JSON path of the fault.
+    """
+    warnings: Warnings = []
+    call = parse_call(message, warnings)
+    return _HANDLERS[type(call)](call, settings or _DEFAULT_SETTINGS, warnings)
+
+
+def _dropped(call: Call, reason: str, warnings: Warnings) -> Translation:
+    return Translation(message_id=call.message_id, dropped=reason, warnings=tuple(warnings))
+
+
+def _identifier(call: Call, settings: Settings) -> Identifier | str:
+    """Pick the one primary identifier, or say why there is none.
+
+    Precedence: ``userId`` -> external_id; a Braze id named by the sender ->
+    braze_id; in alias mode, ``anonymousId`` -> user_alias.
+    """
+    if call.user_id is not None:
+        if len(call.user_id.encode()) > _MAX_EXTERNAL_ID_BYTES:
+            return f"userId exceeds Braze's {_MAX_EXTERNAL_ID_BYTES}-byte external_id limit"
+        return Identifier(kind="external_id", value=call.user_id)
+    if call.braze_id is not None:
+        return Identifier(kind="braze_id", value=call.braze_id)
+    if settings.anonymous_users == "alias" and call.anonymous_id is not None:
+        return Identifier(
+            kind="user_alias",
+            value=call.anonymous_id,
+            label=settings.anonymous_alias_label,
+        )
+    if call.anonymous_id is not None:
+        return (
+            "anonymous message (no userId): Braze's REST API needs a user id; "
+            "set anonymous_users='alias' to track anonymous users"
+        )
+    return "no userId: Braze's REST API needs a user id"
+
+
+def _build(
+    call: Call,
+    identifier: Identifier,
+    settings: Settings,
+    warnings: Warnings,
+    *,
+    attributes: dict[str, Any] | None = None,
+    events: tuple[Event, ...] = (),
+    purchases: tuple[Purchase, ...] = (),
+    operations: tuple[UserOperation, ...] = (),
+) -> Translation:
+    """Assemble a translation, creating the alias profile first when needed."""
+    attribute_objects: tuple[UserAttributes, ...] = ()
+    if identifier.is_alias:
+        # Braze creates an alias-only profile only from an attributes object with
+        # _update_existing_only false, and drops alias events for a profile that
+        # does not exist yet: so the alias profile comes first, whatever the
+        # update_existing_only setting says.
+        attribute_objects = (
+            UserAttributes(
+                identifier=identifier,
+                attributes=attributes or {},
+                update_existing_only=False,
+            ),
+        )
+    elif attributes is not None:
+        attribute_objects = (
+            UserAttributes(
+                identifier=identifier,
+                attributes=attributes,
+                update_existing_only=settings.update_existing_only,
+            ),
+        )
+    return Translation(
+        message_id=call.message_id,
+        attributes=attribute_objects,
+        events=events,
+        purchases=purchases,
+        operations=operations,
+        warnings=tuple(warnings),
+    )
+
+
+def _objects_update_only(identifier: Identifier, settings: Settings) -> bool:
+    # Braze treats events and purchases sent by alias as update-only; say so.
+    return True if identifier.is_alias else settings.update_existing_only
+
+
+def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Translation:
+    identifier = _identifier(call, settings)
+    if isinstance(identifier, str):
+        return _dropped(call, identifier, warnings)
+    attributes = traits_to_attributes(
+        call.traits,
+        path="$.traits",
+        max_array_length=settings.max_array_length,
+        warnings=warnings,
+    )
+    push_token = _push_token(call, settings, warnings)
+    if push_token is not None:
+        attributes["push_tokens"] = [push_token]
+    operations: tuple[UserOperation, ...] = ()
+    if (
+        settings.anonymous_users == "alias"
+        and identifier.kind == "external_id"
+        and call.anonymous_id is not None
+    ):
+        # The anonymous profile's history merges into the known user.
+        operations = (_identify_alias(identifier.value, call.anonymous_id, settings),)
+    return _build(
+        call,
+        identifier,
+        settings,
+        warnings,
+        attributes=attributes,
+        operations=operations,
+    )
+
+
+def _identify_alias(external_id: str, alias_name: str, settings: Settings) -> UserOperation:
+    return UserOperation(
+        path="/users/identify",
+        key="aliases_to_identify",
+        entry={
+            "external_id": external_id,
+            "user_alias": {
+                "alias_name": alias_name,
+                "alias_label": settings.anonymous_alias_label,
+            },
+        },
+    )
+
+
+def _push_token(call: Call, settings: Settings, warnings: Warnings) -> dict[str, Any] | None:
+    device = call.context.get("device")
+    if not isinstance(device, Mapping):
+        return None
+    token = device.get("token")
+    if token is None or token == "":
+        return None
+    if not isinstance(token, str):
+        warnings.append(("$.context.device.token", "push token must be a string; skipped"))
+        return None
+    if settings.app_id is None:
+        warnings.append(
+            (
+                "$.context.device.token",
+                "push token skipped: Braze needs app_id to import it",
+            )
+        )
+        return None
+    entry = {"app_id": settings.app_id, "token": token}
+    device_id = device.get("id")
+    if device_id is not None:
+        if isinstance(device_id, str) and len(device_id.encode()) in _DEVICE_ID_BYTES:
+            entry["device_id"] = device_id
+        else:
+            warnings.append(
+                (
+                    "$.context.device.id",
+                    "device_id must be 8 to 255 bytes; omitted from push token",
+                )
+            )
+    return entry
+
+
+def _allowed(name: str, settings: Settings) -> bool:
+    if name in settings.events_denylist:
+        return False
+    return settings.events_allowlist is None or name in settings.events_allowlist
+
+
+def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
+    if not _allowed(call.event, settings):
+        return _dropped(call, _FILTERED, warnings)
+    identifier = _identifier(call, settings)
+    if isinstance(identifier, str):
+        return _dropped(call, identifier, warnings)
+    time = format_time(call.time)
+    update_only = _objects_update_only(identifier, settings)
+    products = call.properties.get("products")
+    if isinstance(products, list) and products:
+        purchases = order_purchases(
+            call.properties,
+            products,
+            identifier=identifier,
+            time=time,
+            app_id=settings.app_id,
+            update_existing_only=update_only,
+            warnings=warnings,
+        )
+        if not purchases:
+            return _dropped(call, "every product is invalid for a Braze purchase", warnings)
+        return _build(call, identifier, settings, warnings, purchases=purchases)
+    if settings.log_purchase_when_revenue_present:
+        purchase = revenue_purchase(
+            call.event,
+            call.properties,
+            identifier=identifier,
+            time=time,
+            app_id=settings.app_id,
+            update_existing_only=update_only,
+            warnings=warnings,
+        )
+        if purchase is not None:
+            return _build(call, identifier, settings, warnings, purchases=(purchase,))
+    return _event(
+        call,
+        call.event,
+        properties=call.properties,
+        identifier=identifier,
+        time=time,
+        settings=settings,
+        warnings=warnings,
+    )
+
+
+def _event(
+    call: Call,
+    name: str,
+    *,
+    properties: Mapping[str, Any],
+    identifier: Identifier,
+    time: str,
+    settings: Settings,
+    warnings: Warnings,
+) -> Translation:
+    if len(name) > MAX_KEY:
+        return _dropped(call, f"event name over Braze's {MAX_KEY} characters", warnings)
+    event = Event(
+        identifier=identifier,
+        name=name,
+        time=time,
+        app_id=settings.app_id,
+        properties=clean_properties(properties, "$.properties", _EVENT_RESERVED, warnings),
+        update_existing_only=_objects_update_only(identifier, settings),
+    )
+    return _build(call, identifier, settings, warnings, events=(event,))
+
+
+def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
+    noun = "Screen" if isinstance(call, Screen) else "Page"
+    if call.name is not None and (settings.track_named_pages or settings.track_all_pages):
+        # Braze's Segment mapping: Viewed {category }{name} Page / Viewed {name} Screen.
+        prefix = f"{call.category} " if call.category and noun == "Page" else ""
+        name = f"Viewed {prefix}{call.name} {noun}"
+    elif call.name is None and settings.track_all_pages:
+        name = f"Loaded a {noun}"
+    else:
+        setting = "track_named_pages or track_all_pages" if call.name else "track_all_pages"
+        return _dropped(call, f"{noun.lower()} calls are not tracked ({setting} is off)", warnings)
+    if not _allowed(name, settings):
+        return _dropped(call, _FILTERED, warnings)
+    identifier = _identifier(call, settings)
+    if isinstance(identifier, str):
+        return _dropped(call, identifier, warnings)
+    properties = dict(call.properties)
+    if call.name is not None:
+        properties["name"] = call.name
+    if call.category is not None:
+        properties["category"] = call.category
+    return _event(
+        call,
+        name,
+        properties=properties,
+        identifier=identifier,
+        time=format_time(call.time),
+        settings=settings,
+        warnings=warnings,
+    )
+
+
+def _group(call: Group, settings: Settings, warnings: Warnings) -> Translation:
+    identifier = _identifier(call, settings)
+    if isinstance(identifier, str):
+        return _dropped(call, identifier, warnings)
+    # Braze's Segment mapping: ab_segment_group_<groupId> = true; traits not sent.
+    key = f"ab_segment_group_{call.group_id}"
+    if len(key) > MAX_KEY:
+        return _dropped(call, f"group attribute name over Braze's {MAX_KEY} characters", warnings)
+    return _build(call, identifier, settings, warnings, attributes={key: True})
+
+
+def _alias(call: Alias, settings: Settings, warnings: Warnings) -> Translation:
+    if settings.alias_calls == "drop":
+        return _dropped(call, "alias calls are not sent (alias_calls='drop')", warnings)
+    if settings.alias_calls == "merge":
+        operation = UserOperation(
+            path="/users/merge",
+            key="merge_updates",
+            entry={
+                "identifier_to_merge": {"external_id": call.previous_id},
+                "identifier_to_keep": {"external_id": call.new_id},
+            },
+        )
+    else:
+        operation = _identify_alias(call.new_id, call.previous_id, settings)
+    return Translation(
+        message_id=call.message_id, operations=(operation,), warnings=tuple(warnings)
+    )
+
+
+def _delete(call: Delete, settings: Settings, warnings: Warnings) -> Translation:
+    del settings
+    if call.user_id is None:
+        return _dropped(call, "a delete needs a userId: Braze deletes by external id", warnings)
+    operation = UserOperation(path="/users/delete", key="external_ids", entry=call.user_id)
+    return Translation(
+        message_id=call.message_id, operations=(operation,), warnings=tuple(warnings)
+    )
+
+
+# Each handler takes its own Call subclass; the table is keyed by that class.
+_HANDLERS: Final[dict[type[Call], Callable[[Any, Settings, Warnings], Translation]]] = {
+    Identify: _identify,
+    Track: _track,
+    Page: _page,
+    Screen: _page,
+    Group: _group,
+    Alias: _alias,
+    Delete: _delete,
+}

@@ -1,0 +1,256 @@
+"""Braze's rules for custom attribute values and event/purchase properties.
+
+Every function here either returns a value Braze accepts or drops it, adding a
+``(json_path, text)`` warning: nothing is dropped silently, and one bad field never
+costs the whole message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+from segment_braze._segment import Warnings, child_path
+
+__all__ = [
+    "DROP",
+    "MAX_KEY",
+    "MAX_STRING",
+    "clean_custom_attribute",
+    "clean_properties",
+]
+
+# Braze: attribute and property keys, and string values, at most 255 characters.
+MAX_KEY: Final = 255
+MAX_STRING: Final = 255
+# Braze: nested custom attributes and nested event properties at most 100 KB;
+# purchase properties at most 50 KB.
+MAX_NESTED_BYTES: Final = 100 * 1024
+
+
+class _Drop:
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP: Final = _Drop()
+
+# Braze's custom attribute operators: an object made only of these keys is an
+# operation on the stored value, not a nested object.
+_SCALAR_ARRAY_OPS = frozenset({"add", "remove"})
+_OBJECT_ARRAY_OPS = frozenset({"$add", "$remove", "$update"})
+
+
+def _is_scalar(value: object) -> bool:
+    return value is None or isinstance(value, str | bool | int | float)
+
+
+def _bad_scalar(value: object) -> str | None:
+    """Say why a scalar cannot go to Braze, or return None when it can."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} is not a JSON number"
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        return f"string of {len(value)} characters exceeds Braze's {MAX_STRING}"
+    return None
+
+
+def _json_size(value: object) -> int:
+    return len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode())
+
+
+def _bad_key(key: object) -> str | None:
+    if not isinstance(key, str):
+        return f"key {key!r} is not a string"
+    if not key:
+        return "empty key"
+    if len(key) > MAX_KEY:
+        return f"key of {len(key)} characters exceeds Braze's {MAX_KEY}"
+    if key[0] == "$":
+        return f"key {key!r} starts with '$' (reserved for Braze operators)"
+    return None
+
+
+def _clean_nested(value: Any, path: str, warnings: Warnings) -> Any:
+    """Clean a value inside a nested object or array of objects."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            # Braze: nested keys carry no spaces, dots or '$' (except "$time"
+            # for dates inside nested objects).
+            if key == "$time":
+                out[key] = item
+                continue
+            problem = _bad_key(key)
+            if problem is None and (" " in key or "." in key):
+                problem = f"nested key {key!r} contains a space or '.'"
+            if problem is not None:
+                warnings.append((child_path(path, key), f"{problem}; dropped"))
+                continue
+            cleaned = _clean_nested(item, child_path(path, key), warnings)
+            if cleaned is not DROP:
+                out[key] = cleaned
+        return out
+    if isinstance(value, list | tuple):
+        items = []
+        for index, item in enumerate(value):
+            cleaned = _clean_nested(item, child_path(path, index), warnings)
+            if cleaned is not DROP:
+                items.append(cleaned)
+        return items
+    if not _is_scalar(value):
+        warnings.append((path, f"{type(value).__name__} is not JSON; dropped"))
+        return DROP
+    problem = _bad_scalar(value)
+    if problem is not None:
+        warnings.append((path, f"{problem}; dropped"))
+        return DROP
+    return value
+
+
+def _is_operation(value: Mapping[str, Any]) -> bool:
+    keys = value.keys()
+    if len(value) == 1 and "inc" in value:
+        return True
+    return bool(keys) and (keys <= _SCALAR_ARRAY_OPS or keys <= _OBJECT_ARRAY_OPS)
+
+
+def _clean_operation(value: Mapping[str, Any], path: str, warnings: Warnings) -> Any:
+    if "inc" in value:
+        amount = value["inc"]
+        # Braze: "inc" takes integers only.
+        if isinstance(amount, int) and not isinstance(amount, bool):
+            return dict(value)
+        warnings.append((child_path(path, "inc"), "increment must be an integer; dropped"))
+        return DROP
+    out: dict[str, Any] = {}
+    for key, items in value.items():
+        # Braze: add/remove take scalars; $add/$remove/$update take objects in
+        # Braze's own operator form ($identifier_key, ...), passed as given.
+        scalars_needed = key in _SCALAR_ARRAY_OPS
+        if not isinstance(items, list | tuple) or (
+            scalars_needed and not all(_is_scalar(item) for item in items)
+        ):
+            kind = "scalars" if scalars_needed else "objects"
+            warnings.append((child_path(path, key), f"'{key}' needs an array of {kind}; dropped"))
+            continue
+        out[key] = list(items)
+    return out or DROP
+
+
+def clean_custom_attribute(
+    key: object, value: Any, path: str, max_array_length: int, warnings: Warnings
+) -> Any:
+    """Return ``value`` as Braze accepts it for custom attribute ``key``, or DROP.
+
+    Args:
+        key: the attribute name.
+        value: the trait value (JSON).
+        path: the JSON path of the trait, for warnings.
+        max_array_length: the account's array limit (Braze: 500, older accounts 25).
+        warnings: receives a warning for anything dropped.
+    """
+    problem = _bad_key(key)
+    if problem is not None:
+        warnings.append((path, f"{problem}; custom attribute dropped"))
+        return DROP
+    if _is_scalar(value):
+        problem = _bad_scalar(value)
+        if problem is None:
+            return value
+        warnings.append((path, f"{problem}; custom attribute dropped"))
+        return DROP
+    if isinstance(value, list | tuple):
+        if len(value) > max_array_length:
+            warnings.append(
+                (
+                    path,
+                    f"array of {len(value)} items exceeds the limit of "
+                    f"{max_array_length}; custom attribute dropped",
+                )
+            )
+            return DROP
+        if all(_is_scalar(item) for item in value):
+            for index, item in enumerate(value):
+                problem = _bad_scalar(item)
+                if problem is not None:
+                    warnings.append(
+                        (
+                            child_path(path, index),
+                            f"{problem}; custom attribute dropped",
+                        )
+                    )
+                    return DROP
+            return list(value)
+        if all(isinstance(item, Mapping) for item in value):
+            return _sized(_clean_nested(value, path, warnings), path, warnings)
+        warnings.append(
+            (
+                path,
+                "array mixes objects, arrays or non-JSON values; custom attribute dropped",
+            )
+        )
+        return DROP
+    if isinstance(value, Mapping):
+        if _is_operation(value):
+            return _clean_operation(value, path, warnings)
+        return _sized(_clean_nested(value, path, warnings), path, warnings)
+    warnings.append((path, f"{type(value).__name__} is not JSON; custom attribute dropped"))
+    return DROP
+
+
+def _sized(value: Any, path: str, warnings: Warnings, limit: int = MAX_NESTED_BYTES) -> Any:
+    if value is DROP:
+        return DROP
+    size = _json_size(value)
+    if size > limit:
+        warnings.append((path, f"nested value of {size} bytes exceeds Braze's {limit}; dropped"))
+        return DROP
+    return value
+
+
+def clean_properties(
+    properties: Mapping[str, Any],
+    path: str,
+    reserved: frozenset[str],
+    warnings: Warnings,
+    *,
+    max_bytes: int = MAX_NESTED_BYTES,
+) -> dict[str, Any]:
+    """Return event or purchase properties as Braze accepts them.
+
+    Removes Braze's reserved keys, keys that are empty, over 255 characters or
+    start with ``$``, string values over 255 characters and non-JSON values, each
+    with a warning; nested objects and arrays are kept.
+    """
+    out: dict[str, Any] = {}
+    for key, value in properties.items():
+        if key in reserved:
+            warnings.append((child_path(path, key), f"'{key}' is reserved by Braze; dropped"))
+            continue
+        problem = _bad_key(key)
+        if problem is not None:
+            warnings.append((child_path(path, key), f"{problem}; dropped"))
+            continue
+        if _is_scalar(value):
+            problem = _bad_scalar(value)
+            if problem is None:
+                out[key] = value
+            else:
+                warnings.append((child_path(path, key), f"{problem}; dropped"))
+            continue
+        cleaned = _clean_nested(value, child_path(path, key), warnings)
+        if cleaned is not DROP:
+            out[key] = cleaned
+    if out and any(isinstance(v, Mapping | list) for v in out.values()):
+        size = _json_size(out)
+        if size > max_bytes:
+            warnings.append(
+                (
+                    path,
+                    f"properties of {size} bytes exceed Braze's {max_bytes}; dropped",
+                )
+            )
+            return {}
+    return out

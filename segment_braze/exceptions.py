@@ -1,0 +1,70 @@
+"""The one exception tree of segment_braze.
+
+::
+
+    SegmentBrazeError
+    ├── InvalidMessage (also ValueError)   a Segment message that cannot be translated
+    ├── SettingsError (also ValueError)    bad or missing connection options
+    └── DeliveryError                      the sender could not deliver
+        ├── AuthenticationError            Braze answered 401/403: never retried
+        └── TransportError                 connection failures, timeouts
+
+Per-field problems (an unparseable birthday, a trait Braze would reject) are not
+exceptions: they are warnings on the :class:`~segment_braze.Translation`, so one bad
+trait never costs the whole message.
+
+No exception text ever contains the REST API key.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "DeliveryError",
+    "InvalidMessage",
+    "SegmentBrazeError",
+    "SettingsError",
+    "TransportError",
+]
+
+
+class SegmentBrazeError(Exception):
+    """Base class of every error this library raises."""
+
+
+class InvalidMessage(SegmentBrazeError, ValueError):  # noqa: N818 (public contract name)
+    """A Segment message is malformed and cannot be translated.
+
+    Attributes:
+        path: the JSON path of the fault, for example ``$.event``.
+        reason: the problem, without the path.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class SettingsError(SegmentBrazeError, ValueError):
+    """A connection option is invalid, contradictory or missing."""
+
+
+class DeliveryError(SegmentBrazeError):
+    """The sender could not deliver to Braze."""
+
+
+class AuthenticationError(DeliveryError):
+    """Braze refused the REST API key (HTTP 401 or 403); nothing is retried.
+
+    Attributes:
+        status: the HTTP status Braze answered.
+    """
+
+    def __init__(self, message: str, *, status: int) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class TransportError(DeliveryError):
+    """A request failed below HTTP: connection refused or reset, or a timeout."""
