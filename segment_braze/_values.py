@@ -135,6 +135,11 @@ def _clean_operation(value: Mapping[str, Any], path: str, warnings: Warnings) ->
             kind = "scalars" if scalars_needed else "objects"
             warnings.append((child_path(path, key), f"'{key}' needs an array of {kind}; dropped"))
             continue
+        problems = [_bad_scalar(item) for item in items] if scalars_needed else []
+        if any(problems):
+            problem = next(p for p in problems if p)
+            warnings.append((child_path(path, key), f"{problem}; '{key}' dropped"))
+            continue
         out[key] = list(items)
     return out or DROP
 
