@@ -19,6 +19,20 @@ _UTC = dt.UTC
 _NO_YEAR = dt.datetime(1, 1, 1)
 
 
+def _zone(name: str | None, offset: int | None) -> dt.tzinfo | None:
+    """Resolve a zone dateutil found: offsets and UTC only.
+
+    Without this, dateutil resolves a name that matches the machine's zone to
+    the local zone (reading the machine's settings) and warns about other names;
+    a birthday's zone name is ignored instead.
+    """
+    if offset is not None:
+        return dt.timezone(dt.timedelta(seconds=offset))
+    if name in {"UTC", "GMT", "Z"}:
+        return _UTC
+    return None
+
+
 def parse_time(value: object) -> dt.datetime | None:
     """Parse a Segment timestamp into an aware UTC datetime.
 
@@ -76,7 +90,7 @@ def parse_date(value: object) -> dt.date | None:
     moment = parse_time(value)
     if moment is None:
         try:
-            moment = _dateutil_parser.parse(value, default=_NO_YEAR)
+            moment = _dateutil_parser.parse(value, default=_NO_YEAR, tzinfos=_zone)
         except (ValueError, OverflowError):
             return None
         if moment.year == _NO_YEAR.year:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from segment_braze._braze import Identifier, Purchase
 from segment_braze._iso import currency_code
 from segment_braze._segment import Warnings, child_path
-from segment_braze._values import MAX_KEY, clean_properties
+from segment_braze._values import MAX_KEY, clean_properties, within_size
 
 __all__ = ["order_purchases", "revenue_purchase"]
 
@@ -24,6 +25,7 @@ _MAX_QUANTITY: Final = 100
 # Braze: purchase properties at most 50 KB.
 _MAX_PURCHASE_PROPERTIES: Final = 50 * 1024
 _DEFAULT_CURRENCY: Final = "USD"
+_DIGITS: Final = re.compile(r"[0-9]+\Z")
 
 
 def _number(value: object) -> float | int | None:
@@ -52,7 +54,7 @@ def _quantity(value: object) -> int | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.match(value.strip()):
         value = int(value)
     if isinstance(value, int) and value >= 1:
         return value
@@ -92,7 +94,15 @@ def order_purchases(
     several purchases that add up to it. Invalid products are dropped with a
     warning each.
     """
-    order = {key: value for key, value in properties.items() if key not in _ORDER_KEYS}
+    # Order-level properties are cleaned once, so a bad one is reported once, at
+    # its own path.
+    order = clean_properties(
+        {key: value for key, value in properties.items() if key not in _ORDER_KEYS},
+        "$.properties",
+        _PURCHASE_RESERVED,
+        warnings,
+        max_bytes=_MAX_PURCHASE_PROPERTIES,
+    )
     order_currency = properties.get("currency")
     purchases: list[Purchase] = []
     for index, product in enumerate(products):
@@ -132,7 +142,7 @@ def order_purchases(
                 )
             )
             continue
-        if "currency" in product:
+        if product.get("currency") is not None:
             currency = _currency(product["currency"], child_path(path, "currency"), warnings)
         elif order_currency is not None:
             currency = _currency(order_currency, "$.properties.currency", warnings)
@@ -143,13 +153,15 @@ def order_purchases(
             continue
         # The keys read into the purchase itself are consumed, not dropped.
         consumed = {id_key, "price", "quantity", "currency"}
-        merged = {**order, **{k: v for k, v in product.items() if k not in consumed}}
-        purchase_properties = clean_properties(
-            merged,
+        own = clean_properties(
+            {key: value for key, value in product.items() if key not in consumed},
             path,
             _PURCHASE_RESERVED,
             warnings,
             max_bytes=_MAX_PURCHASE_PROPERTIES,
+        )
+        purchase_properties = within_size(
+            {**order, **own}, path, warnings, max_bytes=_MAX_PURCHASE_PROPERTIES
         )
         # Braze: quantity 1..100, and counts quantity X as X purchases; split
         # larger quantities so the total is kept.

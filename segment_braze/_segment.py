@@ -28,6 +28,7 @@ __all__ = [
     "Track",
     "Warnings",
     "child_path",
+    "is_text",
     "parse_call",
 ]
 
@@ -38,6 +39,17 @@ Warnings = list[tuple[str, str]]
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _EMPTY: Mapping[str, Any] = {}
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be written as UTF-8 (JSON input can hold lone surrogates)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def child_path(parent: str, key: object) -> str:
@@ -56,6 +68,8 @@ def _optional_id(message: Mapping[str, Any], key: str) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
+        if not is_text(value):
+            raise InvalidMessage(f"$.{key}", "is not valid Unicode (lone surrogate)")
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         # Segment allows numeric ids; Braze ids are strings. 12.0 -> "12".
@@ -215,6 +229,8 @@ def _name(message: Mapping[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidMessage(f"$.{key}", f"must be a string, not {_kind(value)}")
+    if not is_text(value):
+        raise InvalidMessage(f"$.{key}", "is not valid Unicode (lone surrogate)")
     return value
 
 
@@ -227,6 +243,8 @@ def _track(message: Mapping[str, Any], warnings: Warnings) -> Call:
     event = message.get("event")
     if not isinstance(event, str) or not event.strip():
         raise InvalidMessage("$.event", "a track call needs a non-empty event name")
+    if not is_text(event):
+        raise InvalidMessage("$.event", "is not valid Unicode (lone surrogate)")
     return Track(
         **_common(message, "track"),
         event=event,

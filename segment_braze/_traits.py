@@ -192,6 +192,28 @@ def _current_location(value: Any, path: str, out: Out, warnings: Warnings) -> No
     )
 
 
+def _push_tokens(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    if not isinstance(value, list | tuple):
+        warnings.append((path, "push_tokens must be an array; dropped"))
+        return
+    tokens = []
+    for index, token in enumerate(value):
+        # Braze: each needs app_id and token; device_id is optional.
+        if (
+            isinstance(token, Mapping)
+            and isinstance(token.get("app_id"), str)
+            and isinstance(token.get("token"), str)
+            and token.keys() <= {"app_id", "token", "device_id"}
+        ):
+            tokens.append(dict(token))
+        else:
+            warnings.append(
+                (child_path(path, index), "a push token needs app_id and token strings; dropped")
+            )
+    if tokens:
+        out["push_tokens"] = tokens
+
+
 def _skip(value: Any, path: str, out: Out, warnings: Warnings) -> None:
     """``id`` is the external_id and ``braze_id`` an identifier: not attributes."""
 
@@ -218,6 +240,7 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "push_subscribe": _subscribe("push_subscribe"),
     "subscription_groups": _subscription_groups,
     "current_location": _current_location,
+    "push_tokens": _push_tokens,
     "id": _skip,
     "braze_id": _skip,
 }

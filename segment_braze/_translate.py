@@ -68,6 +68,13 @@ def translate(message: Mapping[str, Any], settings: Settings | None = None) -> T
     return _HANDLERS[type(call)](call, settings or _DEFAULT_SETTINGS, warnings)
 
 
+def _too_long(external_id: str) -> bool:
+    return len(external_id.encode()) > _MAX_EXTERNAL_ID_BYTES
+
+
+_TOO_LONG: Final = f"exceeds Braze's {_MAX_EXTERNAL_ID_BYTES}-byte external_id limit"
+
+
 def _dropped(call: Call, reason: str, warnings: Warnings) -> Translation:
     return Translation(message_id=call.message_id, dropped=reason, warnings=tuple(warnings))
 
@@ -79,8 +86,8 @@ def _identifier(call: Call, settings: Settings) -> Identifier | str:
     braze_id; in alias mode, ``anonymousId`` -> user_alias.
     """
     if call.user_id is not None:
-        if len(call.user_id.encode()) > _MAX_EXTERNAL_ID_BYTES:
-            return f"userId exceeds Braze's {_MAX_EXTERNAL_ID_BYTES}-byte external_id limit"
+        if _too_long(call.user_id):
+            return f"userId {_TOO_LONG}"
         return Identifier(kind="external_id", value=call.user_id)
     if call.braze_id is not None:
         return Identifier(kind="braze_id", value=call.braze_id)
@@ -158,7 +165,7 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
     )
     push_token = _push_token(call, settings, warnings)
     if push_token is not None:
-        attributes["push_tokens"] = [push_token]
+        attributes.setdefault("push_tokens", []).append(push_token)
     operations: tuple[UserOperation, ...] = ()
     if (
         settings.anonymous_users == "alias"
@@ -344,6 +351,9 @@ def _group(call: Group, settings: Settings, warnings: Warnings) -> Translation:
 def _alias(call: Alias, settings: Settings, warnings: Warnings) -> Translation:
     if settings.alias_calls == "drop":
         return _dropped(call, "alias calls are not sent (alias_calls='drop')", warnings)
+    for name, value in (("userId", call.new_id), ("previousId", call.previous_id)):
+        if _too_long(value):
+            return _dropped(call, f"{name} {_TOO_LONG}", warnings)
     if settings.alias_calls == "merge":
         operation = UserOperation(
             path="/users/merge",
@@ -364,6 +374,8 @@ def _delete(call: Delete, settings: Settings, warnings: Warnings) -> Translation
     del settings
     if call.user_id is None:
         return _dropped(call, "a delete needs a userId: Braze deletes by external id", warnings)
+    if _too_long(call.user_id):
+        return _dropped(call, f"userId {_TOO_LONG}", warnings)
     operation = UserOperation(path="/users/delete", key="external_ids", entry=call.user_id)
     return Translation(
         message_id=call.message_id, operations=(operation,), warnings=tuple(warnings)

@@ -12,7 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from segment_braze._segment import Warnings, child_path
+from segment_braze._dates import parse_time
+from segment_braze._segment import Warnings, child_path, is_text
 
 __all__ = [
     "DROP",
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_STRING",
     "clean_custom_attribute",
     "clean_properties",
+    "within_size",
 ]
 
 # Braze: attribute and property keys, and string values, at most 255 characters.
@@ -51,8 +53,11 @@ def _bad_scalar(value: object) -> str | None:
     """Say why a scalar cannot go to Braze, or return None when it can."""
     if isinstance(value, float) and not math.isfinite(value):
         return f"{value!r} is not a JSON number"
-    if isinstance(value, str) and len(value) > MAX_STRING:
-        return f"string of {len(value)} characters exceeds Braze's {MAX_STRING}"
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            return f"string of {len(value)} characters exceeds Braze's {MAX_STRING}"
+        if not is_text(value):
+            return "string is not valid Unicode (lone surrogate)"
     return None
 
 
@@ -65,6 +70,8 @@ def _bad_key(key: object) -> str | None:
         return f"key {key!r} is not a string"
     if not key:
         return "empty key"
+    if not is_text(key):
+        return "key is not valid Unicode (lone surrogate)"
     if len(key) > MAX_KEY:
         return f"key of {len(key)} characters exceeds Braze's {MAX_KEY}"
     if key[0] == "$":
@@ -75,23 +82,7 @@ def _bad_key(key: object) -> str | None:
 def _clean_nested(value: Any, path: str, warnings: Warnings) -> Any:
     """Clean a value inside a nested object or array of objects."""
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            # Braze: nested keys carry no spaces, dots or '$' (except "$time"
-            # for dates inside nested objects).
-            if key == "$time":
-                out[key] = item
-                continue
-            problem = _bad_key(key)
-            if problem is None and (" " in key or "." in key):
-                problem = f"nested key {key!r} contains a space or '.'"
-            if problem is not None:
-                warnings.append((child_path(path, key), f"{problem}; dropped"))
-                continue
-            cleaned = _clean_nested(item, child_path(path, key), warnings)
-            if cleaned is not DROP:
-                out[key] = cleaned
-        return out
+        return _clean_nested_object(value, path, warnings)
     if isinstance(value, list | tuple):
         items = []
         for index, item in enumerate(value):
@@ -107,6 +98,30 @@ def _clean_nested(value: Any, path: str, warnings: Warnings) -> Any:
         warnings.append((path, f"{problem}; dropped"))
         return DROP
     return value
+
+
+def _clean_nested_object(value: Mapping[Any, Any], path: str, warnings: Warnings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        item_path = child_path(path, key)
+        # Braze: nested keys carry no spaces, dots or '$', except "$time", which
+        # marks a date inside a nested object.
+        if key == "$time":
+            if isinstance(item, str) and is_text(item) and parse_time(item) is not None:
+                out[key] = item
+            else:
+                warnings.append((item_path, "'$time' needs an ISO 8601 time; dropped"))
+            continue
+        problem = _bad_key(key)
+        if problem is None and (" " in key or "." in key):
+            problem = f"nested key {key!r} contains a space or '.'"
+        if problem is not None:
+            warnings.append((item_path, f"{problem}; dropped"))
+            continue
+        cleaned = _clean_nested(item, item_path, warnings)
+        if cleaned is not DROP:
+            out[key] = cleaned
+    return out
 
 
 def _is_operation(value: Mapping[str, Any]) -> bool:
@@ -126,22 +141,67 @@ def _clean_operation(value: Mapping[str, Any], path: str, warnings: Warnings) ->
         return DROP
     out: dict[str, Any] = {}
     for key, items in value.items():
-        # Braze: add/remove take scalars; $add/$remove/$update take objects in
-        # Braze's own operator form ($identifier_key, ...), passed as given.
-        scalars_needed = key in _SCALAR_ARRAY_OPS
-        if not isinstance(items, list | tuple) or (
-            scalars_needed and not all(_is_scalar(item) for item in items)
-        ):
-            kind = "scalars" if scalars_needed else "objects"
-            warnings.append((child_path(path, key), f"'{key}' needs an array of {kind}; dropped"))
+        item_path = child_path(path, key)
+        if not isinstance(items, list | tuple):
+            warnings.append((item_path, f"'{key}' needs an array; dropped"))
             continue
-        problems = [_bad_scalar(item) for item in items] if scalars_needed else []
-        if any(problems):
-            problem = next(p for p in problems if p)
-            warnings.append((child_path(path, key), f"{problem}; '{key}' dropped"))
+        if key in _SCALAR_ARRAY_OPS:
+            # Braze: add/remove take scalars.
+            problem = next((p for p in map(_scalar_problem, items) if p), None)
+            if problem is not None:
+                warnings.append((item_path, f"{problem}; '{key}' dropped"))
+                continue
+            out[key] = list(items)
             continue
-        out[key] = list(items)
+        cleaned = [
+            entry
+            for index, item in enumerate(items)
+            if (entry := _object_operation(key, item, child_path(item_path, index), warnings))
+            is not DROP
+        ]
+        if cleaned:
+            out[key] = cleaned
     return out or DROP
+
+
+def _scalar_problem(item: object) -> str | None:
+    if not _is_scalar(item):
+        return "an array of scalars is needed"
+    return _bad_scalar(item)
+
+
+# Braze's nested-array operators: $add takes objects; $remove and $update name the
+# object by $identifier_key/$identifier_value, and $update carries $new_object.
+_OPERATOR_FIELDS: Final = {
+    "$remove": frozenset({"$identifier_key", "$identifier_value"}),
+    "$update": frozenset({"$identifier_key", "$identifier_value", "$new_object"}),
+}
+
+
+def _object_operation(operator: str, item: Any, path: str, warnings: Warnings) -> Any:
+    if not isinstance(item, Mapping):
+        warnings.append((path, f"'{operator}' entries must be objects; dropped"))
+        return DROP
+    if operator == "$add":
+        return _clean_nested(item, path, warnings)
+    if item.keys() != _OPERATOR_FIELDS[operator]:
+        fields = ", ".join(sorted(_OPERATOR_FIELDS[operator]))
+        warnings.append((path, f"'{operator}' entries need exactly {fields}; dropped"))
+        return DROP
+    out = {}
+    for field in ("$identifier_key", "$identifier_value"):
+        cleaned = _clean_nested(item[field], child_path(path, field), warnings)
+        if cleaned is DROP or isinstance(cleaned, Mapping | list):
+            warnings.append((path, f"'{field}' must be a valid scalar; entry dropped"))
+            return DROP
+        out[field] = cleaned
+    if operator == "$update":
+        new_object = item["$new_object"]
+        if not isinstance(new_object, Mapping):
+            warnings.append((path, "'$new_object' must be an object; entry dropped"))
+            return DROP
+        out["$new_object"] = _clean_nested(new_object, child_path(path, "$new_object"), warnings)
+    return out
 
 
 def clean_custom_attribute(
@@ -248,14 +308,20 @@ def clean_properties(
         cleaned = _clean_nested(value, child_path(path, key), warnings)
         if cleaned is not DROP:
             out[key] = cleaned
-    if out and any(isinstance(v, Mapping | list) for v in out.values()):
-        size = _json_size(out)
+    return within_size(out, path, warnings, max_bytes=max_bytes)
+
+
+def within_size(
+    properties: dict[str, Any], path: str, warnings: Warnings, *, max_bytes: int
+) -> dict[str, Any]:
+    """Return ``properties``, or nothing (with a warning) when over Braze's size limit."""
+    # Flat properties of 255-character strings cannot reach the limit; only
+    # nested values are measured.
+    if properties and any(isinstance(v, Mapping | list) for v in properties.values()):
+        size = _json_size(properties)
         if size > max_bytes:
             warnings.append(
-                (
-                    path,
-                    f"properties of {size} bytes exceed Braze's {max_bytes}; dropped",
-                )
+                (path, f"properties of {size} bytes exceed Braze's {max_bytes}; dropped")
             )
             return {}
-    return out
+    return properties

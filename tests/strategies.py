@@ -1,0 +1,315 @@
+"""Hypothesis strategies for Segment messages and translation settings.
+
+``json_values()`` draws strict JSON (finite numbers, no lone surrogates);
+``python_json_values()`` draws what Python's ``json.loads`` also accepts
+(``NaN``, ``Infinity`` and lone UTF-16 surrogates). ``messages()`` draws
+Segment-shaped messages whose fields are mostly plausible and sometimes any
+JSON at all, biased towards the edges Braze cares about (255-character keys and
+strings, ``$`` keys, reserved names, quantities over 100, odd currencies).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from hypothesis import strategies as st
+
+from segment_braze import Settings
+
+TYPES = ("identify", "track", "page", "screen", "group", "alias", "delete")
+EVENT_NAMES = (
+    "Signed Up",
+    "Order Completed",
+    "Product Added",
+    "Viewed Home Page",
+    "Viewed Docs Home Page",
+    "Loaded a Page",
+    "Viewed Cart Screen",
+    "Loaded a Screen",
+)
+# Keys that exercise Braze's rules: operators, reserved names, identifiers,
+# nested-key rules (spaces, dots) and the 255-character limit.
+SPECIAL_KEYS = (
+    "$time",
+    "$add",
+    "$remove",
+    "$update",
+    "$x",
+    "add",
+    "remove",
+    "inc",
+    "time",
+    "event_name",
+    "product_id",
+    "price",
+    "quantity",
+    "currency",
+    "revenue",
+    "products",
+    "",
+    "a b",
+    "a.b",
+    "k" * 255,
+    "k" * 256,
+    "external_id",
+    "braze_id",
+    "user_alias",
+    "_update_existing_only",
+    "push_tokens",
+    "app_id",
+    "name",
+    "id",
+)
+EDGE_STRINGS = ("s" * 255, "s" * 256, "2015-01-01T00:00:00Z", "")
+
+keys = st.one_of(st.text(max_size=6), st.sampled_from(SPECIAL_KEYS))
+strings = st.one_of(st.text(max_size=12), st.sampled_from(EDGE_STRINGS))
+
+
+def _scalars(*, python: bool) -> st.SearchStrategy[Any]:
+    text = strings
+    if python:
+        # json.loads("\"\\ud800\"") gives a lone surrogate.
+        text = st.one_of(strings, st.text(st.characters(codec=None, categories=["Cs"]), min_size=1))
+    return st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**63), max_value=2**63),
+        st.floats(allow_nan=python, allow_infinity=python),
+        text,
+    )
+
+
+def _json(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        scalars,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.dictionaries(keys, children, max_size=4),
+        ),
+        max_leaves=12,
+    )
+
+
+def json_values() -> st.SearchStrategy[Any]:
+    """Strict JSON values: what a Segment source can send."""
+    return _json(_scalars(python=False))
+
+
+def python_json_values() -> st.SearchStrategy[Any]:
+    """Values Python's ``json.loads`` accepts: also NaN, infinities and lone surrogates."""
+    return _json(_scalars(python=True))
+
+
+def _sometimes(plausible: st.SearchStrategy[Any], values: st.SearchStrategy[Any]) -> Any:
+    """Mostly ``plausible``, sometimes any JSON value at all."""
+    return st.one_of(plausible, plausible, plausible, values)
+
+
+ids = st.one_of(
+    st.text(min_size=1, max_size=10),
+    st.integers(min_value=-(10**6), max_value=10**6),
+    st.sampled_from(("u" * 987, "u" * 988, "é" * 494)),
+)
+times = st.one_of(
+    st.datetimes(
+        min_value=dt.datetime(1971, 1, 1),
+        max_value=dt.datetime(2099, 12, 31),
+        timezones=st.one_of(
+            st.none(),
+            st.builds(
+                dt.timezone,
+                st.integers(-14 * 60, 14 * 60).map(lambda m: dt.timedelta(minutes=m)),
+            ),
+        ),
+    ).map(dt.datetime.isoformat),
+    st.sampled_from(("2015-01-01T00:00:00Z", "2015-01-01", "soon", "")),
+)
+numbers = st.one_of(
+    st.integers(min_value=-5, max_value=10**6),
+    st.floats(min_value=-1e6, max_value=1e9, allow_nan=False),
+    st.sampled_from(("9.99", "12", "ten", "", "1e3")),
+)
+currencies = st.sampled_from(("USD", "eur", "Gbp", "EURO", "ZZQ", "E", "", " usd "))
+
+
+def _traits(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    def maybe(plausible: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return _sometimes(plausible, values)
+
+    standard = st.fixed_dictionaries(
+        {},
+        optional={
+            "firstName": maybe(strings),
+            "lastName": maybe(strings),
+            "name": maybe(st.sampled_from(("Ada Lovelace", "Ada", " ", "A  B C"))),
+            "email": maybe(strings),
+            "phone": maybe(st.one_of(strings, st.integers())),
+            "avatar": maybe(strings),
+            "birthday": maybe(
+                st.sampled_from(
+                    ("1990-05-17", "May 17, 1990", "17 May", "junk", "1990-05-17T23:30:00-05:00")
+                )
+            ),
+            "gender": maybe(st.sampled_from(("male", "F", "Other", "na", "p", "blue"))),
+            "address": maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "city": maybe(strings),
+                        "country": maybe(st.sampled_from(("DE", "de", "Germany", "Korea", "XX"))),
+                        "postalCode": maybe(strings),
+                        "street": maybe(strings),
+                    },
+                )
+            ),
+            "country": maybe(st.sampled_from(("FR", "fr", "France", "Atlantis"))),
+            "language": maybe(st.sampled_from(("en", "en-US", "EN", "xx", "english"))),
+            "time_zone": maybe(st.sampled_from(("Europe/Berlin", "UTC", "no zone"))),
+            "email_subscribe": maybe(st.sampled_from(("opted_in", "subscribed", "yes"))),
+            "push_subscribe": maybe(st.sampled_from(("unsubscribed", "no"))),
+            "subscription_groups": maybe(
+                st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "subscription_group_id": st.sampled_from(
+                                ("3f1a2b4c-0000-4000-8000-00000000abcd", "news")
+                            ),
+                            "subscription_state": st.sampled_from(("subscribed", "maybe")),
+                        }
+                    ),
+                    max_size=3,
+                )
+            ),
+            "current_location": maybe(
+                st.fixed_dictionaries({"latitude": numbers, "longitude": numbers})
+            ),
+            "braze_id": maybe(ids),
+            "id": maybe(ids),
+            "tags": maybe(
+                st.one_of(
+                    st.lists(strings, max_size=30),
+                    st.fixed_dictionaries({"add": st.lists(strings, max_size=3)}),
+                    st.fixed_dictionaries({"inc": st.integers()}),
+                )
+            ),
+        },
+    )
+    return st.builds(lambda a, b: {**a, **b}, st.dictionaries(keys, values, max_size=3), standard)
+
+
+def _product(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    def maybe(plausible: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return _sometimes(plausible, values)
+
+    product = st.fixed_dictionaries(
+        {},
+        optional={
+            "product_id": maybe(ids),
+            "id": maybe(ids),
+            "sku": maybe(st.one_of(ids, st.just("p" * 256))),
+            "price": maybe(numbers),
+            "quantity": maybe(st.integers(min_value=-2, max_value=350)),
+            "currency": maybe(currencies),
+            "name": maybe(strings),
+            "time": values,
+        },
+    )
+    return st.one_of(
+        st.builds(lambda a, b: {**a, **b}, st.dictionaries(keys, values, max_size=2), product),
+        values,
+    )
+
+
+def _properties(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    def maybe(plausible: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return _sometimes(plausible, values)
+
+    known = st.fixed_dictionaries(
+        {},
+        optional={
+            "products": maybe(st.lists(_product(values), max_size=4)),
+            "revenue": maybe(numbers),
+            "currency": maybe(currencies),
+            "braze_id": maybe(ids),
+            "name": maybe(strings),
+        },
+    )
+    return st.builds(lambda a, b: {**a, **b}, st.dictionaries(keys, values, max_size=4), known)
+
+
+def _context(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    def maybe(plausible: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return _sometimes(plausible, values)
+
+    device = st.fixed_dictionaries(
+        {},
+        optional={
+            "token": maybe(strings),
+            "id": maybe(st.sampled_from(("d" * 7, "d" * 8, "device-1234", "d" * 256, "é" * 4))),
+        },
+    )
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "device": maybe(device),
+            "integrations": maybe(
+                st.fixed_dictionaries({"Braze": st.fixed_dictionaries({"braze_id": ids})})
+            ),
+            "traits": values,
+        },
+    )
+
+
+def messages(values: st.SearchStrategy[Any] | None = None) -> st.SearchStrategy[dict[str, Any]]:
+    """Segment-shaped messages of every type, with plausible and arbitrary fields."""
+    values = json_values() if values is None else values
+
+    def maybe(plausible: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return _sometimes(plausible, values)
+
+    return st.fixed_dictionaries(
+        {"type": st.one_of(st.sampled_from(TYPES), st.sampled_from(TYPES), values)},
+        optional={
+            "userId": maybe(ids),
+            "anonymousId": maybe(ids),
+            "messageId": maybe(ids),
+            "timestamp": maybe(times),
+            "originalTimestamp": maybe(times),
+            "sentAt": maybe(times),
+            "receivedAt": maybe(times),
+            "event": maybe(st.one_of(st.sampled_from(EVENT_NAMES), strings, st.just("e" * 256))),
+            "name": maybe(st.one_of(st.sampled_from(("Home", "Cart")), strings)),
+            "category": maybe(st.sampled_from(("Docs", "Shop"))),
+            "groupId": maybe(ids),
+            "previousId": maybe(ids),
+            "traits": maybe(_traits(values)),
+            "properties": maybe(_properties(values)),
+            "context": maybe(_context(values)),
+            "integrations": maybe(
+                st.fixed_dictionaries({"Braze": st.fixed_dictionaries({"braze_id": ids})})
+            ),
+        },
+    )
+
+
+def translation_settings(**fixed: Any) -> st.SearchStrategy[Settings]:
+    """Settings with every translation option drawn; ``fixed`` pins some of them."""
+    drawn: dict[str, st.SearchStrategy[Any]] = {
+        "app_id": st.sampled_from((None, "app-1", "a" * 36)),
+        "update_existing_only": st.booleans(),
+        "log_purchase_when_revenue_present": st.booleans(),
+        "track_all_pages": st.booleans(),
+        "track_named_pages": st.booleans(),
+        "max_array_length": st.sampled_from((1, 3, 25, 500)),
+        "anonymous_users": st.sampled_from(("drop", "alias")),
+        "anonymous_alias_label": st.sampled_from(("segment_anonymous_id", "visitor")),
+        "alias_calls": st.sampled_from(("identify", "merge", "drop")),
+        "events_allowlist": st.one_of(
+            st.none(), st.none(), st.frozensets(st.sampled_from(EVENT_NAMES), min_size=1)
+        ),
+        "events_denylist": st.frozensets(st.sampled_from(EVENT_NAMES), max_size=2),
+    }
+    drawn.update({name: st.just(value) for name, value in fixed.items()})
+    return st.builds(Settings, **drawn)

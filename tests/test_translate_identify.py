@@ -1,0 +1,487 @@
+import pytest
+from helpers import USER, identify, only, sent, track_body, warning_paths
+
+from segment_braze import Settings, translate
+
+
+def attributes_of(traits, settings=None):
+    """The attributes Braze receives for an identify with ``traits``, minus the frame."""
+    body = only(translate(identify(traits=traits), settings), "attributes")
+    assert body.pop("external_id") == USER
+    assert body.pop("_update_existing_only") is False
+    return body
+
+
+class TestIdentifyShape:
+    """An identify becomes one attributes object in one /users/track request."""
+
+    def test_one_attributes_object(self):
+        """An identify sends exactly one /users/track body with one attributes object."""
+        t = translate(identify(traits={"email": "ada@example.com"}))
+        assert sent(t) == [
+            (
+                "/users/track",
+                {
+                    "attributes": [
+                        {
+                            "external_id": USER,
+                            "email": "ada@example.com",
+                            "_update_existing_only": False,
+                        }
+                    ]
+                },
+            )
+        ]
+        assert t.dropped is None
+        assert t.warnings == ()
+
+    def test_without_traits(self):
+        """An identify without traits still sends the bare attributes object."""
+        t = translate(identify(traits={}))
+        assert track_body(t) == {
+            "attributes": [{"external_id": USER, "_update_existing_only": False}]
+        }
+
+    @pytest.mark.parametrize("flag", [True, False], ids=["update-only", "create"])
+    def test_update_existing_only_follows_setting(self, flag):
+        """The attributes object carries the update_existing_only setting."""
+        t = translate(identify(traits={"plan": "pro"}), Settings(update_existing_only=flag))
+        assert only(t, "attributes")["_update_existing_only"] is flag
+
+    def test_attributes_object_has_no_events(self):
+        """An identify sends no events or purchases, only the attributes key."""
+        assert list(track_body(translate(identify(traits={"plan": "pro"})))) == ["attributes"]
+
+    def test_id_trait_is_not_copied(self):
+        """The ``id`` trait is the external_id and is not sent as an attribute."""
+        assert attributes_of({"id": USER, "plan": "pro"}) == {"plan": "pro"}
+
+
+class TestNames:
+    """First and last names come from their traits, or from splitting ``name``."""
+
+    @pytest.mark.parametrize(
+        ("traits", "expected"),
+        [
+            pytest.param({"firstName": "Ada"}, {"first_name": "Ada"}, id="firstName"),
+            pytest.param({"first_name": "Ada"}, {"first_name": "Ada"}, id="first_name"),
+            pytest.param({"lastName": "Lovelace"}, {"last_name": "Lovelace"}, id="lastName"),
+            pytest.param({"last_name": "Lovelace"}, {"last_name": "Lovelace"}, id="last_name"),
+            pytest.param(
+                {"name": "Ada Lovelace"},
+                {"first_name": "Ada", "last_name": "Lovelace"},
+                id="name-split",
+            ),
+            pytest.param(
+                {"name": "Ada King Lovelace"},
+                {"first_name": "Ada", "last_name": "King Lovelace"},
+                id="name-split-at-first-space",
+            ),
+            pytest.param({"name": "Ada"}, {"first_name": "Ada"}, id="name-one-word"),
+            pytest.param(
+                {"name": "Ada Lovelace", "firstName": "Augusta"},
+                {"first_name": "Augusta"},
+                id="name-ignored-with-firstName",
+            ),
+            pytest.param(
+                {"name": "Ada Lovelace", "lastName": "King"},
+                {"last_name": "King"},
+                id="name-ignored-with-lastName",
+            ),
+        ],
+    )
+    def test_name_mapping(self, traits, expected):
+        """Name traits map to first_name/last_name; ``name`` is split only as a fall-back."""
+        assert attributes_of(traits) == expected
+
+
+class TestStandardStrings:
+    """Standard string attributes pass through, renamed the Braze way."""
+
+    @pytest.mark.parametrize(
+        ("trait", "attribute"),
+        [
+            ("email", "email"),
+            ("phone", "phone"),
+            ("avatar", "image_url"),
+            ("photoUrl", "image_url"),
+            ("avatarUrl", "image_url"),
+        ],
+    )
+    def test_passes_through(self, trait, attribute):
+        """Each standard string trait arrives under its Braze attribute name."""
+        assert attributes_of({trait: "value-1"}) == {attribute: "value-1"}
+
+    @pytest.mark.parametrize(
+        "trait", ["firstName", "lastName", "email", "phone", "avatar", "photoUrl", "avatarUrl"]
+    )
+    def test_over_255_characters_dropped(self, trait):
+        """A standard string attribute over 255 characters is dropped with a warning."""
+        t = translate(identify(traits={trait: "x" * 256}))
+        attributes = only(t, "attributes")
+        assert attributes == {"external_id": USER, "_update_existing_only": False}
+        assert warning_paths(t) == [f"$.traits.{trait}"]
+
+    def test_exactly_255_characters_kept(self):
+        """A standard string attribute of exactly 255 characters is kept."""
+        assert attributes_of({"email": "e" * 255}) == {"email": "e" * 255}
+
+
+class TestBirthday:
+    """``birthday`` becomes ``dob`` as the UTC date of the parsed value."""
+
+    @pytest.mark.parametrize(
+        ("birthday", "dob"),
+        [
+            pytest.param("1990-05-17", "1990-05-17", id="iso-date"),
+            pytest.param("1990-05-17T12:00:00Z", "1990-05-17", id="iso-time-utc"),
+            pytest.param("1990-05-17T12:00:00", "1990-05-17", id="naive-time-is-utc"),
+            pytest.param("1990-05-17T23:30:00-05:00", "1990-05-18", id="west-offset-next-day"),
+            pytest.param("1990-05-17T00:30:00+02:00", "1990-05-16", id="east-offset-day-before"),
+            pytest.param("May 17, 1990", "1990-05-17", id="written-out"),
+        ],
+    )
+    def test_dob(self, birthday, dob):
+        """The birthday is written as YYYY-MM-DD of its UTC date."""
+        assert attributes_of({"birthday": birthday}) == {"dob": dob}
+
+    def test_unknown_zone_name_never_raises(self):
+        """A birthday with a zone name the parser does not know gives a date or a warning."""
+        t = translate(identify(traits={"birthday": "1990-05-17 10:00 CEST"}))
+        attributes = only(t, "attributes")
+        if "dob" in attributes:
+            assert attributes["dob"] == "1990-05-17"
+        else:
+            assert warning_paths(t) == ["$.traits.birthday"]
+
+    @pytest.mark.parametrize(
+        "birthday",
+        [
+            pytest.param("not a date", id="words"),
+            pytest.param("1990-13-45", id="impossible"),
+            pytest.param("", id="empty"),
+            pytest.param(True, id="boolean"),
+            pytest.param({"year": 1990}, id="object"),
+        ],
+    )
+    def test_unparseable_dropped(self, birthday):
+        """An unparseable birthday is dropped with a warning at its path."""
+        t = translate(identify(traits={"birthday": birthday}))
+        assert "dob" not in only(t, "attributes")
+        assert warning_paths(t) == ["$.traits.birthday"]
+
+
+class TestGender:
+    """Gender spellings map to Braze's one-letter codes, case-insensitively."""
+
+    @pytest.mark.parametrize(
+        ("gender", "code"),
+        [
+            ("male", "M"),
+            ("Male", "M"),
+            ("m", "M"),
+            ("M", "M"),
+            ("man", "M"),
+            ("female", "F"),
+            ("FEMALE", "F"),
+            ("f", "F"),
+            ("woman", "F"),
+            ("other", "O"),
+            ("o", "O"),
+            ("non-binary", "O"),
+            ("Non-Binary", "O"),
+            ("not applicable", "N"),
+            ("Not Applicable", "N"),
+            ("n", "N"),
+            ("na", "N"),
+            ("NA", "N"),
+            ("prefer not to say", "P"),
+            ("Prefer Not To Say", "P"),
+            ("p", "P"),
+        ],
+    )
+    def test_recognised(self, gender, code):
+        """Each recognised spelling becomes its Braze code."""
+        assert attributes_of({"gender": gender}) == {"gender": code}
+
+    @pytest.mark.parametrize(
+        "gender",
+        [
+            pytest.param("blue", id="word"),
+            pytest.param("", id="empty"),
+            pytest.param(None, id="null"),
+            pytest.param(1, id="number"),
+        ],
+    )
+    def test_unrecognised_dropped_never_null(self, gender):
+        """An unrecognised gender is dropped with a warning, never sent as null."""
+        t = translate(identify(traits={"gender": gender}))
+        assert "gender" not in only(t, "attributes")
+        assert warning_paths(t) == ["$.traits.gender"]
+
+    def test_warning_text(self):
+        """The warning for an unrecognised gender names the value (issue's example)."""
+        t = translate(identify(traits={"gender": "blue"}))
+        assert t.warnings == (("$.traits.gender", "unrecognised gender 'blue' dropped"),)
+
+
+class TestAddress:
+    """``address`` feeds home_city and country; the rest stays a nested attribute."""
+
+    def test_city_country_and_rest(self):
+        """City and country become standard attributes; other fields stay under address."""
+        traits = {
+            "address": {
+                "city": "Paris",
+                "country": "FR",
+                "postalCode": "75001",
+                "street": "1 Rue de Rivoli",
+            }
+        }
+        assert attributes_of(traits) == {
+            "home_city": "Paris",
+            "country": "FR",
+            "address": {"postalCode": "75001", "street": "1 Rue de Rivoli"},
+        }
+
+    def test_only_city_and_country_leave_no_address(self):
+        """An address of only city and country sends no nested address attribute."""
+        assert attributes_of({"address": {"city": "Berlin", "country": "DE"}}) == {
+            "home_city": "Berlin",
+            "country": "DE",
+        }
+
+    @pytest.mark.parametrize(
+        ("country", "code"),
+        [
+            pytest.param("DE", "DE", id="code"),
+            pytest.param("de", "DE", id="lower-code-upper-cased"),
+            pytest.param("Germany", "DE", id="name"),
+            pytest.param("France", "FR", id="name-france"),
+            pytest.param("United States", "US", id="name-united-states"),
+            pytest.param("Japan", "JP", id="name-japan"),
+        ],
+    )
+    def test_country_code(self, country, code):
+        """A country code or unambiguous name becomes its ISO-3166 alpha-2 code."""
+        assert attributes_of({"address": {"country": country}}) == {"country": code}
+
+    @pytest.mark.parametrize(
+        ("country", "paths"),
+        [
+            pytest.param("DE", [], id="code-as-is-silent"),
+            pytest.param("de", ["$.traits.address.country"], id="upper-cased-warns"),
+            pytest.param("Germany", ["$.traits.address.country"], id="name-converted-warns"),
+        ],
+    )
+    def test_normalised_country_warns(self, country, paths):
+        """A country that had to be normalised to its code is reported at its path."""
+        assert warning_paths(translate(identify(traits={"address": {"country": country}}))) == (
+            paths
+        )
+
+    @pytest.mark.parametrize(
+        "country",
+        [
+            pytest.param("Atlantis", id="unknown-name"),
+            pytest.param("Korea", id="ambiguous-name"),
+            pytest.param("XX", id="unassigned-code"),
+            pytest.param(49, id="number"),
+        ],
+    )
+    def test_bad_country_dropped(self, country):
+        """A country that is no ISO-3166 country is dropped with a warning (Braze nulls it)."""
+        t = translate(identify(traits={"address": {"country": country}}))
+        assert "country" not in only(t, "attributes")
+        assert warning_paths(t) == ["$.traits.address.country"]
+
+    def test_long_city_dropped(self):
+        """A city over 255 characters is dropped with a warning at its path."""
+        t = translate(identify(traits={"address": {"city": "c" * 256}}))
+        assert "home_city" not in only(t, "attributes")
+        assert warning_paths(t) == ["$.traits.address.city"]
+
+
+class TestBrazeStandardAttributes:
+    """Standard attributes already named the Braze way pass through, validated."""
+
+    @pytest.mark.parametrize(
+        ("traits", "expected"),
+        [
+            pytest.param({"language": "en"}, {"language": "en"}, id="language"),
+            pytest.param({"language": "de"}, {"language": "de"}, id="language-de"),
+            pytest.param(
+                {"time_zone": "Europe/Berlin"}, {"time_zone": "Europe/Berlin"}, id="time_zone"
+            ),
+            pytest.param(
+                {"time_zone": "America/Argentina/Buenos_Aires"},
+                {"time_zone": "America/Argentina/Buenos_Aires"},
+                id="time_zone-deep",
+            ),
+            pytest.param({"time_zone": "UTC"}, {"time_zone": "UTC"}, id="time_zone-utc"),
+            pytest.param(
+                {"email_subscribe": "opted_in"}, {"email_subscribe": "opted_in"}, id="email-opted"
+            ),
+            pytest.param(
+                {"email_subscribe": "unsubscribed"},
+                {"email_subscribe": "unsubscribed"},
+                id="email-unsubscribed",
+            ),
+            pytest.param(
+                {"push_subscribe": "subscribed"},
+                {"push_subscribe": "subscribed"},
+                id="push-subscribed",
+            ),
+            pytest.param(
+                {
+                    "subscription_groups": [
+                        {
+                            "subscription_group_id": "3f1a2b4c-0000-4000-8000-00000000abcd",
+                            "subscription_state": "subscribed",
+                        }
+                    ]
+                },
+                {
+                    "subscription_groups": [
+                        {
+                            "subscription_group_id": "3f1a2b4c-0000-4000-8000-00000000abcd",
+                            "subscription_state": "subscribed",
+                        }
+                    ]
+                },
+                id="subscription_groups",
+            ),
+            pytest.param(
+                {"current_location": {"latitude": 52.52, "longitude": 13.4}},
+                {"current_location": {"longitude": 13.4, "latitude": 52.52}},
+                id="current_location",
+            ),
+            pytest.param({"country": "DE"}, {"country": "DE"}, id="country"),
+        ],
+    )
+    def test_valid_passes(self, traits, expected):
+        """A valid Braze-named standard attribute arrives unchanged."""
+        assert attributes_of(traits) == expected
+
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            pytest.param("language", "english", id="language-word"),
+            pytest.param("language", "xx", id="language-unknown-code"),
+            pytest.param("language", 7, id="language-number"),
+            pytest.param("time_zone", "not a zone!", id="time_zone-garbage"),
+            pytest.param("time_zone", 3, id="time_zone-number"),
+            pytest.param("email_subscribe", "yes", id="email_subscribe-yes"),
+            pytest.param("push_subscribe", True, id="push_subscribe-bool"),
+            pytest.param("subscription_groups", "all", id="subscription_groups-string"),
+            pytest.param(
+                "current_location", {"latitude": 200, "longitude": 0}, id="location-out-of-range"
+            ),
+            pytest.param("current_location", {"latitude": 1}, id="location-no-longitude"),
+            pytest.param("current_location", "Berlin", id="location-string"),
+        ],
+    )
+    def test_invalid_dropped(self, key, value):
+        """An invalid Braze-named standard attribute is dropped with a warning at its path."""
+        t = translate(identify(traits={key: value}))
+        assert key not in only(t, "attributes")
+        assert warning_paths(t) == [f"$.traits.{key}"]
+
+    def test_bad_subscription_group_entry_dropped(self):
+        """A subscription group without a UUID id is dropped, the valid ones kept."""
+        good = {
+            "subscription_group_id": "3f1a2b4c-0000-4000-8000-00000000abcd",
+            "subscription_state": "unsubscribed",
+        }
+        bad = {"subscription_group_id": "newsletter", "subscription_state": "subscribed"}
+        t = translate(identify(traits={"subscription_groups": [bad, good]}))
+        assert only(t, "attributes")["subscription_groups"] == [good]
+        assert warning_paths(t) == ["$.traits.subscription_groups[0]"]
+
+
+class TestCustomAttributes:
+    """Every other trait becomes a custom attribute, within Braze's limits."""
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            pytest.param("pro", id="string"),
+            pytest.param(42, id="int"),
+            pytest.param(4.5, id="float"),
+            pytest.param(True, id="bool"),
+            pytest.param(None, id="null-unsets"),
+            pytest.param("2020-02-02T10:00:00Z", id="iso-date-string"),
+            pytest.param(["a", "b", 3], id="array-of-scalars"),
+            pytest.param({"tier": "gold", "points": 10}, id="nested-object"),
+            pytest.param([], id="empty-array"),
+        ],
+    )
+    def test_kept(self, value):
+        """A JSON value Braze accepts is sent unchanged as a custom attribute."""
+        assert attributes_of({"plan": value}) == {"plan": value}
+
+    @pytest.mark.parametrize(
+        ("key", "value", "path"),
+        [
+            pytest.param("$plan", "pro", '$.traits["$plan"]', id="dollar-key"),
+            pytest.param("k" * 256, "pro", "$.traits." + "k" * 256, id="long-key"),
+            pytest.param("plan", "x" * 256, "$.traits.plan", id="long-string"),
+            pytest.param("tags", ["x" * 256], "$.traits.tags[0]", id="long-string-in-array"),
+        ],
+    )
+    def test_dropped(self, key, value, path):
+        """Braze-rejected keys and values are dropped with a warning at their path."""
+        t = translate(identify(traits={key: value, "kept": 1}))
+        assert only(t, "attributes") == {
+            "external_id": USER,
+            "kept": 1,
+            "_update_existing_only": False,
+        }
+        assert warning_paths(t) == [path]
+
+    def test_key_of_255_characters_kept(self):
+        """A custom attribute key of exactly 255 characters is kept."""
+        assert attributes_of({"k" * 255: 1}) == {"k" * 255: 1}
+
+    def test_string_of_255_characters_kept(self):
+        """A custom string value of exactly 255 characters is kept."""
+        assert attributes_of({"bio": "b" * 255}) == {"bio": "b" * 255}
+
+    @pytest.mark.parametrize(
+        ("limit", "length", "kept"),
+        [
+            pytest.param(500, 500, True, id="default-at-limit"),
+            pytest.param(500, 501, False, id="default-over-limit"),
+            pytest.param(25, 25, True, id="legacy-at-limit"),
+            pytest.param(25, 26, False, id="legacy-over-limit"),
+        ],
+    )
+    def test_array_limit(self, limit, length, kept):
+        """Arrays longer than max_array_length are dropped with a warning."""
+        items = [f"v{i}" for i in range(length)]
+        t = translate(identify(traits={"tags": items}), Settings(max_array_length=limit))
+        attributes = only(t, "attributes")
+        if kept:
+            assert attributes["tags"] == items
+            assert t.warnings == ()
+        else:
+            assert "tags" not in attributes
+            assert warning_paths(t) == ["$.traits.tags"]
+
+    def test_default_array_limit_is_500(self):
+        """Without settings the array limit is Braze's current default of 500."""
+        t = translate(identify(traits={"tags": list(range(501))}))
+        assert "tags" not in only(t, "attributes")
+        assert warning_paths(t) == ["$.traits.tags"]
+
+    def test_nested_dollar_key_dropped(self):
+        """A '$' key inside a nested object is dropped; the rest of the object is kept."""
+        t = translate(identify(traits={"profile": {"$bad": 1, "good": 2}}))
+        assert only(t, "attributes")["profile"] == {"good": 2}
+        assert warning_paths(t) == ['$.traits.profile["$bad"]']
+
+    def test_long_string_in_add_operation_not_sent(self):
+        """A string over 255 characters never reaches Braze, even inside an ``add`` list."""
+        t = translate(identify(traits={"tags": {"add": ["x" * 300]}}))
+        assert "x" * 300 not in repr(sent(t))
+        assert any(path.startswith("$.traits.tags") for path in warning_paths(t))
