@@ -1,10 +1,9 @@
 """What Braze's REST API accepts: the rules behind :mod:`segment_braze.testing`.
 
-Pure functions that judge one request body or one object and answer with the
-problem in words (``None`` when Braze would accept it), plus
-:class:`UserDirectory`, the stand-in's memory of which users exist. Nothing here
-imports the rest of segment_braze: the stand-in must stay an independent judge of
-what Braze takes, not an echo of what the library sends.
+Pure functions that judge one object or entry and answer with the problem in
+words (``None`` when Braze would accept it). Nothing here imports the rest of
+segment_braze: the stand-in must stay an independent judge of what Braze takes,
+not an echo of what the library sends.
 """
 
 from __future__ import annotations
@@ -20,8 +19,9 @@ __all__ = [
     "ENTRY_ARRAYS",
     "MAX_ENTRIES",
     "MAX_TRACK_OBJECTS",
-    "UserDirectory",
+    "NOT_ATTRIBUTES",
     "UserKey",
+    "alias_key",
     "attributes_problem",
     "delete_kind",
     "entry_problem",
@@ -61,8 +61,8 @@ ENTRY_ARRAYS: Final = {
 
 _PRIMARY: Final = ("external_id", "user_alias", "braze_id")
 _FLAGS: Final = ("_update_existing_only", "_merge_objects")
-# Keys of an attributes object that say who and how, not what to store.
-_NOT_ATTRIBUTES: Final = frozenset(_PRIMARY + _FLAGS)
+NOT_ATTRIBUTES: Final = frozenset(_PRIMARY + _FLAGS)
+"""Keys of an attributes object that say who and how, not what to store."""
 
 _MAX_EXTERNAL_ID_BYTES: Final = 987  # Braze: external_id at most 987 bytes
 _MAX_CHARS: Final = 255  # Braze: keys, string values, product_id: at most 255
@@ -195,7 +195,7 @@ def attributes_problem(obj: object) -> str | None:
     if problem:
         return problem
     for key, value in obj.items():
-        if key in _NOT_ATTRIBUTES:
+        if key in NOT_ATTRIBUTES:
             continue
         if not key or len(key) > _MAX_CHARS:
             return f"Attribute name must be 1 to {_MAX_CHARS} characters"
@@ -398,128 +398,3 @@ def alias_key(alias: dict[str, Any]) -> UserKey:
         ``("user_alias", name, label)``.
     """
     return ("user_alias", alias["alias_name"], alias["alias_label"])
-
-
-def _fill_missing(target: dict[str, Any], source: dict[str, Any]) -> None:
-    # Braze: merging copies a field only when the kept profile lacks it.
-    for key, value in source.items():
-        target.setdefault(key, value)
-
-
-class UserDirectory:
-    """The users the stand-in knows, with their merged attributes.
-
-    Braze drops (silently) updates for users that do not exist when the update
-    is update-only, so the stand-in must remember who was created. Aliases that
-    were identified or added to a user point at that user.
-
-    Not thread-safe: the stand-in calls it under its lock.
-    """
-
-    def __init__(self) -> None:
-        self.profiles: dict[UserKey, dict[str, Any]] = {}
-        self._links: dict[UserKey, UserKey] = {}
-
-    def resolve(self, key: UserKey) -> UserKey:
-        """Follow alias links and email/phone lookups to the profile's key.
-
-        Args:
-            key: any user key.
-
-        Returns:
-            The key the profile is stored under (``key`` itself if unknown).
-        """
-        key = self._links.get(key, key)
-        if key[0] in ("email", "phone") and key not in self.profiles:
-            for stored, profile in self.profiles.items():
-                if profile.get(key[0]) == key[1]:
-                    return stored
-        return key
-
-    def exists(self, key: UserKey) -> bool:
-        """Tell whether the user exists.
-
-        Args:
-            key: any user key.
-
-        Returns:
-            True when a profile answers to it.
-        """
-        # Braze assigns braze_ids itself: a braze_id we never saw may well be
-        # real, so the stand-in cannot judge it and takes it as existing.
-        return key[0] == "braze_id" or self.resolve(key) in self.profiles
-
-    def update(self, key: UserKey, attributes: dict[str, Any] | None = None) -> None:
-        """Create the user if needed and apply an attributes object to it.
-
-        Args:
-            key: the user.
-            attributes: an accepted attributes object, or None to only create.
-        """
-        profile = self.profiles.setdefault(self.resolve(key), {})
-        for name, value in (attributes or {}).items():
-            if name in _NOT_ATTRIBUTES:
-                continue
-            if value is None:  # Braze: null unsets the attribute
-                profile.pop(name, None)
-            elif isinstance(value, dict) and set(value) == {"inc"}:
-                profile[name] = profile.get(name, 0) + value["inc"]
-            elif isinstance(value, dict) and value and set(value) <= {"add", "remove"}:
-                items = [v for v in profile.get(name, []) if v not in value.get("remove", [])]
-                items += [v for v in value.get("add", []) if v not in items]
-                profile[name] = items
-            else:
-                profile[name] = value
-
-    def identify(self, external_id: str, alias: UserKey) -> None:
-        """Identify an alias: /users/identify.
-
-        Args:
-            external_id: the user to attach the alias to.
-            alias: the alias key.
-        """
-        user: UserKey = ("external_id", external_id)
-        target = self.profiles.setdefault(self.resolve(user), {})
-        # Braze (since 2023-08-07): the alias-only profile's data is merged into
-        # the identified user and the alias profile removed.
-        _fill_missing(target, self.profiles.pop(alias, {}))
-        self._links[alias] = self.resolve(user)
-
-    def add_alias(self, alias: UserKey, external_id: str | None) -> None:
-        """Create an alias: /users/alias/new.
-
-        Args:
-            alias: the alias key.
-            external_id: the user to add it to, or None for an alias-only user.
-        """
-        if external_id is None:
-            self.profiles.setdefault(alias, {})
-            return
-        user = self.resolve(("external_id", external_id))
-        self.profiles.setdefault(user, {})
-        self._links[alias] = user
-
-    def merge(self, merged: UserKey, kept: UserKey) -> None:
-        """Merge one user into another: /users/merge.
-
-        Args:
-            merged: the user that disappears.
-            kept: the user that stays.
-        """
-        source_key, target_key = self.resolve(merged), self.resolve(kept)
-        if source_key == target_key or source_key not in self.profiles:
-            return
-        _fill_missing(self.profiles.setdefault(target_key, {}), self.profiles[source_key])
-        self.delete(merged)
-
-    def delete(self, key: UserKey) -> None:
-        """Delete a user and every link to it: /users/delete.
-
-        Args:
-            key: the user.
-        """
-        gone = self.resolve(key)
-        self.profiles.pop(gone, None)
-        self._links = {
-            link: user for link, user in self._links.items() if user != gone and link != key
-        }

@@ -1,0 +1,371 @@
+"""How Braze processes a request it accepted: who exists, what is kept, what is dropped.
+
+The second half of :mod:`segment_braze.testing`'s judgement: after
+:mod:`segment_braze._standin_rules` has judged each object, Braze applies the
+valid ones in order, silently dropping update-only objects for users that do not
+exist. :class:`UserDirectory` remembers the users; :func:`process_track` and
+:func:`process_entries` turn a parsed body into Braze's answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import attrs
+
+from segment_braze._standin_rules import (
+    ARRAYS,
+    ENTRY_ARRAYS,
+    MAX_ENTRIES,
+    MAX_TRACK_OBJECTS,
+    NOT_ATTRIBUTES,
+    UserKey,
+    alias_key,
+    attributes_problem,
+    delete_kind,
+    entry_problem,
+    event_problem,
+    purchase_problem,
+    user_key,
+)
+
+__all__ = ["NO_VALID_DATA", "Outcome", "UserDirectory", "process_entries", "process_track"]
+
+
+def _fill_missing(target: dict[str, Any], source: dict[str, Any]) -> None:
+    # Braze: merging copies a field only when the kept profile lacks it.
+    for key, value in source.items():
+        target.setdefault(key, value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _applied(current: Any, value: Any) -> Any:
+    """The attribute after Braze applies ``value`` to ``current``."""
+    if isinstance(value, dict) and set(value) == {"inc"} and _is_number(value["inc"]):
+        # Braze: {"inc": n} adds to a number (an unset attribute counts as 0).
+        return (current if _is_number(current) else 0) + value["inc"]
+    operations = ("add", "remove")
+    if (
+        isinstance(value, dict)
+        and value
+        and set(value) <= set(operations)
+        and all(isinstance(value.get(op, []), list) for op in operations)
+    ):
+        # Braze: add/remove edit an array of scalars, keeping values unique.
+        removed = value.get("remove", [])
+        items = [v for v in current if v not in removed] if isinstance(current, list) else []
+        return items + [v for v in value.get("add", []) if v not in items]
+    return value
+
+
+class UserDirectory:
+    """The users the stand-in knows, with their merged attributes.
+
+    Braze drops (silently) updates for users that do not exist when the update
+    is update-only, so the stand-in must remember who was created. Aliases that
+    were identified or added to a user point at that user.
+
+    Not thread-safe: the stand-in calls it under its lock.
+    """
+
+    def __init__(self) -> None:
+        self.profiles: dict[UserKey, dict[str, Any]] = {}
+        self._links: dict[UserKey, UserKey] = {}
+
+    def resolve(self, key: UserKey) -> UserKey:
+        """Follow alias links and email/phone lookups to the profile's key.
+
+        Args:
+            key: any user key.
+
+        Returns:
+            The key the profile is stored under (``key`` itself if unknown).
+        """
+        key = self._links.get(key, key)
+        if key[0] in ("email", "phone") and key not in self.profiles:
+            for stored, profile in self.profiles.items():
+                if profile.get(key[0]) == key[1]:
+                    return stored
+        return key
+
+    def exists(self, key: UserKey) -> bool:
+        """Tell whether the user exists.
+
+        Args:
+            key: any user key.
+
+        Returns:
+            True when a profile answers to it.
+        """
+        # Braze assigns braze_ids itself: a braze_id we never saw may well be
+        # real, so the stand-in cannot judge it and takes it as existing.
+        return key[0] == "braze_id" or self.resolve(key) in self.profiles
+
+    def update(self, key: UserKey, attributes: dict[str, Any] | None = None) -> None:
+        """Create the user if needed and apply an attributes object to it.
+
+        Args:
+            key: the user.
+            attributes: an accepted attributes object, or None to only create.
+        """
+        profile = self.profiles.setdefault(self.resolve(key), {})
+        for name, value in (attributes or {}).items():
+            if name in NOT_ATTRIBUTES:
+                continue
+            if value is None:  # Braze: null unsets the attribute
+                profile.pop(name, None)
+            else:
+                profile[name] = _applied(profile.get(name), value)
+
+    def identify(self, external_id: str, alias: UserKey) -> None:
+        """Identify an alias: /users/identify.
+
+        Args:
+            external_id: the user to attach the alias to.
+            alias: the alias key.
+        """
+        user: UserKey = ("external_id", external_id)
+        target = self.profiles.setdefault(self.resolve(user), {})
+        # Braze (since 2023-08-07): the alias-only profile's data is merged into
+        # the identified user and the alias profile removed.
+        _fill_missing(target, self.profiles.pop(alias, {}))
+        self._links[alias] = self.resolve(user)
+
+    def add_alias(self, alias: UserKey, external_id: str | None) -> None:
+        """Create an alias: /users/alias/new.
+
+        Args:
+            alias: the alias key.
+            external_id: the user to add it to, or None for an alias-only user.
+        """
+        if external_id is None:
+            self.profiles.setdefault(alias, {})
+            return
+        user = self.resolve(("external_id", external_id))
+        self.profiles.setdefault(user, {})
+        self._links[alias] = user
+
+    def merge(self, merged: UserKey, kept: UserKey) -> None:
+        """Merge one user into another: /users/merge.
+
+        Args:
+            merged: the user that disappears.
+            kept: the user that stays.
+        """
+        source_key, target_key = self.resolve(merged), self.resolve(kept)
+        if source_key == target_key or source_key not in self.profiles:
+            return
+        _fill_missing(self.profiles.setdefault(target_key, {}), self.profiles[source_key])
+        self.delete(merged)
+
+    def delete(self, key: UserKey) -> None:
+        """Delete a user and every link to it: /users/delete.
+
+        Args:
+            key: the user.
+        """
+        gone = self.resolve(key)
+        self.profiles.pop(gone, None)
+        self._links = {
+            link: user for link, user in self._links.items() if user != gone and link != key
+        }
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """What Braze answers to one request, and what it keeps.
+
+    Attributes:
+        status: the HTTP status.
+        payload: the JSON body of the answer.
+        accepted: ``(ledger, object)`` pairs Braze processed, in order; the
+            ledger is an array name or an endpoint path.
+        ignored: ``(array, index, object, reason)`` for objects Braze answered
+            as processed but silently dropped (update-only, unknown user).
+    """
+
+    status: int
+    payload: dict[str, Any]
+    accepted: tuple[tuple[str, Any], ...] = ()
+    ignored: tuple[tuple[str, int, Any, str], ...] = ()
+
+
+# Braze's own words when a /users/track request has nothing it can process.
+NO_VALID_DATA: Final = (
+    "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."
+)
+_MAX_INPUT: Final = "Max Input Length Exceeded"
+_JUDGES: Final = {
+    "attributes": attributes_problem,
+    "events": event_problem,
+    "purchases": purchase_problem,
+}
+_Valid = tuple[str, int, dict[str, Any]]
+
+
+def _arrays(body: dict[str, Any], *, legacy_limits: bool) -> dict[str, list[Any]] | Outcome:
+    """Pick the arrays out of a /users/track body, or refuse the whole request."""
+    arrays: dict[str, list[Any]] = {}
+    for name in ARRAYS:
+        if name in body:
+            if not isinstance(body[name], list):
+                return Outcome(status=400, payload={"message": f"{name} must be an array"})
+            arrays[name] = body[name]
+    sizes = [len(objects) for objects in arrays.values()]
+    # Braze: 75 objects per request in total (current accounts) or 75 in each
+    # array (legacy accounts); beyond that the whole request is refused.
+    if (max(sizes, default=0) if legacy_limits else sum(sizes)) > MAX_TRACK_OBJECTS:
+        return Outcome(status=400, payload={"message": _MAX_INPUT})
+    if not sum(sizes):
+        return Outcome(status=400, payload={"message": NO_VALID_DATA})
+    return arrays
+
+
+def _judge(
+    arrays: dict[str, list[Any]], failing: frozenset[tuple[str, int]]
+) -> tuple[list[_Valid], list[dict[str, Any]]]:
+    """Split the objects into valid ones and Braze's ``errors`` entries."""
+    valid: list[_Valid] = []
+    errors: list[dict[str, Any]] = []
+    for name, objects in arrays.items():
+        for index, obj in enumerate(objects):
+            problem = _JUDGES[name](obj)
+            if problem is None and (name, index) in failing:
+                problem = "Injected fault: Braze could not process this object"
+            if problem is None:
+                valid.append((name, index, obj))
+            else:
+                errors.append({"type": problem, "input_array": name, "index": index})
+    return valid, errors
+
+
+def _drop_reason(array: str, obj: dict[str, Any], directory: UserDirectory) -> str | None:
+    """Say why Braze would silently drop a valid object, if it would."""
+    key = user_key(obj)
+    if directory.exists(key):
+        return None
+    if key[0] == "user_alias":
+        if array != "attributes":
+            return "Braze: events and purchases by user_alias are update-only"
+        if obj.get("_update_existing_only", True):
+            return (
+                "Braze: attributes by user_alias default to _update_existing_only "
+                "true; send false to create the alias-only user"
+            )
+        return None
+    if obj.get("_update_existing_only", False):
+        return "Braze: _update_existing_only is true and the user does not exist"
+    return None
+
+
+def process_track(
+    body: dict[str, Any],
+    *,
+    directory: UserDirectory,
+    legacy_limits: bool,
+    failing: frozenset[tuple[str, int]] = frozenset(),
+) -> Outcome:
+    """Answer a /users/track body as Braze would, updating the directory.
+
+    Args:
+        body: the parsed request body.
+        directory: the known users; created users are added to it.
+        legacy_limits: judge the 75-object limit per array instead of in total.
+        failing: ``(array, index)`` positions to fail as if Braze had rejected
+            them (an injected partial error).
+
+    Returns:
+        The answer with the processed and the silently dropped objects.
+    """
+    arrays = _arrays(body, legacy_limits=legacy_limits)
+    if isinstance(arrays, Outcome):
+        return arrays
+    valid, errors = _judge(arrays, failing)
+    # Braze: when no object survives, the request fails with 400 and the errors.
+    if not valid:
+        return Outcome(status=400, payload={"message": NO_VALID_DATA, "errors": errors})
+    accepted: list[tuple[str, Any]] = []
+    ignored: list[tuple[str, int, Any, str]] = []
+    # `valid` lists attributes before events and purchases: Braze processes
+    # them in that order, so an alias created above can take events below.
+    for name, index, obj in valid:
+        reason = _drop_reason(name, obj, directory)
+        if reason is not None:
+            ignored.append((name, index, obj, reason))
+            continue
+        directory.update(user_key(obj), obj if name == "attributes" else None)
+        accepted.append((name, obj))
+    # Braze counts dropped update-only objects as processed: it drops them later.
+    payload: dict[str, Any] = {"message": "success"}
+    for name in arrays:
+        payload[f"{name}_processed"] = sum(1 for v in valid if v[0] == name)
+    if errors:
+        payload["errors"] = errors
+    return Outcome(status=201, payload=payload, accepted=tuple(accepted), ignored=tuple(ignored))
+
+
+_DELETE_KINDS: Final = {
+    "external_ids": "external_id",
+    "braze_ids": "braze_id",
+    "email_addresses": "email",
+    "phone_numbers": "phone",
+}
+_SUCCESS_STATUS: Final = {
+    "/users/identify": 201,
+    "/users/alias/new": 201,
+    "/users/merge": 202,  # Braze: merges are asynchronous
+    "/users/delete": 200,
+}
+
+
+def process_entries(path: str, body: dict[str, Any], *, directory: UserDirectory) -> Outcome:
+    """Answer a /users/identify, merge, delete or alias/new body as Braze would.
+
+    Args:
+        path: the endpoint.
+        body: the parsed request body.
+        directory: the known users, updated by the entries.
+
+    Returns:
+        The answer with the accepted entries; any bad entry refuses them all.
+    """
+    array = delete_kind(body) if path == "/users/delete" else ENTRY_ARRAYS[path][0]
+    if array is None:
+        kinds = ", ".join(ENTRY_ARRAYS[path])
+        return Outcome(status=400, payload={"message": f"Send exactly one of {kinds}"})
+    entries = body.get(array)
+    if not isinstance(entries, list) or not entries:
+        return Outcome(status=400, payload={"message": f"{array} must be a non-empty array"})
+    if len(entries) > MAX_ENTRIES:
+        message = f"{_MAX_INPUT}: at most {MAX_ENTRIES} entries in {array}"
+        return Outcome(status=400, payload={"message": message})
+    for index, entry in enumerate(entries):
+        problem = entry_problem(path, array, entry)
+        if problem is not None:
+            return Outcome(status=400, payload={"message": f"{array}[{index}]: {problem}"})
+
+    for entry in entries:
+        if path == "/users/identify":
+            directory.identify(entry["external_id"], alias_key(entry["user_alias"]))
+        elif path == "/users/merge":
+            directory.merge(
+                user_key(entry["identifier_to_merge"]),
+                user_key(entry["identifier_to_keep"]),
+            )
+        elif path == "/users/alias/new":
+            directory.add_alias(alias_key(entry), entry.get("external_id"))
+        elif array == "user_aliases":
+            directory.delete(alias_key(entry))
+        else:
+            directory.delete((_DELETE_KINDS[array], entry))
+    payload: dict[str, Any] = {"message": "success"}
+    if path == "/users/delete":
+        payload = {"deleted": len(entries), "message": "success"}
+    return Outcome(
+        status=_SUCCESS_STATUS[path],
+        payload=payload,
+        accepted=tuple((path, entry) for entry in entries),
+    )
