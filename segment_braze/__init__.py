@@ -12,6 +12,9 @@ from segment_braze._braze import (
     UserAttributes,
     UserOperation,
 )
+from segment_braze._cache import AttributeCache, AttributeStore
+from segment_braze._client import BrazeClient
+from segment_braze._report import DeliveryReport, Failure
 from segment_braze._settings import Settings
 from segment_braze._translate import translate
 from segment_braze._translation import Translation
@@ -27,10 +30,15 @@ from segment_braze.exceptions import (
 __version__ = _version("segment-braze")
 
 __all__ = [
+    "AttributeCache",
+    "AttributeStore",
     "AuthenticationError",
+    "BrazeClient",
     "BrazeRequest",
     "DeliveryError",
+    "DeliveryReport",
     "Event",
+    "Failure",
     "Identifier",
     "InvalidMessage",
     "Purchase",

@@ -18,6 +18,8 @@ No exception text ever contains the REST API key.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthenticationError",
     "DeliveryError",
@@ -59,10 +61,13 @@ class AuthenticationError(DeliveryError):
 
     Attributes:
         status: the HTTP status Braze answered.
+        report: the ``DeliveryReport`` of the interrupted ``send``, in which every
+            message not delivered before the refusal is reported failed.
     """
 
-    def __init__(self, message: str, *, status: int) -> None:
+    def __init__(self, message: str, *, status: int, report: Any = None) -> None:
         self.status = status
+        self.report = report
         super().__init__(message)
 
 

@@ -1,0 +1,162 @@
+"""Packing translated messages into Braze requests.
+
+A message's objects are never split across requests: Braze processes one request's
+attributes before its events and purchases, which is what lets an alias profile
+exist before its first event, and it does not order separate requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+import attrs
+
+from segment_braze._braze import UserOperation
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_TRACK_OBJECTS",
+    "MAX_USER_ENTRIES",
+    "Pending",
+    "TrackBatch",
+    "operation_batches",
+]
+
+# Braze: /users/track takes 75 objects in total per request (legacy accounts: 75
+# attributes + 75 events + 75 purchases); every endpoint takes at most 4 MB.
+MAX_TRACK_OBJECTS: Final = 75
+# Braze: /users/identify, /users/merge, /users/delete, /users/alias/new take at
+# most 50 entries per request.
+MAX_USER_ENTRIES: Final = 50
+MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+# Room for the body's own braces, keys and commas around the objects.
+_ENVELOPE_BYTES: Final = 64
+_ARRAYS: Final = ("attributes", "events", "purchases")
+
+
+@attrs.define(kw_only=True, eq=False)
+class Pending:
+    """One message on its way to Braze (mutable: the sender records its fate).
+
+    Attributes:
+        item: what the caller passed (a Segment dict or a Translation).
+        label: the message id for reports (``messageId`` or ``#<position>``).
+        user_key: the Braze profile the message is about, for ordering.
+        objects: serialised ``/users/track`` objects per array name.
+        attribute_objects: the attributes objects as sent, for the cache.
+        operations: user-management entries, sent after the track objects.
+        done: whether the message's fate is already recorded.
+    """
+
+    item: Any
+    label: str
+    user_key: str
+    objects: dict[str, list[bytes]]
+    attribute_objects: list[dict[str, Any]] = attrs.field(factory=list)
+    operations: tuple[UserOperation, ...] = ()
+    done: bool = False
+
+    @property
+    def object_counts(self) -> tuple[int, int, int]:
+        """How many attributes, events and purchases the message sends."""
+        return (
+            len(self.objects["attributes"]),
+            len(self.objects["events"]),
+            len(self.objects["purchases"]),
+        )
+
+    @property
+    def size(self) -> int:
+        """Serialised bytes of the message's track objects, with separators."""
+        return sum(len(item) + 1 for array in self.objects.values() for item in array)
+
+    @property
+    def has_track(self) -> bool:
+        """Whether the message has any ``/users/track`` object."""
+        return any(self.objects.values())
+
+
+@attrs.define(kw_only=True)
+class TrackBatch:
+    """Messages whose objects go to Braze in one ``/users/track`` request."""
+
+    legacy_limits: bool = False
+    messages: list[Pending] = attrs.field(factory=list)
+    counts: list[int] = attrs.field(factory=lambda: [0, 0, 0])
+    size: int = _ENVELOPE_BYTES
+
+    def fits(self, message: Pending) -> bool:
+        """Whether ``message`` can join without breaking Braze's limits."""
+        if self.size + message.size > MAX_BODY_BYTES:
+            return False
+        added = message.object_counts
+        if self.legacy_limits:
+            return all(c + a <= MAX_TRACK_OBJECTS for c, a in zip(self.counts, added, strict=True))
+        return sum(self.counts) + sum(added) <= MAX_TRACK_OBJECTS
+
+    def add(self, message: Pending) -> None:
+        """Add a message (call :meth:`fits` first)."""
+        self.messages.append(message)
+        self.counts = [c + a for c, a in zip(self.counts, message.object_counts, strict=True)]
+        self.size += message.size
+
+    @property
+    def full(self) -> bool:
+        """Whether no further object could join."""
+        if self.legacy_limits:
+            return all(count >= MAX_TRACK_OBJECTS for count in self.counts)
+        return sum(self.counts) >= MAX_TRACK_OBJECTS
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+def fits_alone(message: Pending, *, legacy_limits: bool) -> str | None:
+    """Say why a message can never be sent in one request, or return ``None``."""
+    batch = TrackBatch(legacy_limits=legacy_limits)
+    if batch.fits(message):
+        return None
+    if message.size + _ENVELOPE_BYTES > MAX_BODY_BYTES:
+        return f"its Braze objects take {message.size} bytes, over Braze's 4 MB request limit"
+    return (
+        f"it makes {sum(message.object_counts)} Braze objects, over the "
+        f"{MAX_TRACK_OBJECTS} one request may carry (a message is never split)"
+    )
+
+
+def track_body(messages: Sequence[Pending]) -> tuple[bytes, dict[str, list[Pending]]]:
+    """Assemble a ``/users/track`` body from already-serialised objects.
+
+    Returns:
+        The JSON body, and for each array the message that owns each index, so an
+        ``errors`` entry from Braze can be traced back to its message.
+    """
+    parts = []
+    owners: dict[str, list[Pending]] = {}
+    for array in _ARRAYS:
+        items = [(item, message) for message in messages for item in message.objects[array]]
+        if items:
+            parts.append(b'"' + array.encode() + b'":[' + b",".join(i for i, _ in items) + b"]")
+            owners[array] = [message for _, message in items]
+    return b"{" + b",".join(parts) + b"}", owners
+
+
+def operation_batches(
+    messages: Sequence[Pending],
+) -> Iterator[tuple[str, str, list[Any], list[Pending]]]:
+    """Group the messages' user-management entries by endpoint, 50 at a time.
+
+    Yields:
+        ``(path, key, entries, owners)`` where ``owners[i]`` sent ``entries[i]``.
+    """
+    grouped: dict[tuple[str, str], tuple[list[Any], list[Pending]]] = {}
+    for message in messages:
+        for operation in message.operations:
+            entries, owners = grouped.setdefault((operation.path, operation.key), ([], []))
+            entries.append(operation.entry)
+            owners.append(message)
+    for (path, key), (entries, owners) in grouped.items():
+        for start in range(0, len(entries), MAX_USER_ENTRIES):
+            stop = start + MAX_USER_ENTRIES
+            yield path, key, entries[start:stop], owners[start:stop]

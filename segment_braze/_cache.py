@@ -1,0 +1,250 @@
+"""AttributeCache: send Braze only the attributes that changed.
+
+Braze bills every attribute key it receives, changed or not. The cache remembers,
+per user, a digest of each attribute value Braze acknowledged, and removes from
+later attributes objects the keys whose value is unchanged. It is updated only
+after Braze acknowledges an object, so a failed send never suppresses a retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol
+
+import attrs
+
+from segment_braze._datapoints import value_data_points
+from segment_braze._translation import Translation
+
+__all__ = ["AttributeCache", "AttributeStore", "FilterResult", "Remembered", "user_key"]
+
+DEFAULT_TTL: Final = 30 * 24 * 3600.0
+_IDENTIFIER_KEYS: Final = ("external_id", "braze_id", "user_alias")
+# Never deduplicated: operations change the stored value relative to itself,
+# push tokens and subscription groups are free and stateful in Braze.
+_NEVER_DEDUPED: Final = frozenset({"push_tokens", "subscription_groups", "_update_existing_only"})
+_OPERATION_KEYS: Final = frozenset({"inc", "add", "remove", "$add", "$remove", "$update"})
+
+#: A remembered attribute: (value digest, when Braze acknowledged it, epoch s).
+Remembered = tuple[str, float]
+
+
+class AttributeStore(Protocol):
+    """Where the cache keeps what Braze acknowledged: one small interface.
+
+    ``user`` is a namespaced user key; ``values`` maps attribute names to
+    ``(digest, acknowledged_at)``. Plug in another store by implementing these.
+    """
+
+    def load(self, users: list[str]) -> dict[str, dict[str, Remembered]]:
+        """Return what is remembered for each of ``users`` (absent users omitted)."""
+        ...  # pragma: no cover
+
+    def save(self, updates: dict[str, dict[str, Remembered]], ttl: float) -> None:
+        """Merge ``updates`` into the stored values; entries may expire after ``ttl``."""
+        ...  # pragma: no cover
+
+    def close(self) -> None:
+        """Release connections or files."""
+        ...  # pragma: no cover
+
+
+def _digest(value: Any) -> str:
+    # Canonical JSON, so {"a":1,"b":2} and {"b":2,"a":1} are one value; 12 bytes
+    # of BLAKE2 keep stored values compact.
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
+
+
+def _dedupable(key: str, value: Any) -> bool:
+    if key in _NEVER_DEDUPED or key.startswith("_") or value is None:
+        return False
+    return not (isinstance(value, Mapping) and (value.keys() & _OPERATION_KEYS))
+
+
+def user_key(obj: Mapping[str, Any]) -> str | None:
+    """The cache key of the user an attributes object is about."""
+    for kind in _IDENTIFIER_KEYS:
+        if kind in obj:
+            ident = obj[kind]
+            if kind == "user_alias" and isinstance(ident, Mapping):
+                return f"user_alias:{ident.get('alias_label')}:{ident.get('alias_name')}"
+            return f"{kind}:{ident}"
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class FilterResult:
+    """Attributes objects to send, and what the cache saved.
+
+    Attributes:
+        objects: the objects to send (unchanged keys removed; empty ones gone).
+        sent: attribute keys sent.
+        saved: attribute keys left out.
+        data_points_saved: estimated Braze data points left out.
+    """
+
+    objects: list[dict[str, Any]]
+    sent: int
+    saved: int
+    data_points_saved: int
+
+
+class AttributeCache:
+    """Remembers what Braze acknowledged, to send only what changed.
+
+    Build one with :meth:`memory`, :meth:`sqlite` or :meth:`redis`, or from any
+    :class:`AttributeStore`. Pass it to ``BrazeClient(settings,
+    attribute_cache=...)``, or use :meth:`apply` and :meth:`acknowledge` on
+    translations yourself.
+
+    Args:
+        store: where remembered values live.
+        namespace: keeps apps apart in a shared store (use your Braze app group).
+        ttl: seconds after which a remembered value is forgotten (default 30
+            days), so a profile changed in Braze by other means is corrected at
+            least that often.
+        clock: the time source (seconds since the epoch).
+    """
+
+    def __init__(
+        self,
+        store: AttributeStore,
+        *,
+        namespace: str = "default",
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        self.store = store
+        self.namespace = namespace
+        self.ttl = ttl
+        self._clock = clock
+
+    @classmethod
+    def memory(
+        cls, max_users: int = 100_000, *, ttl: float = DEFAULT_TTL, namespace: str = "default"
+    ) -> AttributeCache:
+        """An in-process cache of at most ``max_users`` users (least recently used go)."""
+        from segment_braze._cache_stores import MemoryStore  # noqa: PLC0415 (avoid cycle)
+
+        return cls(MemoryStore(max_users=max_users), ttl=ttl, namespace=namespace)
+
+    @classmethod
+    def sqlite(
+        cls, path: str, *, ttl: float = DEFAULT_TTL, namespace: str = "default"
+    ) -> AttributeCache:
+        """A cache in an SQLite file: survives restarts, shared by processes on one machine."""
+        from segment_braze._cache_stores import SQLiteStore  # noqa: PLC0415 (avoid cycle)
+
+        return cls(SQLiteStore(path), ttl=ttl, namespace=namespace)
+
+    @classmethod
+    def redis(
+        cls, url: str, *, ttl: float = DEFAULT_TTL, namespace: str = "default"
+    ) -> AttributeCache:
+        """A cache in Redis, shared by pipelines on several machines (needs ``redis``)."""
+        from segment_braze._cache_stores import RedisStore  # noqa: PLC0415 (avoid cycle)
+
+        return cls(RedisStore(url), ttl=ttl, namespace=namespace)
+
+    def __enter__(self) -> AttributeCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def _key(self, obj: Mapping[str, Any]) -> str | None:
+        user = user_key(obj)
+        return None if user is None else f"{self.namespace}:{user}"
+
+    def filter_objects(self, objects: list[dict[str, Any]]) -> FilterResult:
+        """Remove attributes whose value Braze already acknowledged.
+
+        An object left with only its identifier is not sent, unless it creates
+        an alias profile (``user_alias`` with ``_update_existing_only`` false).
+        """
+        keys = [self._key(obj) for obj in objects]
+        remembered = self.store.load(sorted({key for key in keys if key is not None}))
+        now = self._clock()
+        out: list[dict[str, Any]] = []
+        sent = saved = points_saved = 0
+        for obj, key in zip(objects, keys, strict=True):
+            known = remembered.get(key, {}) if key is not None else {}
+            kept: dict[str, Any] = {}
+            meaningful = False
+            for name, value in obj.items():
+                if name in _IDENTIFIER_KEYS or name == "_update_existing_only":
+                    kept[name] = value
+                    continue
+                previous = known.get(name)
+                if (
+                    previous is not None
+                    and now - previous[1] < self.ttl
+                    and _dedupable(name, value)
+                    and previous[0] == _digest(value)
+                ):
+                    saved += 1
+                    points_saved += value_data_points(value)
+                    continue
+                kept[name] = value
+                meaningful = True
+                sent += 1
+            creates_alias = "user_alias" in obj and obj.get("_update_existing_only") is False
+            if meaningful or creates_alias:
+                out.append(kept)
+        return FilterResult(objects=out, sent=sent, saved=saved, data_points_saved=points_saved)
+
+    def acknowledge(self, objects: list[dict[str, Any]]) -> None:
+        """Remember attributes objects Braze accepted."""
+        now = self._clock()
+        updates: dict[str, dict[str, Remembered]] = {}
+        for obj in objects:
+            key = self._key(obj)
+            if key is None:
+                continue
+            user = updates.setdefault(key, {})
+            for name, value in obj.items():
+                if name in _IDENTIFIER_KEYS:
+                    continue
+                if _dedupable(name, value):
+                    user[name] = (_digest(value), now)
+                else:
+                    # An operation or null changes the stored value in ways we
+                    # do not model: forget it, so the next value is sent.
+                    user[name] = ("", 0.0)
+        if updates:
+            self.store.save(updates, self.ttl)
+
+    def apply(self, translation: Translation) -> Translation:
+        """Return ``translation`` without the attributes Braze already has.
+
+        Call :meth:`acknowledge_translation` once Braze accepted what you sent.
+        """
+        objects = [obj.to_json() for obj in translation.attributes]
+        kept = self.filter_objects(objects).objects
+        by_key = {user_key(obj): obj for obj in kept}
+        attributes = []
+        for original in translation.attributes:
+            obj = by_key.get(user_key(original.to_json()))
+            if obj is None:
+                continue
+            values = {
+                name: value
+                for name, value in obj.items()
+                if name not in _IDENTIFIER_KEYS and name != "_update_existing_only"
+            }
+            attributes.append(attrs.evolve(original, attributes=values))
+        return attrs.evolve(translation, attributes=tuple(attributes))
+
+    def acknowledge_translation(self, translation: Translation) -> None:
+        """Remember a translation's attributes after Braze accepted them."""
+        self.acknowledge([obj.to_json() for obj in translation.attributes])

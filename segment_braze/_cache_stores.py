@@ -1,0 +1,160 @@
+"""The three AttributeCache stores: in memory, an SQLite file, Redis."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from segment_braze._cache import Remembered
+
+__all__ = ["MemoryStore", "RedisStore", "SQLiteStore"]
+
+
+class MemoryStore:
+    """In-process, bounded: the least recently used users are forgotten first."""
+
+    def __init__(self, *, max_users: int) -> None:
+        if max_users < 1:
+            raise ValueError("max_users must be at least 1")
+        self.max_users = max_users
+        self._users: OrderedDict[str, dict[str, Remembered]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, users: list[str]) -> dict[str, dict[str, Remembered]]:
+        """Return remembered values of ``users``."""
+        found = {}
+        with self._lock:
+            for user in users:
+                values = self._users.get(user)
+                if values is not None:
+                    self._users.move_to_end(user)
+                    found[user] = dict(values)
+        return found
+
+    def save(self, updates: dict[str, dict[str, Remembered]], ttl: float) -> None:
+        """Merge ``updates``; expiry is checked on read by the cache (``ttl`` unused)."""
+        del ttl
+        with self._lock:
+            for user, values in updates.items():
+                self._users.setdefault(user, {}).update(values)
+                self._users.move_to_end(user)
+            while len(self._users) > self.max_users:
+                self._users.popitem(last=False)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SQLiteStore:
+    """An SQLite file: survives restarts; several processes on one machine share it.
+
+    WAL mode lets readers work while one process writes; each save is one
+    transaction, and a busy file is waited for (up to 30 s), not failed.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS attribute_cache ("
+            " user TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL,"
+            " acknowledged_at REAL NOT NULL, PRIMARY KEY (user, name)) WITHOUT ROWID"
+        )
+        self._db.commit()
+        self._saves = 0
+
+    def load(self, users: list[str]) -> dict[str, dict[str, Remembered]]:
+        """Return remembered values of ``users``."""
+        found: dict[str, dict[str, Remembered]] = {}
+        with self._lock:
+            for start in range(0, len(users), 500):
+                chunk = users[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT user, name, digest, acknowledged_at FROM attribute_cache"  # noqa: S608 (placeholders only)
+                    f" WHERE user IN ({marks})",
+                    chunk,
+                )
+                for user, name, digest, acknowledged_at in rows:
+                    found.setdefault(user, {})[name] = (digest, acknowledged_at)
+        return found
+
+    def save(self, updates: dict[str, dict[str, Remembered]], ttl: float) -> None:
+        """Merge ``updates`` and delete entries older than ``ttl``."""
+        rows = [
+            (user, name, digest, at)
+            for user, values in updates.items()
+            for name, (digest, at) in values.items()
+        ]
+        newest = max((at for *_, at in rows), default=0.0)
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT INTO attribute_cache (user, name, digest, acknowledged_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (user, name) DO UPDATE SET"
+                " digest = excluded.digest, acknowledged_at = excluded.acknowledged_at",
+                rows,
+            )
+            self._saves += 1
+            # Forget expired entries now and then, not on every save (a scan).
+            if newest and self._saves % 500 == 1:
+                self._db.execute(
+                    "DELETE FROM attribute_cache WHERE acknowledged_at < ?", (newest - ttl,)
+                )
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+
+class RedisStore:
+    """Redis: one cache shared by pipelines on several machines.
+
+    One hash per user (``segment_braze:<namespace>:<user>``), one compact field per
+    attribute (``<digest>:<acknowledged_at>``); Redis expires a user's hash
+    ``ttl`` seconds after its last update, and older fields are ignored on read.
+    """
+
+    prefix = "segment_braze:"
+
+    def __init__(self, url: str) -> None:
+        try:
+            import redis  # noqa: PLC0415 (optional dependency)
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "AttributeCache.redis needs the redis package: pip install 'segment-braze[redis]'"
+            ) from err
+        self._client: Any = redis.Redis.from_url(url)
+
+    def load(self, users: list[str]) -> dict[str, dict[str, Remembered]]:
+        """Return remembered values of ``users``."""
+        pipe = self._client.pipeline(transaction=False)
+        for user in users:
+            pipe.hgetall(self.prefix + user)
+        found: dict[str, dict[str, Remembered]] = {}
+        for user, fields in zip(users, pipe.execute(), strict=True):
+            if fields:
+                values = {}
+                for name, packed in fields.items():
+                    digest, _, at = packed.decode().partition(":")
+                    values[name.decode()] = (digest, float(at or 0))
+                found[user] = values
+        return found
+
+    def save(self, updates: dict[str, dict[str, Remembered]], ttl: float) -> None:
+        """Merge ``updates``; each user's hash expires ``ttl`` after its last update."""
+        pipe = self._client.pipeline(transaction=False)
+        for user, values in updates.items():
+            key = self.prefix + user
+            pipe.hset(key, mapping={name: f"{d}:{at:.0f}" for name, (d, at) in values.items()})
+            pipe.expire(key, max(1, int(ttl)))
+        pipe.execute()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()

@@ -1,0 +1,39 @@
+"""Estimate the Braze data points a request consumes.
+
+On data-point contracts Braze bills every attribute key it receives, changed or
+not (nulls and array updates too; each key of a nested object counts), and one
+per event and per purchase. Identifiers, subscription states, aliases and deletes
+are free. These are estimates: a contract can differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+__all__ = ["FREE_ATTRIBUTE_KEYS", "attribute_data_points", "value_data_points"]
+
+FREE_ATTRIBUTE_KEYS: Final = frozenset(
+    {
+        "external_id",
+        "user_alias",
+        "braze_id",
+        "_update_existing_only",
+        "email_subscribe",
+        "push_subscribe",
+        "subscription_groups",
+        "push_tokens",
+    }
+)
+
+
+def value_data_points(value: Any) -> int:
+    """Data points one attribute value consumes: 1, or one per nested key."""
+    if isinstance(value, Mapping) and value and not value.keys() & {"inc", "add", "remove"}:
+        return sum(value_data_points(item) for item in value.values())
+    return 1
+
+
+def attribute_data_points(obj: Mapping[str, Any]) -> int:
+    """Data points one attributes object consumes."""
+    return sum(value_data_points(v) for k, v in obj.items() if k not in FREE_ATTRIBUTE_KEYS)

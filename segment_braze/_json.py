@@ -1,0 +1,40 @@
+"""Compact JSON bytes: orjson when installed (the ``fast`` extra), else the stdlib."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["dumps", "loads"]
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised where orjson is not installed
+    _orjson = None  # type: ignore[assignment]
+
+
+def _stdlib_dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def dumps(value: Any) -> bytes:
+    """Serialise ``value`` as compact UTF-8 JSON.
+
+    Raises:
+        ValueError: a float that is not finite (JSON has no NaN).
+        TypeError: a value that is not JSON.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value)
+        except _orjson.JSONEncodeError:
+            # orjson refuses integers beyond 64 bits; the stdlib writes them.
+            pass
+    return _stdlib_dumps(value)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON."""
+    if _orjson is not None:
+        return _orjson.loads(data)
+    return json.loads(data)
