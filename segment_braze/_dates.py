@@ -61,13 +61,10 @@ def parse_time(value: object) -> dt.datetime | None:
 
 
 def format_time(moment: dt.datetime) -> str:
-    """Write an aware datetime as Braze's ISO 8601 UTC form with milliseconds."""
+    """Write an aware UTC datetime as Braze's ISO 8601 form with milliseconds."""
     # Braze: times are ISO 8601; UTC with "Z" and milliseconds is our one form.
-    return (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
-        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}."
-        f"{moment.microsecond // 1000:03d}Z"
-    )
+    # isoformat is C code; the instant is already in UTC (parse_time's contract).
+    return moment.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def parse_date(value: object) -> dt.date | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 
@@ -28,6 +28,7 @@ __all__ = [
     "Track",
     "Warnings",
     "child_path",
+    "is_mapping",
     "is_text",
     "parse_call",
 ]
@@ -79,11 +80,16 @@ def _optional_id(message: Mapping[str, Any], key: str) -> str | None:
     raise InvalidMessage(f"$.{key}", f"must be a string or a number, not {_kind(value)}")
 
 
+def is_mapping(value: object) -> TypeGuard[Mapping[Any, Any]]:
+    """``isinstance(value, Mapping)``, with a fast path for the usual ``dict``."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _object(message: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
     value = message.get(key)
     if value is None:
         return _EMPTY
-    if not isinstance(value, Mapping):
+    if not is_mapping(value):
         raise InvalidMessage(child_path(path, key), f"must be an object, not {_kind(value)}")
     return value
 
@@ -118,21 +124,16 @@ def _event_time(message: Mapping[str, Any], warnings: Warnings) -> dt.datetime:
 
 def _braze_id(message: Mapping[str, Any], context: Mapping[str, Any]) -> str | None:
     # A sender can name the Braze profile directly; the first source set wins.
-    sources: tuple[tuple[Mapping[str, Any], str], ...] = (
-        (message, "integrations"),
-        (context, "integrations"),
-    )
-    for container, key in sources:
-        integrations = container.get(key)
-        if isinstance(integrations, Mapping):
+    for integrations in (message.get("integrations"), context.get("integrations")):
+        if integrations and is_mapping(integrations):
             braze = integrations.get("Braze")
-            if isinstance(braze, Mapping):
+            if braze and is_mapping(braze):
                 value = braze.get("braze_id")
                 if isinstance(value, str) and value:
                     return value
     for key in ("properties", "traits"):
         payload = message.get(key)
-        if isinstance(payload, Mapping):
+        if payload and is_mapping(payload):
             value = payload.get("braze_id")
             if isinstance(value, str) and value:
                 return value
@@ -321,7 +322,7 @@ def parse_call(message: object, warnings: Warnings) -> Call:
         InvalidMessage: the message is not an object, has a missing or unknown
             ``type``, or a field the call needs is missing or malformed.
     """
-    if not isinstance(message, Mapping):
+    if not is_mapping(message):
         raise InvalidMessage("$", f"a Segment message must be an object, not {_kind(message)}")
     call_type = message.get("type")
     if not isinstance(call_type, str) or not call_type:

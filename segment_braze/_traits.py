@@ -9,7 +9,7 @@ from typing import Any, Final
 from segment_braze._dates import format_date, parse_date
 from segment_braze._iso import country_code, language_code
 from segment_braze._segment import Warnings, child_path
-from segment_braze._values import DROP, MAX_STRING, clean_custom_attribute
+from segment_braze._values import DROP, MAX_STRING, clean_custom_attribute, is_plain
 
 __all__ = ["traits_to_attributes"]
 
@@ -304,6 +304,8 @@ def traits_to_attributes(
                     f"'{key}' is part of Braze's object; not an attribute",
                 )
             )
+        elif is_plain(key, value):
+            out[key] = value
         else:
             item_path = child_path(path, key)
             custom = clean_custom_attribute(key, value, item_path, max_array_length, warnings)

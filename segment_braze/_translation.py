@@ -67,6 +67,8 @@ class Translation:
         body = self.track_body()
         if body is not None:
             requests.append(BrazeRequest(path=TRACK_PATH, body=body))
+        if not self.operations:
+            return requests
         grouped: dict[tuple[str, str], list[Any]] = {}
         for operation in self.operations:
             grouped.setdefault((operation.path, operation.key), []).append(operation.entry)

@@ -7,11 +7,11 @@ costs the whole message.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any, Final
 
+from segment_braze import _json
 from segment_braze._dates import parse_time
 from segment_braze._segment import Warnings, child_path, is_text
 
@@ -21,6 +21,7 @@ __all__ = [
     "MAX_STRING",
     "clean_custom_attribute",
     "clean_properties",
+    "is_plain",
     "within_size",
 ]
 
@@ -49,6 +50,40 @@ def _is_scalar(value: object) -> bool:
     return value is None or isinstance(value, str | bool | int | float)
 
 
+# Fast paths for the common case (the translation's hot loop): a short ASCII key
+# not starting with '$', and a JSON scalar that needs no further look. Anything
+# else takes the slow path, which says exactly what is wrong.
+def _plain_key(key: object) -> bool:
+    return type(key) is str and 0 < len(key) <= MAX_KEY and key.isascii() and key[0] != "$"
+
+
+def _plain_scalar(value: object) -> bool:
+    kind = type(value)
+    if kind is str:
+        return len(value) <= MAX_STRING and value.isascii()  # type: ignore[arg-type, attr-defined]
+    if kind is float:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    return kind is int or kind is bool or value is None
+
+
+def is_plain(key: object, value: object) -> bool:
+    """Whether ``key: value`` needs no cleaning: the common case, checked fast."""
+    return _plain_key(key) and _plain_scalar(value)
+
+
+def _has_nested(properties: Mapping[str, Any]) -> bool:
+    for value in properties.values():
+        kind = type(value)
+        if kind is dict or kind is list:
+            return True
+        if kind not in _SCALAR_TYPES and isinstance(value, Mapping | list | tuple):
+            return True
+    return False
+
+
+_SCALAR_TYPES: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def _bad_scalar(value: object) -> str | None:
     """Say why a scalar cannot go to Braze, or return None when it can."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -62,7 +97,7 @@ def _bad_scalar(value: object) -> str | None:
 
 
 def _json_size(value: object) -> int:
-    return len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode())
+    return len(_json.dumps(value))
 
 
 def _bad_key(key: object) -> str | None:
@@ -103,6 +138,9 @@ def _clean_nested(value: Any, path: str, warnings: Warnings) -> Any:
 def _clean_nested_object(value: Mapping[Any, Any], path: str, warnings: Warnings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in value.items():
+        if _plain_key(key) and " " not in key and "." not in key and _plain_scalar(item):
+            out[key] = item
+            continue
         item_path = child_path(path, key)
         # Braze: nested keys carry no spaces, dots or '$', except "$time", which
         # marks a date inside a nested object.
@@ -216,6 +254,8 @@ def clean_custom_attribute(
         max_array_length: the account's array limit (Braze: 500, older accounts 25).
         warnings: receives a warning for anything dropped.
     """
+    if _plain_key(key) and _plain_scalar(value):
+        return value
     problem = _bad_key(key)
     if problem is not None:
         warnings.append((path, f"{problem}; custom attribute dropped"))
@@ -294,6 +334,9 @@ def clean_properties(
         if key in reserved:
             warnings.append((child_path(path, key), f"'{key}' is reserved by Braze; dropped"))
             continue
+        if _plain_key(key) and _plain_scalar(value):
+            out[key] = value
+            continue
         problem = _bad_key(key)
         if problem is not None:
             warnings.append((child_path(path, key), f"{problem}; dropped"))
@@ -317,7 +360,7 @@ def within_size(
     """Return ``properties``, or nothing (with a warning) when over Braze's size limit."""
     # Flat properties of 255-character strings cannot reach the limit; only
     # nested values are measured.
-    if properties and any(isinstance(v, Mapping | list) for v in properties.values()):
+    if properties and _has_nested(properties):
         size = _json_size(properties)
         if size > max_bytes:
             warnings.append(
