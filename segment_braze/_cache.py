@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-from segment_braze._datapoints import value_data_points
+from segment_braze._datapoints import FREE_ATTRIBUTE_KEYS, value_data_points
 from segment_braze._translation import Translation
 
 __all__ = ["AttributeCache", "AttributeStore", "FilterResult", "Remembered", "user_key"]
@@ -30,6 +30,7 @@ _OPERATION_KEYS: Final = frozenset({"inc", "add", "remove", "$add", "$remove", "
 
 #: A remembered attribute: (value digest, when Braze acknowledged it, epoch s).
 Remembered = tuple[str, float]
+_FORGOTTEN: Final[Remembered] = ("", 0.0)
 
 
 class AttributeStore(Protocol):
@@ -177,6 +178,7 @@ class AttributeCache:
         now = self._clock()
         out: list[dict[str, Any]] = []
         sent = saved = points_saved = 0
+        stale: dict[str, dict[str, Remembered]] = {}
         for obj, key in zip(objects, keys, strict=True):
             known = remembered.get(key, {}) if key is not None else {}
             kept: dict[str, Any] = {}
@@ -193,14 +195,22 @@ class AttributeCache:
                     and previous[0] == _digest(value)
                 ):
                     saved += 1
-                    points_saved += value_data_points(value)
+                    if name not in FREE_ATTRIBUTE_KEYS:
+                        points_saved += value_data_points(value)
                     continue
                 kept[name] = value
                 meaningful = True
                 sent += 1
+                if key is not None and previous is not None and previous[0]:
+                    # A new value is on its way: forget the old one now, so a
+                    # later message carrying the old value again (prepared before
+                    # this one is acknowledged) is not taken as unchanged.
+                    stale.setdefault(key, {})[name] = _FORGOTTEN
             creates_alias = "user_alias" in obj and obj.get("_update_existing_only") is False
             if meaningful or creates_alias:
                 out.append(kept)
+        if stale:
+            self.store.save(stale, self.ttl)
         return FilterResult(objects=out, sent=sent, saved=saved, data_points_saved=points_saved)
 
     def acknowledge(self, objects: list[dict[str, Any]]) -> None:
@@ -209,18 +219,18 @@ class AttributeCache:
         updates: dict[str, dict[str, Remembered]] = {}
         for obj in objects:
             key = self._key(obj)
-            if key is None:
+            # Braze drops an update-only object for a user it does not know,
+            # yet answers success: such an object proves nothing about the profile.
+            if key is None or obj.get("_update_existing_only") is True:
                 continue
             user = updates.setdefault(key, {})
             for name, value in obj.items():
-                if name in _IDENTIFIER_KEYS:
+                if name in _IDENTIFIER_KEYS or name == "_update_existing_only":
                     continue
-                if _dedupable(name, value):
-                    user[name] = (_digest(value), now)
-                else:
-                    # An operation or null changes the stored value in ways we
-                    # do not model: forget it, so the next value is sent.
-                    user[name] = ("", 0.0)
+                # An operation or null changes the stored value in ways we do not
+                # model: forget it, so the next value is sent.
+                user[name] = (_digest(value), now) if _dedupable(name, value) else _FORGOTTEN
+        updates = {key: values for key, values in updates.items() if values}
         if updates:
             self.store.save(updates, self.ttl)
 

@@ -1,0 +1,697 @@
+"""AttributeCache: Braze receives only the attributes that changed (issue 7).
+
+Braze bills every attribute key it receives, changed or not. These tests send
+real Segment messages through ``BrazeClient`` to ``BrazeStandIn`` and check what
+Braze received, on each of the three stores (one parametrised suite), plus what
+is particular to a store: SQLite shared by processes, Redis shared by clients,
+the in-memory LRU bound, and a store of one's own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from segment_braze import AttributeCache, BrazeClient, DeliveryReport, Settings, translate
+from segment_braze.testing import BrazeStandIn, Fault
+
+KEY = "test-key"
+TIME = "2024-05-01T12:00:00Z"
+DAY = 24 * 3600.0
+THIRTY_DAYS = 30 * DAY
+ALIAS = {"alias_name": "anon-1", "alias_label": "segment_anonymous_id"}
+GROUP_ID = "3d2b1b6e-9c1f-4e7a-9d3b-2f1e0c4a5b6d"
+STORES = ("memory", "sqlite", "redis")
+
+
+def identify(user: str = "u1", **traits: Any) -> dict[str, Any]:
+    """A Segment identify call for ``user`` with ``traits``."""
+    return {"type": "identify", "userId": user, "traits": traits, "timestamp": TIME}
+
+
+def track(user: str = "u1") -> dict[str, Any]:
+    """A Segment track call of ``Signed Up`` for ``user``."""
+    return {"type": "track", "userId": user, "event": "Signed Up", "timestamp": TIME}
+
+
+def settings_for(braze: BrazeStandIn, **options: Any) -> Settings:
+    """Settings that send to the stand-in."""
+    return Settings(
+        rest_api_key=KEY, rest_endpoint=braze.url, allow_custom_endpoint=True, **options
+    )
+
+
+def deliver(
+    braze: BrazeStandIn,
+    cache: AttributeCache | None,
+    *messages: Any,
+    settings: Settings | None = None,
+    **options: Any,
+) -> DeliveryReport:
+    """Send ``messages`` in one ``send()`` call through a client using ``cache``."""
+    options.setdefault("backoff_initial", 0.01)
+    with BrazeClient(settings or settings_for(braze), attribute_cache=cache, **options) as client:
+        return client.send(list(messages))
+
+
+def attributes_of(braze: BrazeStandIn, user: str = "u1") -> list[dict[str, Any]]:
+    """The attributes objects Braze accepted for the external id ``user``, in order."""
+    return [obj for obj in braze.accepted_attributes if obj.get("external_id") == user]
+
+
+def only_keys(obj: dict[str, Any]) -> set[str]:
+    """The attribute keys of an attributes object, identifier and flag left out."""
+    return set(obj) - {"external_id", "user_alias", "braze_id", "_update_existing_only"}
+
+
+class FakeClock:
+    """A clock the test moves by hand: no sleeping."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        """The time now, in seconds since the epoch."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        self.now += seconds
+
+
+class Caches:
+    """Makes AttributeCaches over one store location (a memory store, a file, a server).
+
+    Caches made by one factory share what they remember, as two processes share an
+    SQLite file or two machines a Redis server; every cache is closed at teardown.
+    """
+
+    def __init__(self, kind: str, location: str | None) -> None:
+        self.kind = kind
+        self.location = location
+        self._opened: list[AttributeCache] = []
+
+    def __call__(
+        self,
+        *,
+        namespace: str = "default",
+        ttl: float = THIRTY_DAYS,
+        clock: FakeClock | None = None,
+    ) -> AttributeCache:
+        """A new cache on the shared location; ``clock`` replaces the real one."""
+        if self.kind == "memory" and self._opened:
+            cache = AttributeCache(self._opened[0].store, namespace=namespace, ttl=ttl)
+        else:
+            if self.kind == "memory":
+                cache = AttributeCache.memory(ttl=ttl, namespace=namespace)
+            elif self.kind == "sqlite":
+                cache = AttributeCache.sqlite(str(self.location), ttl=ttl, namespace=namespace)
+            else:
+                cache = AttributeCache.redis(str(self.location), ttl=ttl, namespace=namespace)
+            self._opened.append(cache)
+        if clock is not None:
+            cache = AttributeCache(cache.store, namespace=namespace, ttl=ttl, clock=clock)
+        return cache
+
+    def close(self) -> None:
+        """Close every store opened."""
+        for cache in self._opened:
+            cache.close()
+
+
+@pytest.fixture
+def braze() -> Iterator[BrazeStandIn]:
+    """A Braze stand-in on loopback."""
+    with BrazeStandIn(api_key=KEY) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture(params=STORES)
+def caches(request, tmp_path) -> Iterator[Caches]:
+    """A cache factory on each store: memory, an SQLite file, a real Redis server."""
+    location = None
+    if request.param == "sqlite":
+        location = str(tmp_path / "attributes.sqlite3")
+    elif request.param == "redis":
+        location = request.getfixturevalue("redis_url")
+        client = redis.Redis.from_url(location)
+        client.flushdb()
+        client.close()
+    factory = Caches(request.param, location)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def cache(caches: Caches) -> AttributeCache:
+    """One cache on the store under test."""
+    return caches()
+
+
+@pytest.fixture
+def redis_client(redis_url) -> Iterator[Any]:
+    """A client of the test Redis server, its database emptied."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+class TestUnchanged:
+    """Traits Braze already has are not sent again."""
+
+    def test_same_traits_twice_sends_nothing(self, braze, cache):
+        """The second identify with the same traits sends no attributes object at all."""
+        traits = {"firstName": "Ada", "email": "ada@example.com", "plan": "pro"}
+        first = deliver(braze, cache, identify(**traits))
+        requests_after_first = len(braze.requests)
+        second = deliver(braze, cache, identify(**traits))
+        assert len(attributes_of(braze)) == 1
+        assert len(braze.requests) == requests_after_first
+        assert (first.attributes_sent, first.attributes_saved) == (3, 0)
+        assert (second.attributes_sent, second.attributes_saved) == (0, 3)
+        assert second.data_points_saved == 3
+        assert second.delivered == 1
+
+    def test_events_still_sent_when_attributes_are_unchanged(self, braze, cache):
+        """Only attributes are deduplicated: the events of the same batch go out."""
+        deliver(braze, cache, identify(plan="pro"))
+        report = deliver(braze, cache, identify(plan="pro"), track())
+        assert len(attributes_of(braze)) == 1
+        assert [event["name"] for event in braze.accepted_events] == ["Signed Up"]
+        assert report.delivered == 2
+
+    def test_nested_keys_count_as_data_points(self, braze, cache):
+        """A saved nested object saves one data point per nested key."""
+        traits = {"plan": "pro", "company": {"name": "Acme", "hq": {"city": "Berlin"}}}
+        deliver(braze, cache, identify(**traits))
+        report = deliver(braze, cache, identify(**traits))
+        assert report.attributes_saved == 2
+        assert report.data_points_saved == 3
+
+    def test_free_keys_saved_are_no_data_points(self, braze, cache):
+        """A saved subscription state counts as an attribute saved but no data point."""
+        traits = {"firstName": "Ada", "email_subscribe": "subscribed"}
+        deliver(braze, cache, identify(**traits))
+        report = deliver(braze, cache, identify(**traits))
+        assert report.attributes_saved == 2
+        # Braze: subscription states are free, so leaving one out saves nothing.
+        assert report.data_points_saved == 1
+
+
+class TestChanged:
+    """What changed is sent, and only that."""
+
+    def test_only_changed_key_is_sent(self, braze, cache):
+        """Changing one trait sends that key alone."""
+        deliver(braze, cache, identify(firstName="Ada", plan="free", age=30))
+        report = deliver(braze, cache, identify(firstName="Ada", plan="pro", age=30))
+        assert attributes_of(braze)[-1] == {
+            "external_id": "u1",
+            "plan": "pro",
+            "_update_existing_only": False,
+        }
+        assert (report.attributes_sent, report.attributes_saved) == (1, 2)
+        assert braze.profiles[("external_id", "u1")]["plan"] == "pro"
+
+    def test_users_do_not_share_values(self, braze, cache):
+        """Another user's identical traits are sent in full."""
+        deliver(braze, cache, identify("u1", plan="pro"))
+        report = deliver(braze, cache, identify("u2", plan="pro"))
+        assert attributes_of(braze, "u2") == [
+            {"external_id": "u2", "plan": "pro", "_update_existing_only": False}
+        ]
+        assert report.attributes_saved == 0
+
+    def test_value_changed_back_is_sent(self, braze, cache):
+        """A value changed and changed back is sent each time."""
+        for plan in ("free", "pro", "free"):
+            deliver(braze, cache, identify(plan=plan))
+        assert [obj["plan"] for obj in attributes_of(braze)] == ["free", "pro", "free"]
+
+    @pytest.mark.parametrize(
+        ("before", "in_flight"),
+        [("free", "pro"), ("free", None), (["a"], {"add": ["b"]})],
+        ids=["value", "null", "array add"],
+    )
+    def test_change_in_flight_is_not_undone(self, braze, cache, before, in_flight):
+        """A value restored while its change is unacknowledged still reaches Braze."""
+        deliver(braze, cache, identify(plan=before))
+        # One worker and a long linger: both messages are prepared before the
+        # first is sent, so the second is compared while the change is in flight.
+        deliver(braze, cache, identify(plan=in_flight), identify(plan=before), workers=1, linger=5)
+        assert braze.profiles[("external_id", "u1")].get("plan") == before
+
+
+class TestAcknowledgement:
+    """The cache learns only what Braze accepted."""
+
+    @pytest.mark.parametrize("status", [500, 400])
+    def test_failed_send_does_not_suppress_the_retry(self, braze, cache, status):
+        """After a refused request, the next send still carries the change."""
+        deliver(braze, cache, identify(plan="free"))
+        braze.inject(Fault.status(status))
+        failed = deliver(braze, cache, identify(plan="pro"), max_attempts=1)
+        assert [failure.status for failure in failed.failed] == [status]
+        retried = deliver(braze, cache, identify(plan="pro"))
+        assert attributes_of(braze)[-1]["plan"] == "pro"
+        assert (retried.attributes_sent, retried.delivered) == (1, 1)
+
+    def test_partially_rejected_object_is_not_remembered(self, braze, cache):
+        """An attributes object Braze named in ``errors`` is sent in full next time."""
+        braze.inject(Fault.partial_errors(("attributes", 0)))
+        first = deliver(
+            braze, cache, identify("u1", plan="pro"), identify("u2", plan="pro"), workers=1
+        )
+        assert [failure.status for failure in first.failed] == [201]
+        assert attributes_of(braze, "u1") == []
+        second = deliver(
+            braze, cache, identify("u1", plan="pro"), identify("u2", plan="pro"), workers=1
+        )
+        assert [obj["plan"] for obj in attributes_of(braze, "u1")] == ["pro"]
+        assert len(attributes_of(braze, "u2")) == 1
+        assert (second.attributes_sent, second.attributes_saved) == (1, 1)
+
+    def test_filtering_alone_remembers_nothing(self, cache):
+        """Filtering without acknowledging leaves the next filter unchanged."""
+        objects = [{"external_id": "u1", "plan": "pro"}]
+        assert cache.filter_objects(objects).objects == objects
+        assert cache.filter_objects(objects).objects == objects
+
+    def test_acknowledging_an_identifier_alone_is_harmless(self, cache):
+        """An object with no attributes can be acknowledged, and remembers nothing."""
+        cache.acknowledge([{"external_id": "u1"}])
+        objects = [{"external_id": "u1", "plan": "pro"}]
+        assert cache.filter_objects(objects).objects == objects
+
+
+class TestExpiry:
+    """Remembered values are forgotten after the TTL, so Braze is corrected."""
+
+    def test_value_sent_again_after_ttl(self, braze, caches):
+        """Within the TTL the value is saved; after it, the value is sent again."""
+        clock = FakeClock()
+        cache = caches(ttl=3600, clock=clock)
+        deliver(braze, cache, identify(plan="pro"))
+        clock.advance(3599)
+        assert deliver(braze, cache, identify(plan="pro")).attributes_saved == 1
+        clock.advance(2)
+        assert deliver(braze, cache, identify(plan="pro")).attributes_sent == 1
+        clock.advance(1800)
+        assert deliver(braze, cache, identify(plan="pro")).attributes_saved == 1
+        assert len(attributes_of(braze)) == 2
+
+    def test_default_ttl_is_thirty_days(self, braze, caches):
+        """By default a value is remembered for 29 days, and not for 31."""
+        clock = FakeClock()
+        cache = caches(clock=clock)
+        deliver(braze, cache, identify(plan="pro"))
+        clock.advance(29 * DAY)
+        assert deliver(braze, cache, identify(plan="pro")).attributes_saved == 1
+        clock.advance(2 * DAY)
+        assert deliver(braze, cache, identify(plan="pro")).attributes_sent == 1
+
+    def test_constructors_default_to_thirty_days(self, cache):
+        """Each constructor's TTL is 30 days unless told otherwise."""
+        assert AttributeCache.memory().ttl == THIRTY_DAYS
+        assert cache.ttl == THIRTY_DAYS
+
+    @pytest.mark.parametrize("ttl", [0, -1.0])
+    def test_ttl_must_be_positive(self, ttl):
+        """A TTL of zero or less is refused."""
+        with pytest.raises(ValueError, match="ttl"):
+            AttributeCache.memory(ttl=ttl)
+
+
+# (traits, the attribute key Braze must receive every time)
+NEVER_DEDUPLICATED = {
+    "increment": ({"logins": {"inc": 1}}, "logins"),
+    "array add": ({"tags": {"add": ["vip"]}}, "tags"),
+    "array remove": ({"tags": {"remove": ["vip"]}}, "tags"),
+    "nested $add": ({"pets": {"$add": [{"id": 1, "name": "Rex"}]}}, "pets"),
+    "nested $remove": (
+        {"pets": {"$remove": [{"$identifier_key": "id", "$identifier_value": 1}]}},
+        "pets",
+    ),
+    "nested $update": (
+        {
+            "pets": {
+                "$update": [
+                    {
+                        "$identifier_key": "id",
+                        "$identifier_value": 1,
+                        "$new_object": {"name": "Max"},
+                    }
+                ]
+            }
+        },
+        "pets",
+    ),
+    "subscription groups": (
+        {
+            "subscription_groups": [
+                {"subscription_group_id": GROUP_ID, "subscription_state": "subscribed"}
+            ]
+        },
+        "subscription_groups",
+    ),
+    "custom null": ({"plan": None}, "plan"),
+    "standard null": ({"home_city": None}, "home_city"),
+}
+
+
+class TestNeverDeduplicated:
+    """Operations, push tokens, subscription groups, nulls and new values always pass."""
+
+    @pytest.mark.parametrize(
+        ("traits", "key"), NEVER_DEDUPLICATED.values(), ids=NEVER_DEDUPLICATED.keys()
+    )
+    def test_sent_every_time(self, braze, cache, traits, key):
+        """The same value sent twice reaches Braze twice."""
+        deliver(braze, cache, identify(**traits))
+        report = deliver(braze, cache, identify(**traits))
+        sent = attributes_of(braze)
+        assert len(sent) == 2
+        assert sent[1][key] == sent[0][key]
+        assert report.attributes_saved == 0
+
+    def test_push_token_sent_every_time(self, braze, cache):
+        """A push token from ``context.device.token`` is imported on every identify."""
+        message = {
+            **identify(plan="pro"),
+            "context": {"device": {"token": "push-token-1", "id": "device-0001"}},
+        }
+        settings = settings_for(braze, app_id="app-1")
+        deliver(braze, cache, message, settings=settings)
+        deliver(braze, cache, message, settings=settings)
+        token = {"app_id": "app-1", "token": "push-token-1", "device_id": "device-0001"}
+        assert [obj.get("push_tokens") for obj in attributes_of(braze)] == [[token], [token]]
+        assert "plan" not in attributes_of(braze)[1]
+
+    def test_first_seen_value_is_sent(self, braze, cache):
+        """A trait the cache has no value for is sent beside unchanged ones left out."""
+        deliver(braze, cache, identify(plan="pro"))
+        deliver(braze, cache, identify(plan="pro", seats=5))
+        assert only_keys(attributes_of(braze)[-1]) == {"seats"}
+
+    def test_operation_forgets_the_value(self, braze, cache):
+        """After an array ``add``, the earlier whole value is sent again."""
+        deliver(braze, cache, identify(tags=["a"]))
+        deliver(braze, cache, identify(tags={"add": ["b"]}))
+        assert braze.profiles[("external_id", "u1")]["tags"] == ["a", "b"]
+        deliver(braze, cache, identify(tags=["a"]))
+        assert braze.profiles[("external_id", "u1")]["tags"] == ["a"]
+
+    def test_null_forgets_the_value(self, braze, cache):
+        """After a null unset the attribute, the earlier value is sent again."""
+        for plan in ("pro", None, "pro"):
+            deliver(braze, cache, identify(plan=plan))
+        assert [obj["plan"] for obj in attributes_of(braze)] == ["pro", None, "pro"]
+        assert braze.profiles[("external_id", "u1")]["plan"] == "pro"
+
+
+# (first traits, equal traits spelled otherwise)
+SAME_AFTER_NORMALISATION = {
+    "birthday": ({"birthday": "1990-05-17"}, {"birthday": "May 17, 1990"}),
+    "birthday as dob": ({"birthday": "1990-05-17"}, {"dob": "1990-05-17T00:00:00Z"}),
+    "country": ({"address": {"country": "Germany"}}, {"address": {"country": "DE"}}),
+    "gender": ({"gender": "female"}, {"gender": "F"}),
+    "language": ({"language": "en-US"}, {"language": "en"}),
+}
+
+
+class TestComparison:
+    """Values are compared deeply and after normalisation."""
+
+    def test_nested_key_order_does_not_matter(self, braze, cache):
+        """The same nested object with its keys in another order is not sent again."""
+        deliver(braze, cache, identify(company={"name": "Acme", "hq": {"city": "Berlin", "n": 1}}))
+        report = deliver(
+            braze, cache, identify(company={"hq": {"n": 1, "city": "Berlin"}, "name": "Acme"})
+        )
+        assert len(attributes_of(braze)) == 1
+        assert report.attributes_saved == 1
+
+    def test_nested_change_is_sent(self, braze, cache):
+        """A change deep inside a nested object sends the object."""
+        deliver(braze, cache, identify(company={"name": "Acme", "hq": {"city": "Berlin"}}))
+        deliver(braze, cache, identify(company={"name": "Acme", "hq": {"city": "Paris"}}))
+        assert attributes_of(braze)[-1]["company"] == {"name": "Acme", "hq": {"city": "Paris"}}
+
+    def test_array_order_matters(self, braze, cache):
+        """An array with its items in another order is another value."""
+        deliver(braze, cache, identify(tags=["a", "b"]))
+        deliver(braze, cache, identify(tags=["b", "a"]))
+        assert attributes_of(braze)[-1]["tags"] == ["b", "a"]
+
+    @pytest.mark.parametrize(
+        ("first", "second"), SAME_AFTER_NORMALISATION.values(), ids=SAME_AFTER_NORMALISATION.keys()
+    )
+    def test_normalised_values_compared(self, braze, cache, first, second):
+        """Two spellings of one value are one value: the second is not sent."""
+        deliver(braze, cache, identify(**first))
+        report = deliver(braze, cache, identify(**second))
+        assert len(attributes_of(braze)) == 1
+        assert report.attributes_saved == 1
+
+
+class TestAliasProfiles:
+    """An object that creates an alias profile is sent even when nothing changed."""
+
+    def test_alias_object_kept_without_its_unchanged_traits(self, braze, cache):
+        """The anonymous user's second identify still sends the profile-creating object."""
+        settings = settings_for(braze, anonymous_users="alias")
+        message = {"type": "identify", "anonymousId": "anon-1", "traits": {"plan": "pro"}}
+        deliver(braze, cache, message, settings=settings)
+        report = deliver(braze, cache, message, settings=settings)
+        assert braze.accepted_attributes == [
+            {"user_alias": ALIAS, "plan": "pro", "_update_existing_only": False},
+            {"user_alias": ALIAS, "_update_existing_only": False},
+        ]
+        assert (report.attributes_sent, report.attributes_saved) == (0, 1)
+
+
+class TestTranslationAPI:
+    """``apply`` and ``acknowledge_translation`` work on translations directly."""
+
+    def test_apply_then_acknowledge(self, cache):
+        """Applied and acknowledged values are left out of the next translation."""
+        first = cache.apply(translate(identify(firstName="Ada", plan="free")))
+        assert first.attributes[0].attributes == {"first_name": "Ada", "plan": "free"}
+        cache.acknowledge_translation(first)
+        second = cache.apply(translate(identify(firstName="Ada", plan="pro")))
+        assert second.attributes[0].attributes == {"plan": "pro"}
+        cache.acknowledge_translation(second)
+        third = cache.apply(translate(identify(firstName="Ada", plan="pro")))
+        assert third.attributes == ()
+        assert third.requests() == []
+
+    def test_apply_without_acknowledge_keeps_everything(self, cache):
+        """Applying twice with no acknowledgement sends the values both times."""
+        translation = translate(identify(plan="pro"))
+        assert cache.apply(translation) == translation
+        assert cache.apply(translation) == translation
+
+    def test_apply_keeps_events_and_operations(self, cache):
+        """Only attributes are removed: the alias merge and the message id stay."""
+        message = {**identify(plan="pro"), "anonymousId": "anon-1", "messageId": "m-1"}
+        translation = translate(message, Settings(anonymous_users="alias"))
+        cache.acknowledge_translation(translation)
+        applied = cache.apply(translation)
+        assert applied.attributes == ()
+        assert applied.operations == translation.operations
+        assert applied.message_id == "m-1"
+
+    def test_apply_keeps_alias_profile_object(self, cache):
+        """An unchanged alias object is kept, its attributes emptied."""
+        message = {"type": "identify", "anonymousId": "anon-1", "traits": {"plan": "pro"}}
+        translation = translate(message, Settings(anonymous_users="alias"))
+        cache.acknowledge_translation(translation)
+        applied = cache.apply(translation)
+        assert [obj.to_json() for obj in applied.attributes] == [
+            {"user_alias": ALIAS, "_update_existing_only": False}
+        ]
+
+
+class TestNamespaces:
+    """Caches with different namespaces in one store keep apart."""
+
+    def test_namespaces_do_not_share_values(self, braze, caches):
+        """A value one app group acknowledged is unknown to another in the same store."""
+        app_a, app_b = caches(namespace="app-a"), caches(namespace="app-b")
+        deliver(braze, app_a, identify(plan="pro"))
+        assert deliver(braze, app_b, identify(plan="pro")).attributes_saved == 0
+        assert deliver(braze, caches(namespace="app-a"), identify(plan="pro")).attributes_saved == 1
+        assert len(attributes_of(braze)) == 2
+
+
+class TestSharedStores:
+    """Caches on one store location share what Braze acknowledged."""
+
+    def test_second_cache_sees_what_the_first_acknowledged(self, braze, caches):
+        """A cache opened afterwards on the same store saves what another sent."""
+        deliver(braze, caches(), identify(plan="pro", seats=5))
+        report = deliver(braze, caches(), identify(plan="pro", seats=5))
+        assert (report.attributes_sent, report.attributes_saved) == (0, 2)
+        assert len(attributes_of(braze)) == 1
+
+
+_PROCESS_SCRIPT = """
+import json
+import sys
+
+from segment_braze import AttributeCache, BrazeClient, Settings
+
+url, path, first, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+settings = Settings(rest_api_key="test-key", rest_endpoint=url, allow_custom_endpoint=True)
+messages = [
+    {"type": "identify", "userId": f"u{n}", "traits": {"plan": "pro", "seats": n}}
+    for n in range(first, first + count)
+]
+with AttributeCache.sqlite(path) as cache, BrazeClient(settings, attribute_cache=cache) as client:
+    report = client.send(messages)
+print(json.dumps({"sent": report.attributes_sent, "saved": report.attributes_saved,
+                  "delivered": report.delivered, "failed": len(report.failed)}))
+"""
+
+
+class TestSQLiteProcesses:
+    """Several processes on one machine share one SQLite file."""
+
+    @pytest.fixture
+    def script(self, tmp_path):
+        """A small sender script: identify users ``first .. first+count-1``."""
+        path = tmp_path / "sender.py"
+        path.write_text(textwrap.dedent(_PROCESS_SCRIPT))
+        return path
+
+    def start(self, script, braze, database, first, count):
+        """Start the sender script in a new Python process, warnings as errors."""
+        command = [sys.executable, "-W", "error", str(script), braze.url, str(database)]
+        return subprocess.Popen(
+            [*command, str(first), str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def result(self, process):
+        """The sender's report, after it exited cleanly."""
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        return json.loads(stdout)
+
+    def test_second_process_saves_what_the_first_sent(self, braze, tmp_path, script):
+        """Process B sees the values process A sent and acknowledged, and leaves them out."""
+        database = tmp_path / "shared.sqlite3"
+        first = self.result(self.start(script, braze, database, 0, 3))
+        second = self.result(self.start(script, braze, database, 0, 3))
+        assert first == {"sent": 6, "saved": 0, "delivered": 3, "failed": 0}
+        assert second == {"sent": 0, "saved": 6, "delivered": 3, "failed": 0}
+        assert len(braze.accepted_attributes) == 3
+
+    def test_processes_write_concurrently(self, braze, tmp_path, script):
+        """Two processes acknowledging at once lose nothing and fail nothing."""
+        database = tmp_path / "shared.sqlite3"
+        running = [self.start(script, braze, database, first, 300) for first in (0, 300)]
+        results = [self.result(process) for process in running]
+        assert [r["failed"] for r in results] == [0, 0]
+        assert [r["sent"] for r in results] == [600, 600]
+        with AttributeCache.sqlite(str(database)) as cache:
+            objects = [{"external_id": f"u{n}", "plan": "pro", "seats": n} for n in range(600)]
+            result = cache.filter_objects(objects)
+        assert (result.objects, result.saved) == ([], 1200)
+
+
+class TestRedisStore:
+    """Redis: one cache shared by several clients, namespaced, expired by Redis."""
+
+    def test_two_clients_share_one_server(self, braze, redis_url, redis_client):
+        """A second client on another connection leaves out what the first sent."""
+        with (
+            AttributeCache.redis(redis_url, namespace="app") as one,
+            AttributeCache.redis(redis_url, namespace="app") as two,
+        ):
+            deliver(braze, one, identify(plan="pro"))
+            report = deliver(braze, two, identify(plan="pro"))
+        assert (report.attributes_sent, report.attributes_saved) == (0, 1)
+        assert len(attributes_of(braze)) == 1
+
+    def test_keys_are_namespaced_and_expire(self, braze, redis_url, redis_client):
+        """Each user is one key under the namespace, with Redis's own expiry set."""
+        with AttributeCache.redis(redis_url, namespace="app-group-1", ttl=DAY) as cache:
+            deliver(braze, cache, identify(plan="pro"))
+        keys = redis_client.keys("*")
+        assert keys == [b"segment_braze:app-group-1:external_id:u1"]
+        assert 0 < redis_client.ttl(keys[0]) <= DAY
+
+    def test_hash_holds_only_attributes(self, braze, redis_url, redis_client):
+        """A user's hash has one compact field per attribute, and nothing else."""
+        with AttributeCache.redis(redis_url) as cache:
+            deliver(braze, cache, identify(firstName="Ada", plan="pro"))
+        fields = redis_client.hgetall("segment_braze:default:external_id:u1")
+        assert set(fields) == {b"first_name", b"plan"}
+        assert all(len(value) < 40 for value in fields.values())
+
+
+class TestMemoryStore:
+    """The in-memory store is bounded: least recently used users go first."""
+
+    def test_least_recently_used_user_is_forgotten(self, braze):
+        """With room for two users, a third evicts the one used longest ago."""
+        cache = AttributeCache.memory(max_users=2)
+        deliver(braze, cache, identify("u1", plan="pro"), identify("u2", plan="pro"))
+        deliver(braze, cache, identify("u1", plan="pro"))  # u1 is now the most recent
+        deliver(braze, cache, identify("u3", plan="pro"))  # evicts u2
+        assert deliver(braze, cache, identify("u2", plan="pro")).attributes_sent == 1
+        assert deliver(braze, cache, identify("u3", plan="pro")).attributes_saved == 1
+        assert [len(attributes_of(braze, user)) for user in ("u1", "u2", "u3")] == [1, 2, 1]
+
+    def test_max_users_must_be_positive(self):
+        """A bound below one user is refused."""
+        with pytest.raises(ValueError, match="max_users"):
+            AttributeCache.memory(max_users=0)
+
+
+class DictStore:
+    """A store of one's own: a plain dict, as a user might plug in."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, dict[str, tuple[str, float]]] = {}
+        self.closed = False
+
+    def load(self, users: list[str]) -> dict[str, dict[str, tuple[str, float]]]:
+        """What is remembered for ``users``."""
+        return {user: dict(self.users[user]) for user in users if user in self.users}
+
+    def save(self, updates: dict[str, dict[str, tuple[str, float]]], ttl: float) -> None:
+        """Merge ``updates`` (expiry is left to the cache)."""
+        del ttl
+        for user, values in updates.items():
+            self.users.setdefault(user, {}).update(values)
+
+    def close(self) -> None:
+        """Mark the store closed."""
+        self.closed = True
+
+
+class TestCustomStore:
+    """Any object with load, save and close is a store."""
+
+    def test_dict_store_works_with_the_client(self, braze):
+        """A dict-backed store deduplicates like the built-in ones, and is closed."""
+        store = DictStore()
+        with AttributeCache(store, namespace="app") as cache:
+            deliver(braze, cache, identify(firstName="Ada", plan="free"))
+            report = deliver(braze, cache, identify(firstName="Ada", plan="pro"))
+        assert (report.attributes_sent, report.attributes_saved) == (1, 1)
+        assert only_keys(attributes_of(braze)[-1]) == {"plan"}
+        assert set(store.users) == {"app:external_id:u1"}
+        assert store.closed
