@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import random
+import re
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +33,8 @@ from segment_braze.exceptions import AuthenticationError, InvalidMessage
 __all__ = ["BrazeClient"]
 
 _END: Final = object()
+# A user-management 400 that names its entry: "external_ids[3]: ...".
+_NAMED_ENTRY: Final = re.compile(r"(?P<key>\w+)\[(?P<index>\d+)\]")
 _UNAUTHORIZED_CAUSES: Final = {
     401: "the REST API key is wrong, malformed, revoked, or from another Braze "
     "cluster or workspace (check datacenter/rest_endpoint)",
@@ -195,6 +198,9 @@ class BrazeClient:
         if translation.dropped is not None:
             ledger.dropped(item, label, translation.dropped)
             return None
+        if not translation.object_count and not translation.operations:
+            ledger.dropped(item, label, "the translation holds nothing to send")
+            return None
         attribute_objects = [obj.to_json() for obj in translation.attributes]
         if self.attribute_cache is not None and attribute_objects:
             result = self.attribute_cache.filter_objects(attribute_objects)
@@ -293,6 +299,7 @@ class _Run:
         self.ledger = Ledger(on_failure=client.on_failure, on_outcome=client.on_outcome)
         self.stop = threading.Event()
         self.unauthorized: Unauthorized | None = None
+        self.stop_reason = "not sent"
         self.crash: BaseException | None = None
         self.lock = threading.Lock()
 
@@ -303,6 +310,10 @@ class _Run:
             worker.thread.start()
         try:
             for position, item in enumerate(messages):
+                if self.ledger.hook_error is not None:
+                    # The caller's hook is broken: failures would no longer reach
+                    # its dead-letter store, so stop sending.
+                    self.halt("not sent: a hook given to BrazeClient raised")
                 if self.stop.is_set():
                     self.fail_unsent(item, _label(item, f"#{position}"))
                     continue
@@ -317,6 +328,8 @@ class _Run:
                 worker.thread.join()
         if self.crash is not None:
             raise self.crash
+        if self.ledger.hook_error is not None:
+            raise self.ledger.hook_error
         report = self.ledger.report()
         if self.unauthorized is not None:
             status = self.unauthorized.status
@@ -329,14 +342,20 @@ class _Run:
         return report
 
     def fail_unsent(self, item: Any, label: str) -> None:
-        reason = "not sent: Braze refused the REST API key"
-        self.ledger.failed(item, label, reason, None)
+        self.ledger.failed(item, label, self.stop_reason, None)
+
+    def halt(self, reason: str) -> None:
+        """Stop sending; messages not yet sent fail with ``reason``."""
+        with self.lock:
+            if not self.stop.is_set():
+                self.stop_reason = reason
+                self.stop.set()
 
     def unauthorized_answer(self, err: Unauthorized) -> None:
         with self.lock:
             if self.unauthorized is None:
                 self.unauthorized = err
-        self.stop.set()
+        self.halt("not sent: Braze refused the REST API key")
 
 
 class _Worker:
@@ -374,8 +393,8 @@ class _Worker:
             # A bug here must not hang send(): record it, account for every
             # message this worker holds or will be given, and let send() re-raise.
             self.run.crash = err
-            self.run.stop.set()
-            self.drain("not sent: internal error in the sender")
+            self.run.halt("not sent: internal error in the sender")
+            self.drain(self.run.stop_reason)
 
     def drain(self, reason: str) -> None:
         self.finish_failed([*self.batch.messages, *self.deferred], reason, None)
@@ -384,7 +403,7 @@ class _Worker:
 
     def add(self, message: Pending) -> None:
         if self.run.stop.is_set():
-            self.finish_failed([message], "not sent: Braze refused the REST API key", None)
+            self.finish_failed([message], self.run.stop_reason, None)
             return
         # Keep one user's order: an earlier operation-only message (a delete, a
         # merge) for this user must go before this message's track objects.
@@ -414,12 +433,14 @@ class _Worker:
                 message.done = True
                 self.ledger.delivered(message.item)
 
-    def post(self, path: str, body: bytes) -> Answer | None:
+    def post(self, path: str, body: bytes) -> Answer:
         try:
             return self.client._post(path, body, self.ledger, self.run.stop)
         except Unauthorized as err:
             self.run.unauthorized_answer(err)
-            return None
+            return Answer(
+                status=err.status, reason=f"Braze refused the REST API key (HTTP {err.status})"
+            )
 
     def send_track(self, messages: list[Pending]) -> None:
         work = [messages]
@@ -427,9 +448,7 @@ class _Worker:
             group = work.pop()
             body, owners = track_body(group)
             answer = self.post(TRACK_PATH, body)
-            if answer is None:
-                self.finish_failed(group, "not sent: Braze refused the REST API key", None)
-            elif answer.ok:
+            if answer.ok:
                 self.accepted(group, owners, answer)
             elif answer.status == 413 and len(group) > 1:
                 # Braze: payload over 4 MB; split and resend the halves.
@@ -490,18 +509,25 @@ class _Worker:
     def send_operations(
         self, path: str, key: str, entries: list[Any], owners: list[Pending]
     ) -> None:
-        live = [
-            (entry, owner) for entry, owner in zip(entries, owners, strict=True) if not owner.done
-        ]
-        if not live:
+        live = [(entry, owner) for entry, owner in zip(entries, owners, strict=True)]
+        while live:
+            live = [(entry, owner) for entry, owner in live if not owner.done]
+            if not live:
+                return
+            answer = self.post(path, _json.dumps({key: [entry for entry, _ in live]}))
+            if answer.ok:
+                return
+            named = _NAMED_ENTRY.match(answer.reason.removeprefix(f"HTTP {answer.status}: "))
+            if answer.status == 400 and named and named["key"] == key:
+                index = int(named["index"])
+                if index < len(live):
+                    # Braze named the offending entry: only its message fails, the
+                    # others were not processed and go again.
+                    self.finish_failed([live[index][1]], answer.reason, answer.status)
+                    del live[index]
+                    continue
+            self.finish_failed([owner for _, owner in live], answer.reason, answer.status)
             return
-        answer = self.post(path, _json.dumps({key: [entry for entry, _ in live]}))
-        if answer is None:
-            self.finish_failed(
-                [o for _, o in live], "not sent: Braze refused the REST API key", None
-            )
-        elif not answer.ok:
-            self.finish_failed([o for _, o in live], answer.reason, answer.status)
 
     def finish_failed(self, messages: list[Pending], reason: str, status: int | None) -> None:
         for message in messages:

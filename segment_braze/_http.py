@@ -101,8 +101,8 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Capped exponential backoff with jitter for retry number ``attempt``."""
-        delay = min(self.backoff_max, self.backoff_initial * 2.0 ** (attempt - 1))
-        return delay * rng.uniform(0.75, 1.25)
+        delay = self.backoff_initial * 2.0 ** (attempt - 1) * rng.uniform(0.75, 1.25)
+        return min(self.backoff_max, delay)
 
 
 def post_with_retries(
@@ -130,9 +130,7 @@ def post_with_retries(
     waits = 0
     while True:
         if should_stop():
-            return Answer(
-                status=None, reason="not sent: sending stopped after an authentication failure"
-            )
+            return Answer(status=None, reason="not sent: sending stopped")
         limiter.acquire()
         count_request(attempts > 0 or waits > 0)
         logger.debug("POST %s (%d bytes, attempt %d)", url, len(body), attempts + waits + 1)

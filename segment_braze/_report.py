@@ -84,29 +84,40 @@ class Ledger:
         self._data_points_saved = 0
         self._on_failure = on_failure
         self._on_outcome = on_outcome
+        #: The first exception a hook raised; hooks are not called after it.
+        self.hook_error: BaseException | None = None
+
+    def _call(self, hook: Callable[..., None] | None, *args: Any) -> None:
+        # A hook runs on a worker thread: an exception there must not kill the
+        # worker (its messages would go unaccounted). Keep the first one for
+        # send() to raise, and call no hook after it.
+        if hook is None or self.hook_error is not None:
+            return
+        try:
+            hook(*args)
+        except Exception as err:  # noqa: BLE001 (re-raised by send(), never swallowed)
+            with self._lock:
+                if self.hook_error is None:
+                    self.hook_error = err
 
     def delivered(self, message: Any) -> None:
         """Count a message as delivered."""
         with self._lock:
             self._delivered += 1
-        if self._on_outcome is not None:
-            self._on_outcome(message, "delivered", None)
+        self._call(self._on_outcome, message, "delivered", None)
 
     def failed(self, message: Any, message_id: str, reason: str, status: int | None) -> None:
         """Count a message as failed and tell the dead-letter hook."""
         with self._lock:
             self._failed.append(Failure(message_id=message_id, reason=reason, status=status))
-        if self._on_failure is not None:
-            self._on_failure(message, reason)
-        if self._on_outcome is not None:
-            self._on_outcome(message, "failed", reason)
+        self._call(self._on_failure, message, reason)
+        self._call(self._on_outcome, message, "failed", reason)
 
     def dropped(self, message: Any, message_id: str, reason: str) -> None:
         """Count a message as dropped (translated to nothing, or invalid)."""
         with self._lock:
             self._dropped.append((message_id, reason))
-        if self._on_outcome is not None:
-            self._on_outcome(message, "dropped", reason)
+        self._call(self._on_outcome, message, "dropped", reason)
 
     def request(self, *, retry: bool) -> None:
         """Count an HTTP request."""

@@ -1,0 +1,232 @@
+"""The ``segment-braze`` command: translate, send and replay Segment messages.
+
+Exit status: 0 when every message was delivered or deliberately dropped, 1 when
+any failed or was not a readable Segment message, 2 for usage and settings
+errors (one line on stderr, no traceback). docs/cli.md describes every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, NoReturn
+
+from segment_braze._cli_config import parse_moment
+from segment_braze._commands import EXIT_FAILED, PROG, run_replay, run_send, run_translate
+from segment_braze._usage import UsageError
+from segment_braze.exceptions import AuthenticationError, SettingsError
+
+__all__ = ["main"]
+
+_EXIT_USAGE: Final = 2
+_EXIT_INTERRUPTED: Final = 130
+
+_EPILOG: Final = """\
+environment:
+  BRAZE_REST_API_KEY            the REST API key (never a flag: it would show in
+                                process listings and shell history)
+  BRAZE_APP_ID                  the App identifier
+  BRAZE_DATACENTER              the cluster, e.g. US-03 or EU-01
+  BRAZE_REST_ENDPOINT           the REST endpoint, instead of the datacenter
+  BRAZE_ALLOW_CUSTOM_ENDPOINT=1 accept a non-Braze endpoint (a proxy, a stand-in)
+
+exit status: 0 all delivered or deliberately dropped; 1 some failed or invalid;
+2 usage or settings error. See docs/cli.md."""
+
+
+_UNRECOGNIZED: Final = "unrecognized arguments: "
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        hint = f"see {self.prog} --help"
+        if message.startswith(_UNRECOGNIZED):
+            # Never echo an option's value: someone may have tried --api-key=SECRET.
+            words = message.removeprefix(_UNRECOGNIZED).split()
+            shown = [w.split("=", 1)[0] + "=..." if w.startswith("-") and "=" in w else w
+                     for w in words]  # fmt: skip
+            message = _UNRECOGNIZED + " ".join(shown)
+            if any("key" in word.lower() for word in words if word.startswith("-")):
+                hint = "the REST API key is read from BRAZE_REST_API_KEY, never from a flag"
+        raise UsageError(f"{message} ({hint})")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
+
+
+def _moment(text: str) -> Any:
+    try:
+        return parse_moment(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _parser() -> _Parser:
+    common = _Parser(add_help=False, allow_abbrev=False)
+    common.add_argument(
+        "--settings",
+        metavar="FILE",
+        help="JSON settings: Settings field names, or a Segment Braze destination export",
+    )
+    common.add_argument(
+        "--quiet", action="store_true", help="no progress bar or progress lines on stderr"
+    )
+    common.add_argument(
+        "--progress-every",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=10.0,
+        help="seconds between progress lines when stderr is not a terminal (default 10)",
+    )
+    sending = _Parser(add_help=False, allow_abbrev=False)
+    sending.add_argument(
+        "--dead-letter",
+        metavar="FILE",
+        help="append every failed, dropped or unreadable message to FILE (JSON Lines)",
+    )
+    sending.add_argument(
+        "--workers",
+        metavar="N",
+        type=_positive_int,
+        default=4,
+        help="concurrent requests to Braze, each of at most 75 objects (default 4)",
+    )
+    sending.add_argument(
+        "--dedup",
+        metavar="STORE",
+        help="attribute cache, to send only changed attributes: none, memory,"
+        " sqlite[:PATH] or redis:URL (default: none for send, sqlite next to --state"
+        " for replay)",
+    )
+    sending.add_argument(
+        "--dedup-ttl-days",
+        metavar="DAYS",
+        type=_positive_float,
+        default=30.0,
+        help="forget a remembered attribute after DAYS (default 30)",
+    )
+    sending.add_argument(
+        "--dedup-namespace",
+        metavar="NAME",
+        help="cache namespace (default: derived from the REST API key, one per workspace)",
+    )
+    parser = _Parser(
+        prog=PROG,
+        description="Translate Segment messages into Braze data, send them, replay archives.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    kwargs: dict[str, Any] = {
+        "epilog": _EPILOG,
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+        "allow_abbrev": False,
+    }
+    translate_cmd = commands.add_parser(
+        "translate",
+        parents=[common],
+        help="print what each message becomes in Braze (JSON Lines)",
+        description="Print one JSON line per input message: its Braze requests,"
+        " or why it was dropped or is invalid. Sends nothing.",
+        **kwargs,
+    )
+    translate_cmd.set_defaults(run=run_translate)
+    translate_cmd.add_argument("paths", nargs="*", metavar="PATH", help="files (default stdin)")
+    translate_cmd.add_argument(
+        "--summary", action="store_true", help="print totals and estimated data points to stderr"
+    )
+    send_cmd = commands.add_parser(
+        "send",
+        parents=[common, sending],
+        help="translate and send messages to Braze",
+        description="Translate messages and send them to Braze; print the delivery report.",
+        **kwargs,
+    )
+    send_cmd.set_defaults(run=run_send)
+    send_cmd.add_argument("paths", nargs="*", metavar="PATH", help="files (default stdin)")
+    replay = commands.add_parser(
+        "replay",
+        parents=[common, sending],
+        help="send Segment archives to Braze, resumably and without duplicates",
+        description="Send archives (files or folders, in name order) to Braze. Progress"
+        " is kept in --state: run the same command again to resume after any stop.",
+        **kwargs,
+    )
+    replay.set_defaults(run=run_replay)
+    replay.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (- for stdin)")
+    replay.add_argument("--state", metavar="FILE", required=True, help="the SQLite state file")
+    replay.add_argument(
+        "--since", metavar="TIME", type=_moment, help="only messages at or after TIME (ISO 8601)"
+    )
+    replay.add_argument(
+        "--until", metavar="TIME", type=_moment, help="only messages before TIME (ISO 8601)"
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="translate and summarise; send and record nothing"
+    )
+    replay.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="send again the messages that failed in an earlier run",
+    )
+    return parser
+
+
+def _version() -> str:
+    from segment_braze import __version__  # noqa: PLC0415 (import cycle at module level)
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run ``segment-braze`` and return its exit status.
+
+    Args:
+        argv: the arguments after the program name (default ``sys.argv[1:]``).
+        environ: the environment (default ``os.environ``).
+    """
+    env = os.environ if environ is None else environ
+    try:
+        args = _parser().parse_args(argv)
+        command: Callable[[argparse.Namespace, Mapping[str, str]], int] = args.run
+        return command(args, env)
+    except (UsageError, SettingsError, AuthenticationError) as err:
+        _error(str(err))
+        return _EXIT_USAGE
+    except SystemExit as stop:  # --help and --version
+        return stop.code if isinstance(stop.code, int) else 0
+    except KeyboardInterrupt:
+        _error("interrupted (a replay resumes where it stopped: run the same command again)")
+        return _EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of stdout went away (| head): stop quietly, as the docs of
+        # the signal module advise.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _error(message: str) -> None:
+    text = " ".join(message.split())  # one line, whatever the message
+    print(f"{PROG}: error: {text}", file=sys.stderr, flush=True)

@@ -1,0 +1,335 @@
+"""The three commands of ``segment-braze``: translate, send and replay.
+
+Each takes the parsed arguments and the environment and returns the exit
+status; ``segment_braze._cli`` parses the arguments and turns errors into
+one-line messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from segment_braze import _json
+from segment_braze._cache import AttributeCache
+from segment_braze._cli_config import (
+    ENV_DATACENTER,
+    ENV_KEY,
+    ENV_REST_ENDPOINT,
+    TimeWindow,
+    attribute_cache,
+    load_settings,
+)
+from segment_braze._client import BrazeClient
+from segment_braze._inputs import STDIN, Meter, Record, expand_paths, read_source, total_bytes
+from segment_braze._pipeline import CommittingSession, DeadLetter, Feed, Tally, dry_run, send
+from segment_braze._progress import Progress
+from segment_braze._replay import ReplayState
+from segment_braze._settings import Settings
+from segment_braze._summary import delivery_summary, translate_summary
+from segment_braze._translate import translate
+from segment_braze._usage import UsageError
+from segment_braze.exceptions import AuthenticationError, InvalidMessage, SettingsError
+
+__all__ = ["EXIT_FAILED", "PROG", "run_replay", "run_send", "run_translate"]
+
+PROG: Final = "segment-braze"
+EXIT_FAILED: Final = 1
+# Messages queued per sender worker (the memory bound). What a kill can re-send
+# is bounded apart from it: one batch (at most 75 objects) per worker.
+_WINDOW: Final = 75
+
+
+class _LogNotes(logging.Handler):
+    """Shows the library's warnings (retries, rate limits) as notes on stderr.
+
+    The refused-key error is left out: the command ends with that message.
+    """
+
+    def __init__(self, note: Callable[[str], None], *, level: int) -> None:
+        super().__init__(level)
+        self._note = note
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not message.startswith("Braze refused the REST API key"):
+            self._note(f"{PROG}: {message}")
+
+
+def _log_to(stack: ExitStack, note: Callable[[str], None], *, quiet: bool) -> None:
+    logger = logging.getLogger("segment_braze")
+    handler = _LogNotes(note, level=logging.ERROR if quiet else logging.WARNING)
+    logger.addHandler(handler)
+    stack.callback(logger.removeHandler, handler)
+
+
+def _note(text: str) -> None:
+    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+
+
+def _records(files: Iterable[str], meter: Meter) -> Iterator[Record]:
+    for name in files:
+        yield from read_source(name, meter)
+
+
+def _inputs(paths: Sequence[str], *, quiet: bool, exclude: Iterable[Path] = ()) -> list[str]:
+    files, skipped = expand_paths(paths, exclude=frozenset(exclude))
+    if skipped and not quiet:
+        _note(
+            f"skipped {skipped:,} files in folders (hidden, or not .json, .jsonl, .ndjson or .gz)"
+        )
+    return files
+
+
+def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    loaded = load_settings(args.settings, env)
+    if not args.quiet:
+        for note in loaded.notes:
+            _note(note)
+    return loaded.settings
+
+
+def _progress(
+    args: argparse.Namespace,
+    files: list[str],
+    meter: Meter,
+    tally: Tally,
+    status: Callable[[], tuple[int, str]],
+) -> Progress:
+    total = total_bytes(files)
+    progress = Progress(
+        label=f"{PROG} {args.command}",
+        total=total,
+        position=(lambda: meter.position) if total is not None else (lambda: tally["read"]),
+        status=status,
+        stream=sys.stderr,
+        quiet=args.quiet,
+        every=args.progress_every,
+    )
+    return progress.start()
+
+
+def run_translate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``segment-braze translate``: one JSON line per input message."""
+    settings = _settings(args, env)
+    files = _inputs(args.paths or [STDIN], quiet=args.quiet)
+    tally, meter = Tally(), Meter()
+    progress = _progress(args, files, meter, tally, lambda: (tally["read"], ""))
+    out = sys.stdout.buffer
+    try:
+        for record in _records(files, meter):
+            tally.add("read")
+            line = _translation_line(record, settings, tally, progress.note)
+            out.write(_json.dumps(line) + b"\n")
+        out.flush()
+    finally:
+        progress.close()
+    if args.summary:
+        print("\n".join(translate_summary(tally)), file=sys.stderr)
+    return EXIT_FAILED if tally["invalid"] else 0
+
+
+def _translation_line(
+    record: Record, settings: Settings, tally: Tally, note: Callable[[str], None]
+) -> dict[str, Any]:
+    error = record.error
+    if error is None:
+        try:
+            translation = translate(record.value, settings)
+        except InvalidMessage as err:
+            error = f"invalid message: {err}"
+    if error is not None:
+        tally.add("invalid")
+        note(f"{record.where}: {error}")
+        return {
+            "messageId": record.message_id,
+            "requests": [],
+            "dropped": None,
+            "warnings": [],
+            "error": error,
+            "source": record.where,
+        }
+    tally.translation(translation)
+    if translation.dropped is not None:
+        tally.drop(translation.dropped)
+    return {
+        "messageId": translation.message_id,
+        "requests": [{"path": r.path, "body": r.body} for r in translation.requests()],
+        "dropped": translation.dropped,
+        "warnings": [{"path": path, "warning": text} for path, text in translation.warnings],
+        "error": None,
+        "source": record.where,
+    }
+
+
+def _require_sending(settings: Settings) -> None:
+    try:
+        settings.require_sending()
+    except SettingsError as err:
+        raise SettingsError(
+            f"{err}: set {ENV_KEY} and {ENV_DATACENTER} (or {ENV_REST_ENDPOINT}) in the"
+            " environment, or use --settings FILE"
+        ) from None
+
+
+def _state_files(state: str) -> list[Path]:
+    base = Path(state).resolve()
+    return [base, *(base.with_name(base.name + suffix) for suffix in ("-wal", "-shm", ".lock"))]
+
+
+def _default_cache(state: str) -> str:
+    path = Path(state)
+    return str(path.with_name(f"{path.stem}.attributes.sqlite"))
+
+
+def run_send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``segment-braze send``: translate, send, print the delivery report."""
+    return _deliver(args, env, paths=args.paths or [STDIN], state_path=None)
+
+
+def run_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``segment-braze replay``: send archives, resumably, without duplicates."""
+    if args.since and args.until and args.since >= args.until:
+        raise UsageError("--since must be before --until")
+    return _deliver(args, env, paths=args.paths, state_path=args.state)
+
+
+@attrs.define(kw_only=True)
+class _Resources:
+    """What a send or replay opened, closed by the ExitStack that holds them."""
+
+    files: list[str]
+    state: ReplayState | None = None
+    dead_letter: DeadLetter | None = None
+    cache: AttributeCache | None = None
+
+
+def _open(
+    args: argparse.Namespace,
+    stack: ExitStack,
+    *,
+    paths: Sequence[str],
+    state_path: str | None,
+    settings: Settings,
+    dry: bool,
+) -> _Resources:
+    state = dead_letter = cache = None
+    exclude: list[Path] = []  # never read our own files from an input folder
+    cache_file = None
+    if state_path is not None:
+        state = ReplayState(state_path, dry_run=dry, retry_failed=bool(args.retry_failed))
+        stack.callback(state.close)
+        cache_file = _default_cache(state_path)
+        exclude += [*_state_files(state_path), *_state_files(cache_file)]
+    if args.dead_letter:
+        exclude.append(Path(args.dead_letter).resolve())
+        dead_letter = DeadLetter(args.dead_letter)
+        stack.callback(dead_letter.close)
+    files = _inputs(paths, quiet=args.quiet, exclude=exclude)
+    if not dry:
+        cache = attribute_cache(
+            args.dedup or ("sqlite" if state_path is not None else "none"),
+            default_sqlite=cache_file,
+            ttl_days=args.dedup_ttl_days,
+            namespace=args.dedup_namespace,
+            settings=settings,
+        )
+        if cache is not None:
+            stack.callback(cache.close)
+    return _Resources(files=files, state=state, dead_letter=dead_letter, cache=cache)
+
+
+def _transmit(
+    args: argparse.Namespace,
+    stack: ExitStack,
+    *,
+    settings: Settings,
+    feed: Feed,
+    opened: _Resources,
+    tally: Tally,
+) -> AuthenticationError | None:
+    session = None
+    if opened.state is not None:
+        session = CommittingSession(opened.state.commit, workers=args.workers)
+        stack.callback(session.close)
+    client = stack.enter_context(
+        BrazeClient(
+            settings,
+            session=session,
+            workers=args.workers,
+            window=_WINDOW,
+            on_outcome=feed.outcome,
+            attribute_cache=opened.cache,
+        )
+    )
+    try:
+        send(feed, client, tally)
+    except AuthenticationError as err:
+        return err
+    return None
+
+
+def _deliver(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    *,
+    paths: Sequence[str],
+    state_path: str | None,
+) -> int:
+    settings = _settings(args, env)
+    dry = bool(getattr(args, "dry_run", False))
+    if not dry:
+        _require_sending(settings)
+    window = None
+    if getattr(args, "since", None) or getattr(args, "until", None):
+        window = TimeWindow(since=args.since, until=args.until)
+    tally, meter = Tally(), Meter()
+    refused: AuthenticationError | None = None
+    with ExitStack() as stack:
+        opened = _open(args, stack, paths=paths, state_path=state_path, settings=settings, dry=dry)
+
+        sent = "would be sent" if dry else "delivered"
+
+        def status() -> tuple[int, str]:
+            failed = tally["failed"] + tally["invalid"]
+            return tally.done, f"{tally['delivered']:,} {sent}, {failed:,} failed"
+
+        progress = _progress(args, opened.files, meter, tally, status)
+        stack.callback(progress.close)
+        _log_to(stack, progress.note, quiet=args.quiet)
+        feed = Feed(
+            records=_records(opened.files, meter),
+            settings=settings,
+            tally=tally,
+            note=progress.note,
+            state=opened.state,
+            window=window,
+            dead_letter=opened.dead_letter,
+        )
+        if dry:
+            dry_run(feed)
+        else:
+            refused = _transmit(
+                args, stack, settings=settings, feed=feed, opened=opened, tally=tally
+            )
+        progress.close()
+        recorded = opened.state.recorded() if opened.state is not None else None
+    summary = delivery_summary(
+        tally,
+        command=args.command,
+        files=len(opened.files),
+        dry_run=dry,
+        recorded=recorded,
+        state=state_path,
+    )
+    print("\n".join(summary), flush=True)
+    if refused is not None:
+        raise refused
+    return EXIT_FAILED if tally.unsuccessful else 0

@@ -1,0 +1,173 @@
+"""Reading Segment messages from files, folders and stdin.
+
+Folders are read recursively in name order (Segment's archive names sort by
+time). Gzip is detected by its magic bytes, never by the name; what is inside
+is read by :mod:`segment_braze._records` (JSON Lines, arrays, batch envelopes).
+A file that cannot be opened, or whose gzip stream is corrupt, becomes an error
+record: reading never stops at a bad input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import sys
+import zlib
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Final
+
+from segment_braze._records import Lines, Readable, Record, records
+from segment_braze._usage import UsageError
+
+__all__ = ["STDIN", "Meter", "Record", "expand_paths", "read_source", "total_bytes"]
+
+STDIN: Final = "-"
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+# What a folder may hold besides archives (README, manifests) is skipped; files
+# named on the command line are read whatever their name.
+ARCHIVE_SUFFIXES: Final = (".json", ".jsonl", ".ndjson", ".gz")
+_STDIN_NAME: Final = "<stdin>"
+_CORRUPT: Final = (EOFError, OSError, zlib.error)
+
+
+class Meter:
+    """How far the reading has got, in bytes of the inputs as stored (gzip: compressed)."""
+
+    def __init__(self) -> None:
+        self._finished = 0
+        self._current: IO[bytes] | None = None
+
+    def start(self, raw: IO[bytes]) -> None:
+        """Follow ``raw``, the file now being read."""
+        self._current = raw if raw.seekable() else None
+
+    def finish(self, size: int) -> None:
+        """Count a whole file of ``size`` bytes as read."""
+        self._finished += size
+        self._current = None
+
+    @property
+    def position(self) -> int:
+        """Bytes read so far, over all inputs."""
+        current = self._current
+        if current is None:
+            return self._finished
+        try:
+            # Read from the progress thread: the file may close meanwhile.
+            return self._finished + current.tell()
+        except (ValueError, OSError):
+            return self._finished
+
+
+def expand_paths(paths: Sequence[str], *, exclude: Collection[Path] = ()) -> tuple[list[str], int]:
+    """List the files to read: files as given, folders recursively in name order.
+
+    Args:
+        paths: files, folders, or ``-`` for stdin.
+        exclude: resolved paths never to read (the state and dead-letter files).
+
+    Returns:
+        The files in reading order, and how many files in folders were skipped
+        (hidden, or not ``.json``/``.jsonl``/``.ndjson``/``.gz``).
+
+    Raises:
+        UsageError: a path does not exist.
+    """
+    files: list[str] = []
+    skipped = 0
+    for name in paths:
+        if name == STDIN:
+            files.append(name)
+            continue
+        path = Path(name)
+        if path.is_dir():
+            found, rejected = _folder(path, exclude)
+            files.extend(found)
+            skipped += rejected
+        elif path.exists():
+            files.append(name)
+        else:
+            raise UsageError(f"no such file or folder: {name}")
+    return files, skipped
+
+
+def _folder(root: Path, exclude: Collection[Path]) -> tuple[list[str], int]:
+    found: list[tuple[tuple[str, ...], str]] = []
+    skipped = 0
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [sub for sub in subfolders if not sub.startswith(".")]
+        for name in names:
+            path = Path(folder, name)
+            if (
+                name.startswith(".")
+                or not name.lower().endswith(ARCHIVE_SUFFIXES)
+                or not path.is_file()
+            ):
+                skipped += 1
+                continue
+            if path.resolve() in exclude:
+                continue
+            # Segment's archive names (and its per-day folders) sort by time.
+            found.append((path.relative_to(root).parts, str(path)))
+    found.sort()
+    return [path for _, path in found], skipped
+
+
+def total_bytes(files: Iterable[str]) -> int | None:
+    """The size of the inputs as stored, or ``None`` when stdin is among them."""
+    total = 0
+    for name in files:
+        if name == STDIN:
+            return None
+        try:
+            total += os.path.getsize(name)
+        except OSError:
+            continue  # reported when it is read
+    return total
+
+
+def read_source(name: str, meter: Meter | None = None) -> Iterator[Record]:
+    """Read every record of one input (a file, or ``-`` for stdin).
+
+    A file that cannot be opened or whose gzip stream is corrupt yields an error
+    record; the records before the corruption are still yielded.
+    """
+    source = _STDIN_NAME if name == STDIN else name
+    if name == STDIN:
+        yield from _read_stream(sys.stdin.buffer, source, meter)
+        return
+    try:
+        raw = open(name, "rb")  # noqa: SIM115 (closed below, also when the caller stops early)
+    except OSError as err:
+        yield Record(source=source, line=0, error=f"cannot read: {err.strerror or err}")
+        return
+    size = os.fstat(raw.fileno()).st_size
+    try:
+        yield from _read_stream(raw, source, meter)
+    finally:
+        raw.close()
+        if meter is not None:
+            meter.finish(size)
+
+
+def _read_stream(raw: IO[bytes], source: str, meter: Meter | None) -> Iterator[Record]:
+    if not isinstance(raw, io.BufferedReader):
+        # Only an unusual stdin (no peek) gets here: read it whole.
+        raw = io.BufferedReader(io.BytesIO(raw.read()))
+    if meter is not None:
+        meter.start(raw)
+    stream: Readable = raw
+    if raw.peek(2)[:2] == _GZIP_MAGIC:
+        stream = gzip.GzipFile(fileobj=raw, mode="rb")
+    lines = Lines(stream)
+    try:
+        yield from records(lines, source)
+    except _CORRUPT as err:
+        reason = "file is corrupt or truncated" if lines.count else "cannot read"
+        yield Record(
+            source=source,
+            line=lines.count + 1,
+            error=f"{reason}: {err}; the rest of this file is skipped",
+        )

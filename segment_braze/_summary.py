@@ -1,0 +1,109 @@
+"""The final summaries of the commands: counts first, one line each."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Final
+
+from segment_braze._pipeline import Tally
+
+__all__ = ["delivery_summary", "translate_summary"]
+
+_WIDTH: Final = 12
+_SHOWN_REASONS: Final = 10
+
+
+def _row(count: int, label: str, *, indent: int = 0) -> str:
+    return f"{count:>{_WIDTH},}  {'  ' * indent}{label}"
+
+
+def _reasons(reasons: Counter[str]) -> list[str]:
+    common = reasons.most_common(_SHOWN_REASONS)
+    rows = [_row(count, reason, indent=1) for reason, count in common]
+    others = sum(reasons.values()) - sum(count for _, count in common)
+    if others:
+        rows.append(_row(others, "for other reasons", indent=1))
+    return rows
+
+
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count:,} {word if count == 1 else plural or word + 's'}"
+
+
+def _objects(tally: Tally) -> str:
+    return ", ".join(
+        (
+            _plural(tally["attribute objects"], "attributes object"),
+            _plural(tally["events"], "event"),
+            _plural(tally["purchases"], "purchase"),
+            _plural(tally["operations"], "user operation"),
+        )
+    )
+
+
+def _points(tally: Tally) -> int:
+    return tally["attribute points"] + tally["events"] + tally["purchases"]
+
+
+def translate_summary(tally: Tally) -> list[str]:
+    """The ``translate --summary`` lines."""
+    translated = tally["read"] - tally["invalid"] - tally["dropped"]
+    return [
+        f"segment-braze translate: {_plural(tally['read'], 'message')}",
+        _row(translated, "translated"),
+        _row(tally["dropped"], "dropped"),
+        *_reasons(tally.dropped),
+        _row(tally["invalid"], "invalid input"),
+        f"Braze objects: {_objects(tally)}",
+        f"estimated data points: {_points(tally):,} ({tally['attribute points']:,} for"
+        f" attributes, {tally['events']:,} for events, {tally['purchases']:,} for purchases)",
+        f"warnings: {tally['warnings']:,}",
+    ]
+
+
+def delivery_summary(
+    tally: Tally,
+    *,
+    command: str,
+    files: int,
+    dry_run: bool = False,
+    recorded: dict[str, int] | None = None,
+    state: str | None = None,
+) -> list[str]:
+    """The final report of ``send`` and ``replay``."""
+    sent = "would be sent (dry run)" if dry_run else "delivered"
+    lines = [
+        f"segment-braze {command}: {_plural(tally['read'], 'message')}"
+        f" read from {_plural(files, 'input')}",
+        _row(tally["delivered"], sent),
+        _row(tally["failed"], "failed"),
+        *_reasons(tally.failed),
+        _row(tally["invalid"], "invalid input"),
+        _row(tally["dropped"], "dropped"),
+        *_reasons(tally.dropped),
+    ]
+    for name, label in (
+        ("duplicate", "duplicates skipped (messageId seen before in this run)"),
+        ("done earlier", "skipped, delivered by an earlier run"),
+        ("failed earlier", "skipped, failed in an earlier run (--retry-failed sends them)"),
+        ("outside window", "outside --since/--until"),
+    ):
+        if tally[name]:
+            lines.append(_row(tally[name], label))
+    if not dry_run:
+        retries = _plural(tally["retries"], "retry", "retries")
+        lines.append(f"Braze requests: {tally['requests']:,} ({retries})")
+    lines.append(f"Braze objects: {_objects(tally)}")
+    points = f"estimated data points: {_points(tally):,}"
+    if tally["attributes saved"]:
+        points += (
+            f", less {tally['points saved']:,} saved by the attribute cache"
+            f" ({_plural(tally['attributes saved'], 'unchanged attribute')} not sent)"
+        )
+    lines.append(points)
+    if recorded is not None and state is not None and not dry_run:
+        lines.append(
+            f"state: {state} records {recorded['delivered']:,} delivered and"
+            f" {recorded['failed']:,} failed messages"
+        )
+    return lines

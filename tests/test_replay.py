@@ -1,0 +1,256 @@
+"""The replay state: claims, duplicates, resume, durability, and the commit before each request."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import closing
+
+import pytest
+import requests
+
+from segment_braze._pipeline import CommittingSession
+from segment_braze._replay import Claim, ReplayState, message_key
+from segment_braze._usage import UsageError
+from segment_braze.testing import BrazeStandIn
+
+
+@pytest.fixture
+def state_path(tmp_path):
+    """Where the state file goes."""
+    return str(tmp_path / "state.sqlite")
+
+
+def committed(path):
+    """The rows another process would see: ``{key: (status, run)}``."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT key, status, run FROM messages").fetchall()
+    return {key: (status, run) for key, status, run in rows}
+
+
+class TestMessageKey:
+    """A message is known by its messageId, or by a digest of its content."""
+
+    def test_message_id(self):
+        """The messageId is the key."""
+        assert message_key({"type": "track", "messageId": "abc"}) == "m:abc"
+
+    def test_digest_ignores_key_order(self):
+        """Without a messageId, the same content in another key order is the same key."""
+        first = message_key({"type": "track", "event": "A", "userId": "u"})
+        second = message_key({"userId": "u", "event": "A", "type": "track"})
+        assert first == second
+        assert first.startswith("h:")
+
+    def test_digest_tells_content_apart(self):
+        """Different content without a messageId gives different keys."""
+        assert message_key({"type": "track", "event": "A"}) != message_key(
+            {"type": "track", "event": "B"}
+        )
+
+    @pytest.mark.parametrize("message_id", ["", None, 7])
+    def test_unusable_message_id_falls_back_to_the_digest(self, message_id):
+        """An empty, null or non-string messageId does not name the message."""
+        assert message_key({"type": "track", "messageId": message_id}).startswith("h:")
+
+
+class TestClaims:
+    """Within one run: new keys go out once; repeats are duplicates."""
+
+    def test_new_then_duplicate_while_in_flight(self, state_path):
+        """A key in flight is a duplicate, before Braze has answered."""
+        with ReplayState(state_path) as state:
+            assert state.claim("m:1") is Claim.NEW
+            assert state.claim("m:1") is Claim.DUPLICATE
+            assert state.in_flight == 1
+
+    def test_duplicate_after_it_was_decided(self, state_path):
+        """A key decided in this run (delivered or failed) is a duplicate."""
+        with ReplayState(state_path) as state:
+            for key, outcome in (("m:1", "delivered"), ("m:2", "failed")):
+                state.claim(key)
+                state.finish(key, outcome)
+                assert state.claim(key) is Claim.DUPLICATE
+            assert state.in_flight == 0
+
+    def test_released_key_can_be_claimed_again(self, state_path):
+        """A released key (dropped, never sent) is not remembered."""
+        with ReplayState(state_path) as state:
+            state.claim("m:1")
+            state.release("m:1")
+            assert state.claim("m:1") is Claim.NEW
+
+    def test_recorded_counts(self, state_path):
+        """The state counts what it records, by outcome."""
+        with ReplayState(state_path) as state:
+            for key, outcome in (("m:1", "delivered"), ("m:2", "delivered"), ("m:3", "failed")):
+                state.claim(key)
+                state.finish(key, outcome)
+            assert state.recorded() == {"delivered": 2, "failed": 1}
+
+
+class TestResume:
+    """A later run knows what earlier runs decided."""
+
+    def test_delivered_earlier_is_skipped(self, state_path):
+        """A key delivered by an earlier run is done."""
+        with ReplayState(state_path) as state:
+            state.claim("m:1")
+            state.finish("m:1", "delivered")
+        with ReplayState(state_path) as state:
+            assert state.claim("m:1") is Claim.DONE_EARLIER
+            assert state.claim("m:2") is Claim.NEW
+
+    def test_failed_earlier_is_not_retried_by_default(self, state_path):
+        """A key that failed in an earlier run is skipped unless asked."""
+        with ReplayState(state_path) as state:
+            state.claim("m:1")
+            state.finish("m:1", "failed")
+        with ReplayState(state_path) as state:
+            assert state.claim("m:1") is Claim.FAILED_EARLIER
+
+    def test_retry_failed_sends_them_once(self, state_path):
+        """With retry_failed, an earlier failure is new once, then a duplicate."""
+        with ReplayState(state_path) as state:
+            state.claim("m:1")
+            state.finish("m:1", "failed")
+        with ReplayState(state_path, retry_failed=True) as state:
+            assert state.claim("m:1") is Claim.NEW
+            state.finish("m:1", "failed")
+            assert state.claim("m:1") is Claim.DUPLICATE
+        with ReplayState(state_path) as state:
+            assert state.claim("m:1") is Claim.FAILED_EARLIER
+
+    def test_each_run_is_numbered(self, state_path):
+        """Runs are numbered and their start and end recorded."""
+        for _ in range(2):
+            with ReplayState(state_path):
+                pass
+        with closing(sqlite3.connect(state_path)) as db:
+            rows = db.execute("SELECT id, started_at, finished_at FROM runs").fetchall()
+        assert [row[0] for row in rows] == [1, 2]
+        assert all(row[1] and row[2] for row in rows)
+
+
+class TestDurability:
+    """Outcomes reach the disk in small transactions, visible to other processes."""
+
+    def test_commit_makes_outcomes_visible(self, state_path):
+        """Before commit() others see nothing; after it they see the outcome."""
+        with ReplayState(state_path, commit_after=3600) as state:
+            state.claim("m:1")
+            state.finish("m:1", "delivered")
+            assert committed(state_path) == {}
+            state.commit()
+            assert committed(state_path) == {"m:1": (1, state.run)}
+
+    def test_commits_every_n_outcomes(self, state_path):
+        """A burst of outcomes is committed at least every ``commit_every``."""
+        with ReplayState(state_path, commit_every=3, commit_after=3600) as state:
+            for n in range(4):
+                state.claim(f"m:{n}")
+                state.finish(f"m:{n}", "delivered")
+            assert len(committed(state_path)) == 3
+
+    def test_idle_outcomes_are_committed_soon(self, state_path):
+        """With no further requests, the committer thread commits within commit_after."""
+        with ReplayState(state_path, commit_after=0.01) as state:
+            state.claim("m:1")
+            state.finish("m:1", "delivered")
+            for _ in range(500):
+                if committed(state_path):
+                    break
+                threading.Event().wait(0.01)
+            assert committed(state_path) == {"m:1": (1, state.run)}
+
+    def test_close_commits_the_rest(self, state_path):
+        """Closing commits whatever is pending."""
+        state = ReplayState(state_path, commit_after=3600)
+        state.claim("m:1")
+        state.finish("m:1", "delivered")
+        state.close()
+        assert committed(state_path) == {"m:1": (1, 1)}
+
+    def test_session_commits_before_each_request(self, state_path):
+        """The replay's HTTP session commits the state before sending a request."""
+        with ReplayState(state_path, commit_after=3600) as state, BrazeStandIn() as braze:
+            state.claim("m:1")
+            state.finish("m:1", "delivered")
+            with CommittingSession(state.commit, workers=1) as session:
+                seen = {}
+
+                def spy(response, *args, **kwargs):
+                    seen["rows"] = committed(state_path)
+
+                session.hooks["response"].append(spy)
+                answer = session.post(f"{braze.url}/users/track", json={}, timeout=5)
+            assert isinstance(answer, requests.Response)
+            assert seen["rows"] == {"m:1": (1, state.run)}
+
+
+class TestDryRun:
+    """A dry run reads the state and changes nothing."""
+
+    def test_missing_state_is_not_created(self, state_path, tmp_path):
+        """A dry run with a new state path leaves no file behind."""
+        with ReplayState(state_path, dry_run=True) as state:
+            assert state.claim("m:1") is Claim.NEW
+            state.finish("m:1", "delivered")
+            assert state.claim("m:1") is Claim.DUPLICATE
+        assert list(tmp_path.iterdir()) == []
+
+    def test_existing_state_is_read_and_left_unchanged(self, state_path):
+        """A dry run sees earlier runs, and its own outcomes are rolled back."""
+        with ReplayState(state_path) as state:
+            state.claim("m:1")
+            state.finish("m:1", "delivered")
+        before = committed(state_path)
+        with ReplayState(state_path, dry_run=True) as state:
+            assert state.claim("m:1") is Claim.DONE_EARLIER
+            state.claim("m:2")
+            state.finish("m:2", "delivered")
+            state.commit()
+        assert committed(state_path) == before
+        with closing(sqlite3.connect(state_path)) as db:
+            assert db.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+
+
+class TestWrongFiles:
+    """A file that is not a replay state, or is busy, is a usage error."""
+
+    def test_not_a_database(self, state_path):
+        """A text file is refused, and left as it was."""
+        with open(state_path, "w") as file:
+            file.write("hello\n" * 100)
+        with pytest.raises(UsageError, match="is not a replay state file"):
+            ReplayState(state_path)
+        with open(state_path) as file:
+            assert file.read() == "hello\n" * 100
+
+    def test_another_sqlite_database(self, state_path):
+        """Some other SQLite database is refused."""
+        with closing(sqlite3.connect(state_path)) as db:
+            db.execute("CREATE TABLE other (x)")
+        with pytest.raises(UsageError, match="not a segment-braze replay state file"):
+            ReplayState(state_path)
+
+    def test_newer_version(self, state_path):
+        """A state written by a newer version is refused, naming both versions."""
+        ReplayState(state_path).close()
+        with closing(sqlite3.connect(state_path)) as db, db:
+            db.execute("UPDATE meta SET value = '99' WHERE name = 'version'")
+        with pytest.raises(UsageError, match="state version 99"):
+            ReplayState(state_path)
+
+    def test_one_replay_at_a_time(self, state_path):
+        """A second replay on a state in use is refused; after close it is free."""
+        first = ReplayState(state_path)
+        with pytest.raises(UsageError, match="another segment-braze replay"):
+            ReplayState(state_path)
+        first.close()
+        ReplayState(state_path).close()
+
+    def test_unwritable_location(self, tmp_path):
+        """A state in a folder that does not exist is a usage error."""
+        with pytest.raises(UsageError, match="cannot use the state file"):
+            ReplayState(str(tmp_path / "missing" / "state.sqlite"))
