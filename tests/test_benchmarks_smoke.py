@@ -1,0 +1,136 @@
+"""Smoke tests: the benchmark scripts run on a tiny corpus and report sane numbers.
+
+No timing assertions: these only keep the scripts from rotting.
+"""
+
+import gzip
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load_corpus_module():
+    spec = importlib.util.spec_from_file_location("bench_corpus", BENCHMARKS / "corpus.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(script, *args, env=None):
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus_module():
+    """benchmarks/corpus.py, imported by path (benchmarks/ is not a package)."""
+    return _load_corpus_module()
+
+
+class TestCorpus:
+    """The corpus generator is deterministic and mixes every call type."""
+
+    def test_same_seed_same_messages(self, corpus_module):
+        """The same count and seed give the same messages; another seed does not."""
+        first = list(corpus_module.generate(50, 7))
+        assert first == list(corpus_module.generate(50, 7))
+        assert first != list(corpus_module.generate(50, 8))
+
+    def test_mix_covers_every_call_type(self, corpus_module):
+        """A few hundred messages hold every call type, orders and anonymous messages."""
+        messages = list(corpus_module.generate(400, 1))
+        assert {m["type"] for m in messages} == {
+            "identify",
+            "track",
+            "page",
+            "screen",
+            "group",
+            "alias",
+        }
+        orders = [m for m in messages if m.get("event") == "Order Completed"]
+        assert orders
+        assert all(1 <= len(m["properties"]["products"]) <= 5 for m in orders)
+        assert any("userId" not in m and "anonymousId" in m for m in messages)
+        assert all("messageId" in m and "timestamp" in m and "context" in m for m in messages)
+
+    def test_cli_writes_plain_and_gzipped_jsonl(self, tmp_path, corpus_module):
+        """The CLI writes the same JSON lines plain and gzipped, readable back."""
+        plain, packed = tmp_path / "c.jsonl", tmp_path / "c.jsonl.gz"
+        assert _run("corpus.py", "--count", 30, "--seed", 3, "-o", plain).returncode == 0
+        result = _run("corpus.py", "--count", 30, "--seed", 3, "--gzip", "-o", packed)
+        assert result.returncode == 0
+        assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+        lines = corpus_module.read_lines(packed)
+        assert len(lines) == 30
+        assert [json.loads(line) for line in lines] == list(corpus_module.generate(30, 3))
+
+    def test_cached_corpus_is_written_once(self, tmp_path, corpus_module):
+        """cached() writes the corpus file once and returns the same file after."""
+        path = corpus_module.cached(20, 5, tmp_path)
+        written = path.stat().st_mtime_ns
+        assert corpus_module.cached(20, 5, tmp_path) == path
+        assert path.stat().st_mtime_ns == written
+        assert len(corpus_module.read_lines(path)) == 20
+
+
+class TestBenchTranslate:
+    """bench_translate.py completes on a tiny corpus and reports its numbers."""
+
+    def test_reports_rates_and_ratios(self, tmp_path):
+        """Every measurement has a positive rate and both ratios are present."""
+        out = tmp_path / "translate.json"
+        result = _run(
+            "bench_translate.py",
+            *("--count", 200, "--repeat", 1, "--json", out, "--cache-dir", tmp_path),
+        )
+        assert result.returncode == 0, result.stderr
+        assert "translate / floor" in result.stdout
+        report = json.loads(out.read_text())
+        assert report["stats"]["messages"] == 200
+        assert report["stats"]["invalid"] == 0
+        assert report["stats"]["requests"] >= 200
+        assert {"translate", "end_to_end", "floor"} <= set(report["results"])
+        for numbers in report["results"].values():
+            assert numbers["events_per_s"] > 0
+            assert numbers["us_per_event"] > 0
+        assert set(report["ratios"]) == {"translate_vs_floor", "end_to_end_vs_floor"}
+        assert all(ratio > 0 for ratio in report["ratios"].values())
+        assert len(list(tmp_path.glob("corpus-200-1-*.jsonl"))) == 1
+
+    def test_reads_a_gzipped_corpus_file(self, tmp_path):
+        """--corpus takes a gzipped file written by the generator."""
+        packed = tmp_path / "c.jsonl.gz"
+        assert _run("corpus.py", "--count", 100, "--gzip", "-o", packed).returncode == 0
+        result = _run("bench_translate.py", "--corpus", packed, "--repeat", 1, "--json-lib", "json")
+        assert result.returncode == 0, result.stderr
+        assert "100 messages" in result.stdout
+
+
+class TestBenchPeer:
+    """bench_peer.py is not run here (it needs npm install), only its entry points."""
+
+    def test_help(self):
+        """--help describes the options."""
+        result = _run("bench_peer.py", "--help")
+        assert result.returncode == 0, result.stderr
+        assert "--rounds" in result.stdout
+
+    def test_skips_without_node(self, tmp_path):
+        """Without node and npm on PATH it says it skipped and exits 0."""
+        env = {**os.environ, "PATH": str(tmp_path)}
+        result = _run("bench_peer.py", "--count", 10, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "skipped" in result.stdout
