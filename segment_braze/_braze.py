@@ -105,7 +105,7 @@ class Event:
         body["name"] = self.name
         body["time"] = self.time
         if self.properties:
-            body["properties"] = dict(self.properties)
+            body["properties"] = self.properties
         body["_update_existing_only"] = self.update_existing_only
         return body
 
@@ -147,7 +147,7 @@ class Purchase:
         body["quantity"] = self.quantity
         body["time"] = self.time
         if self.properties:
-            body["properties"] = dict(self.properties)
+            body["properties"] = self.properties
         body["_update_existing_only"] = self.update_existing_only
         return body
 

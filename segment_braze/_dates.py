@@ -11,7 +11,7 @@ import datetime as dt
 
 from dateutil import parser as _dateutil_parser
 
-__all__ = ["format_date", "format_time", "parse_date", "parse_time"]
+__all__ = ["braze_time", "format_date", "format_time", "parse_date", "parse_time"]
 
 _UTC = dt.UTC
 # dateutil fills missing fields from ``default``; a year-1 default lets us tell
@@ -65,6 +65,29 @@ def format_time(moment: dt.datetime) -> str:
     # Braze: times are ISO 8601; UTC with "Z" and milliseconds is our one form.
     # isoformat is C code; the instant is already in UTC (parse_time's contract).
     return moment.isoformat(timespec="milliseconds")[:23] + "Z"
+
+
+def braze_time(value: object) -> str | None:
+    """Read a Segment timestamp and write it in Braze's form, or return ``None``.
+
+    A value already in that exact form (``2015-01-01T00:00:00.000Z``, what
+    Segment's libraries send) is validated and passed through unchanged.
+    """
+    if (
+        type(value) is str
+        and len(value) == 24
+        and value[23] == "Z"
+        and value[19] == "."
+        and value[10] == "T"
+        and value.isascii()
+    ):
+        try:
+            dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return value
+    moment = parse_time(value)
+    return None if moment is None else format_time(moment)
 
 
 def parse_date(value: object) -> dt.date | None:

@@ -7,14 +7,12 @@ accept is decided later, by the translation.
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
 import attrs
 
-from segment_braze._dates import parse_time
+from segment_braze._dates import braze_time
 from segment_braze.exceptions import InvalidMessage
 
 __all__ = [
@@ -38,7 +36,6 @@ Warnings = list[tuple[str, str]]
 # Segment: `timestamp` is when it happened (skew-corrected); the others are the
 # fall-backs, in order of how close they are to that moment.
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _EMPTY: Mapping[str, Any] = {}
 
 
@@ -55,11 +52,11 @@ def is_text(value: str) -> bool:
 
 def child_path(parent: str, key: object) -> str:
     """Return the JSON path of ``key`` under ``parent`` (``$.traits.email``)."""
+    if type(key) is str and key.isascii() and key.isidentifier():
+        return f"{parent}.{key}"
     if isinstance(key, int):
         return f"{parent}[{key}]"
     text = str(key)
-    if _PLAIN_KEY.match(text):
-        return f"{parent}.{text}"
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return f'{parent}["{escaped}"]'
 
@@ -110,12 +107,12 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
-def _event_time(message: Mapping[str, Any], warnings: Warnings) -> dt.datetime:
+def _event_time(message: Mapping[str, Any], warnings: Warnings) -> str:
     for field in _TIME_FIELDS:
         raw = message.get(field)
         if raw is None:
             continue
-        moment = parse_time(raw)
+        moment = braze_time(raw)
         if moment is not None:
             return moment
         warnings.append((f"$.{field}", f"unusable time {raw!r} ignored"))
@@ -170,21 +167,21 @@ class Identify(Call):
 
 @attrs.frozen(kw_only=True)
 class Track(Call):
-    """A ``track`` call: something the user did."""
+    """A ``track`` call: something the user did (``time`` already in Braze's form)."""
 
     event: str
     properties: Mapping[str, Any] = attrs.field(hash=False)
-    time: dt.datetime
+    time: str
 
 
 @attrs.frozen(kw_only=True)
 class Page(Call):
-    """A ``page`` call (web)."""
+    """A ``page`` call (web; ``time`` already in Braze's form)."""
 
     name: str | None
     category: str | None
     properties: Mapping[str, Any] = attrs.field(hash=False)
-    time: dt.datetime
+    time: str
 
 
 @attrs.frozen(kw_only=True)

@@ -16,7 +16,6 @@ from segment_braze._braze import (
     UserAttributes,
     UserOperation,
 )
-from segment_braze._dates import format_time
 from segment_braze._products import order_purchases, revenue_purchase
 from segment_braze._segment import (
     Alias,
@@ -243,7 +242,7 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
     identifier = _identifier(call, settings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
-    time = format_time(call.time)
+    time = call.time
     update_only = _objects_update_only(identifier, settings)
     products = call.properties.get("products")
     if isinstance(products, list) and products:
@@ -331,7 +330,7 @@ def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
         name,
         properties=properties,
         identifier=identifier,
-        time=format_time(call.time),
+        time=call.time,
         settings=settings,
         warnings=warnings,
     )

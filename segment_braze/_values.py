@@ -330,28 +330,48 @@ def clean_properties(
     with a warning; nested objects and arrays are kept.
     """
     out: dict[str, Any] = {}
+    nested = False
     for key, value in properties.items():
-        if key in reserved:
-            warnings.append((child_path(path, key), f"'{key}' is reserved by Braze; dropped"))
-            continue
-        if _plain_key(key) and _plain_scalar(value):
+        # The common case, inline: a short ASCII key and a plain JSON scalar.
+        kind = type(value)
+        if (
+            type(key) is str
+            and 0 < len(key) <= MAX_KEY
+            and key.isascii()
+            and key[0] != "$"
+            and key not in reserved
+            and (
+                (kind is str and len(value) <= MAX_STRING and value.isascii())
+                or kind is int
+                or kind is bool
+                or value is None
+                or (kind is float and math.isfinite(value))
+            )
+        ):
             out[key] = value
+            continue
+        item_path = child_path(path, key)
+        if key in reserved:
+            warnings.append((item_path, f"'{key}' is reserved by Braze; dropped"))
             continue
         problem = _bad_key(key)
         if problem is not None:
-            warnings.append((child_path(path, key), f"{problem}; dropped"))
+            warnings.append((item_path, f"{problem}; dropped"))
             continue
         if _is_scalar(value):
             problem = _bad_scalar(value)
             if problem is None:
                 out[key] = value
             else:
-                warnings.append((child_path(path, key), f"{problem}; dropped"))
+                warnings.append((item_path, f"{problem}; dropped"))
             continue
-        cleaned = _clean_nested(value, child_path(path, key), warnings)
+        cleaned = _clean_nested(value, item_path, warnings)
         if cleaned is not DROP:
             out[key] = cleaned
-    return within_size(out, path, warnings, max_bytes=max_bytes)
+            nested = True
+    if nested:
+        return within_size(out, path, warnings, max_bytes=max_bytes)
+    return out
 
 
 def within_size(
