@@ -119,10 +119,14 @@ def fits_alone(message: Pending, *, legacy_limits: bool) -> str | None:
         return None
     if message.size + _ENVELOPE_BYTES > MAX_BODY_BYTES:
         return f"its Braze objects take {message.size} bytes, over Braze's 4 MB request limit"
-    return (
-        f"it makes {sum(message.object_counts)} Braze objects, over the "
-        f"{MAX_TRACK_OBJECTS} one request may carry (a message is never split)"
-    )
+    if legacy_limits:
+        counts = ", ".join(
+            f"{count} {name}" for name, count in zip(_ARRAYS, message.object_counts, strict=True)
+        )
+        limit = f"{MAX_TRACK_OBJECTS} of each kind"
+    else:
+        counts, limit = f"{sum(message.object_counts)} Braze objects", str(MAX_TRACK_OBJECTS)
+    return f"it makes {counts}, over the {limit} one request may carry (a message is never split)"
 
 
 def track_body(messages: Sequence[Pending]) -> tuple[bytes, dict[str, list[Pending]]]:

@@ -14,6 +14,7 @@ import requests
 
 from segment_braze import _json
 from segment_braze._batching import (
+    MAX_USER_ENTRIES,
     Pending,
     TrackBatch,
     fits_alone,
@@ -74,7 +75,7 @@ class BrazeClient:
         track_rate_limit: ``(requests, seconds)`` for ``/users/track``.
         users_rate_limit: ``(requests, seconds)`` shared by the user-management
             endpoints.
-        max_rate_limit_waits: consecutive 429 answers tolerated per request.
+        max_rate_limit_waits: 429 answers tolerated per request before it fails.
         linger: seconds a part-filled batch waits for more messages when the
             input is slow.
         window: messages queued per worker before ``send`` waits (the memory bound).
@@ -405,30 +406,43 @@ class _Worker:
         if self.run.stop.is_set():
             self.finish_failed([message], self.run.stop_reason, None)
             return
-        # Keep one user's order: an earlier operation-only message (a delete, a
-        # merge) for this user must go before this message's track objects.
+        # Keep one user's order: this user's waiting user-management entries (a
+        # delete, a merge) must go before this message's track objects.
         if message.has_track and any(p.user_key == message.user_key for p in self.deferred):
             self.flush()
         if message.has_track:
             if not self.batch.fits(message):
-                self.flush()
+                self.flush_track()
             self.batch.add(message)
         if message.operations:
+            # Sent after the message's track objects, once 50 entries wait (Braze's
+            # per-request maximum) or the input pauses or ends.
             self.deferred.append(message)
             self.deferred_entries += len(message.operations)
-        if self.batch.full or self.deferred_entries >= 50:
+        if self.deferred_entries >= MAX_USER_ENTRIES:
             self.flush()
+        elif self.batch.full:
+            self.flush_track()
 
     def flush(self) -> None:
-        batch, deferred = self.batch.messages, self.deferred
-        self.batch = TrackBatch(legacy_limits=self.client.settings.legacy_track_limits)
-        self.deferred, self.deferred_entries = [], 0
-        if batch:
-            self.send_track(batch)
+        """Send everything waiting: track objects first, then their entries."""
+        self.flush_track()
+        deferred, self.deferred, self.deferred_entries = self.deferred, [], 0
         ready = [message for message in deferred if not message.done]
         for path, key, entries, owners in operation_batches(ready):
             self.send_operations(path, key, entries, owners)
-        for message in (*batch, *deferred):
+        self.finish_delivered(deferred)
+
+    def flush_track(self) -> None:
+        batch = self.batch.messages
+        self.batch = TrackBatch(legacy_limits=self.client.settings.legacy_track_limits)
+        if batch:
+            self.send_track(batch)
+            # A message with entries still to send is finished by flush().
+            self.finish_delivered([message for message in batch if not message.operations])
+
+    def finish_delivered(self, messages: list[Pending]) -> None:
+        for message in messages:
             if not message.done:
                 message.done = True
                 self.ledger.delivered(message.item)

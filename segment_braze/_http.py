@@ -101,7 +101,9 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Capped exponential backoff with jitter for retry number ``attempt``."""
-        delay = self.backoff_initial * 2.0 ** (attempt - 1) * rng.uniform(0.75, 1.25)
+        # The exponent is bounded: past the cap it no longer matters, and a huge
+        # max_attempts must not overflow the float.
+        delay = self.backoff_initial * 2.0 ** min(attempt - 1, 64) * rng.uniform(0.75, 1.25)
         return min(self.backoff_max, delay)
 
 
@@ -162,12 +164,12 @@ def post_with_retries(
                 if waits > policy.max_rate_limit_waits:
                     return Answer(
                         status=status,
-                        reason=f"rate limited by Braze {waits - 1} times in a row",
+                        reason=f"rate limited by Braze {waits} times",
                         retryable_exhausted=True,
                     )
                 delay = rate_limit_delay(response.headers, now=time.time())
                 logger.warning("rate limited by Braze at %s; waiting %.1f s", url, delay)
-                limiter.pause_until(time.monotonic() + delay)
+                limiter.pause_for(delay)
                 continue
             if 300 <= status < 400:
                 location = response.headers.get("location", "?")

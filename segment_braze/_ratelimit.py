@@ -56,6 +56,10 @@ class RateLimiter:
                         return
             self._sleep(wait)
 
+    def pause_for(self, seconds: float) -> None:
+        """Hold every acquisition for ``seconds`` from now (after Braze's 429)."""
+        self.pause_until(self._clock() + seconds)
+
     def pause_until(self, deadline: float) -> None:
         """Hold every acquisition until ``deadline`` (a ``clock`` reading)."""
         with self._lock:

@@ -1,0 +1,173 @@
+"""RateLimiter on a fake clock: nothing here really sleeps."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from segment_braze._ratelimit import RateLimiter
+
+# Float arithmetic on the fake clock may land a hair before a boundary.
+EPSILON = 1e-9
+
+
+class FakeTime:
+    """A clock that moves only when something sleeps on it (or the test advances it)."""
+
+    def __init__(self, start: float = 100.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        """The current fake time."""
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        """Record the sleep and move the clock."""
+        assert seconds > 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def limiter(limit: int, period: float, fake: FakeTime) -> RateLimiter:
+    """A limiter on the fake clock."""
+    return RateLimiter(limit, period, clock=fake.clock, sleep=fake.sleep)
+
+
+class TestLimit:
+    """At most ``limit`` starts in any ``period`` seconds."""
+
+    def test_burst_up_to_the_limit(self):
+        """The first ``limit`` acquisitions do not wait."""
+        fake = FakeTime()
+        rate = limiter(3, 1.0, fake)
+        for _ in range(3):
+            rate.acquire()
+        assert fake.sleeps == []
+
+    def test_next_waits_for_the_oldest(self):
+        """One more waits until the oldest start is a full period old."""
+        fake = FakeTime()
+        rate = limiter(3, 1.0, fake)
+        for _ in range(3):
+            rate.acquire()
+            fake.now += 0.25
+        rate.acquire()
+        assert fake.sleeps == [pytest.approx(0.25)]
+        assert fake.now == pytest.approx(101.0)
+
+    def test_no_wait_when_slow_enough(self):
+        """Requests spaced wider than the rate never wait."""
+        fake = FakeTime()
+        rate = limiter(2, 1.0, fake)
+        for _ in range(10):
+            rate.acquire()
+            fake.now += 0.5
+        assert fake.sleeps == []
+
+    @given(
+        limit=st.integers(1, 6),
+        period=st.sampled_from([0.5, 1.0, 3.0]),
+        gaps=st.lists(st.integers(0, 40).map(lambda n: n / 20), min_size=1, max_size=60),
+    )
+    def test_sliding_window(self, limit, period, gaps):
+        """Any period holds at most ``limit`` starts, each as early as that allows."""
+        fake = FakeTime()
+        rate = limiter(limit, period, fake)
+        starts: list[float] = []
+        for gap in gaps:
+            fake.now += gap
+            asked = fake.now
+            rate.acquire()
+            starts.append(fake.now)
+            # As early as allowed: when asked, or when the start `limit` back
+            # is a full period old.
+            earliest = asked
+            if len(starts) > limit:
+                earliest = max(asked, starts[-limit - 1] + period)
+            assert fake.now == pytest.approx(earliest)
+        assert all(
+            later - first >= period - EPSILON
+            for first, later in zip(starts, starts[limit:], strict=False)
+        )
+
+    @pytest.mark.parametrize(("limit", "period"), [(0, 1.0), (-1, 1.0), (1, 0.0), (1, -2.0)])
+    def test_invalid(self, limit, period):
+        """A limit below 1 or a period not above 0 is refused."""
+        with pytest.raises(ValueError, match="rate limit"):
+            RateLimiter(limit, period)
+
+
+class TestPause:
+    """``pause_until`` holds every acquisition back (Braze answered 429)."""
+
+    def test_pause_holds_acquisitions(self):
+        """An acquisition waits until the pause ends."""
+        fake = FakeTime()
+        rate = limiter(100, 1.0, fake)
+        rate.pause_until(fake.now + 5.0)
+        rate.acquire()
+        assert fake.sleeps == [pytest.approx(5.0)]
+        rate.acquire()
+        assert len(fake.sleeps) == 1
+
+    def test_pause_holds_every_worker(self):
+        """Every caller of the shared limiter waits out the pause."""
+        fake = FakeTime()
+        rate = limiter(100, 1.0, fake)
+        rate.acquire()
+        rate.pause_until(fake.now + 2.0)
+        fake.now += 0.5
+        rate.acquire()  # another worker, later
+        assert fake.sleeps == [pytest.approx(1.5)]
+
+    def test_shorter_pause_does_not_shorten(self):
+        """A later, shorter pause keeps the longer one."""
+        fake = FakeTime()
+        rate = limiter(100, 1.0, fake)
+        rate.pause_until(fake.now + 5.0)
+        rate.pause_until(fake.now + 1.0)
+        rate.acquire()
+        assert fake.sleeps == [pytest.approx(5.0)]
+
+    def test_past_pause_is_no_pause(self):
+        """A pause that already ended holds nothing."""
+        fake = FakeTime()
+        rate = limiter(100, 1.0, fake)
+        rate.pause_until(fake.now - 1.0)
+        rate.acquire()
+        assert fake.sleeps == []
+
+    def test_pause_then_limit(self):
+        """After a pause the rate limit still applies."""
+        fake = FakeTime()
+        rate = limiter(2, 1.0, fake)
+        rate.pause_until(fake.now + 3.0)
+        for _ in range(3):
+            rate.acquire()
+        assert fake.sleeps == [pytest.approx(3.0), pytest.approx(1.0)]
+
+
+class TestThreads:
+    """One limiter shared by all worker threads counts every acquisition."""
+
+    def test_shared_by_threads(self):
+        """Eight threads take exactly ``limit`` starts before anyone has to wait."""
+        fake = FakeTime()
+        rate = limiter(400, 1.0, fake)
+
+        def worker() -> None:
+            for _ in range(50):
+                rate.acquire()
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert fake.sleeps == []
+        rate.acquire()
+        assert fake.sleeps == [pytest.approx(1.0)]
