@@ -190,6 +190,14 @@ def _parser() -> _Parser:
         action="store_true",
         help="send again the messages that failed in an earlier run",
     )
+    replay.add_argument(
+        "--processes",
+        metavar="N",
+        type=_positive_int,
+        default=1,
+        help="processes to use (default 1): above 1, N-1 worker processes translate while"
+        " the main one reads, deduplicates and sends; the number of cores uses them all",
+    )
     return parser
 
 

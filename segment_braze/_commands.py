@@ -312,6 +312,7 @@ def _deliver(
             state=opened.state,
             window=window,
             dead_letter=opened.dead_letter,
+            processes=getattr(args, "processes", 1),
         )
         if dry:
             dry_run(feed)

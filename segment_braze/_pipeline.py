@@ -4,6 +4,11 @@ The reading thread translates, filters and claims messages; ``BrazeClient``'s
 worker threads report each message's fate through ``on_outcome``, which records
 it in the replay state and the dead-letter file. Memory holds only the messages
 in flight (the client's bounded window).
+
+With ``processes`` above 1 the translation runs in worker processes
+(:mod:`segment_braze._processes`); the reading thread then claims each message
+when its translation comes back, in input order, so the state sees the same
+sequence of claims and releases as in one process.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable
-from typing import IO, Any, Final
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import IO, Any, Final, NamedTuple
 
 import attrs
 import requests
@@ -20,8 +25,8 @@ import requests
 from segment_braze import _json
 from segment_braze._cli_config import TimeWindow
 from segment_braze._client import BrazeClient
-from segment_braze._datapoints import attribute_data_points
 from segment_braze._inputs import Record
+from segment_braze._processes import Counts, ProcessTranslator, Translated, count_objects
 from segment_braze._replay import Claim, ReplayState, message_key
 from segment_braze._report import DeliveryReport
 from segment_braze._settings import Settings
@@ -76,15 +81,18 @@ class Tally:
 
     def translation(self, translation: Translation) -> None:
         """Count the Braze objects of a translation and their data points."""
-        points = sum(attribute_data_points(obj.to_json()) for obj in translation.attributes)
+        self.objects(count_objects(translation))
+
+    def objects(self, objects: Counts) -> None:
+        """Add the counted Braze objects of one translation."""
         with self._lock:
             counts = self.counts
-            counts["attribute objects"] += len(translation.attributes)
-            counts["attribute points"] += points
-            counts["events"] += len(translation.events)
-            counts["purchases"] += len(translation.purchases)
-            counts["operations"] += len(translation.operations)
-            counts["warnings"] += len(translation.warnings)
+            counts["attribute objects"] += objects.attribute_objects
+            counts["attribute points"] += objects.attribute_points
+            counts["events"] += objects.events
+            counts["purchases"] += objects.purchases
+            counts["operations"] += objects.operations
+            counts["warnings"] += objects.warnings
 
     def absorb(self, report: DeliveryReport) -> None:
         """Add the request and attribute-cache counts of a client report."""
@@ -157,6 +165,15 @@ class _Entry:
     translation: Translation  # held, so that its id() stays unique while in flight
 
 
+class _Screened(NamedTuple):
+    """A record on its way to translation, with what is already known of it."""
+
+    record: Record
+    key: str | None = None
+    verdict: str | None = None  # a count to add instead of translating
+    error: str | None = None  # why the record is invalid
+
+
 class Feed:
     """Turns input records into translations for the sender, accounting for each one.
 
@@ -168,6 +185,8 @@ class Feed:
         state: the replay state (claims, duplicates, resume), or ``None``.
         window: the ``--since``/``--until`` selection, or ``None``.
         dead_letter: the dead-letter file, or ``None``.
+        processes: processes in all; above 1, ``processes - 1`` worker
+            processes translate while this one reads, claims and sends.
     """
 
     def __init__(
@@ -180,6 +199,7 @@ class Feed:
         state: ReplayState | None = None,
         window: TimeWindow | None = None,
         dead_letter: DeadLetter | None = None,
+        processes: int = 1,
     ) -> None:
         self._records = records
         self._settings = settings
@@ -188,50 +208,160 @@ class Feed:
         self._state = state
         self._window = window
         self._dead_letter = dead_letter
+        self._processes = processes
         self._lock = threading.Lock()
         self._in_flight: dict[int, _Entry] = {}
         self.key_refused = False
 
     def translations(self) -> Generator[Translation, None, None]:
         """Yield the translations to send; everything else is accounted here."""
+        if self._processes > 1:
+            return self._translated_elsewhere(dry=False)
+        return self._translated_here(dry=False)
+
+    def dry_run(self) -> None:
+        """Translate and account for every message as if Braze had accepted it."""
+        messages = (
+            self._translated_elsewhere(dry=True)
+            if self._processes > 1
+            else self._translated_here(dry=True)
+        )
+        for _ in messages:  # a dry run yields nothing: every message is settled
+            pass
+
+    def _translated_here(self, *, dry: bool) -> Generator[Translation, None, None]:
         tally, state = self._tally, self._state
         for record in self._records:
             if self.key_refused:
                 return  # the rest stays unread, to be sent by the next run
             tally.add("read")
-            if record.error is not None:
-                self._invalid(record, record.error)
+            screened = self._screen(record)
+            if screened is None:
                 continue
-            message = record.value
-            if self._window is not None and not self._window.contains(message):
-                tally.add("outside window")
-                continue
-            key = None
-            if state is not None:
-                key = message_key(message)
+            key = screened.key
+            if state is not None and key is not None:
                 claim = state.claim(key)
                 if claim is not Claim.NEW:
                     tally.add(claim.value)
                     continue
             try:
-                translation = translate(message, self._settings)
+                translation = translate(record.value, self._settings)
             except InvalidMessage as err:
                 self._release(key)
                 self._invalid(record, f"invalid message: {err}")
                 continue
             tally.translation(translation)
-            if translation.dropped is not None:
-                self._release(key)
-                tally.drop(translation.dropped)
-                if self._dead_letter is not None:
-                    self._dead_letter.write(record, "dropped", translation.dropped)
+            if self._accepted(record, key, translation.dropped):
+                if dry:
+                    self._settle_dry(key)
+                else:
+                    yield self._hold(record, key, translation)
+
+    def _translated_elsewhere(self, *, dry: bool) -> Generator[Translation, None, None]:
+        translator = ProcessTranslator(self._settings, workers=self._processes - 1, keep=not dry)
+        try:
+            for screened, result in translator.map(self._screened()):
+                if self.key_refused:
+                    return  # the rest is not sent, to be sent by the next run
+                handle = self._settle(screened, result, dry=dry)
+                if handle is not None:
+                    yield handle
+        finally:
+            translator.close()
+
+    def _screened(self) -> Iterator[tuple[_Screened, Any]]:
+        """The records for the worker processes: ``(screened, message to translate)``."""
+        state = self._state
+        # On a resumed replay, messages an earlier run decided are skipped here,
+        # untranslated: their claim cannot change during this run.
+        precheck = state is not None and state.resuming
+        for record in self._records:
+            if self.key_refused:
+                return
+            if record.error is not None:
+                yield _Screened(record=record, error=record.error), None
                 continue
-            with self._lock:
-                self._in_flight[id(translation)] = _Entry(
-                    record=record, key=key, translation=translation
-                )
-            tally.add("in flight")
-            yield translation
+            message = record.value
+            if self._window is not None and not self._window.contains(message):
+                yield _Screened(record=record, verdict="outside window"), None
+                continue
+            key = message_key(message) if state is not None else None
+            if precheck and key is not None and state is not None:
+                decided = state.decided(key)
+                if decided is not None:
+                    yield _Screened(record=record, verdict=decided.value), None
+                    continue
+            yield _Screened(record=record, key=key), message
+
+    def _settle(
+        self, screened: _Screened, result: Translated | None, *, dry: bool
+    ) -> Translation | None:
+        """Account for one record in input order; return the translation to send."""
+        tally, record, key = self._tally, screened.record, screened.key
+        tally.add("read")
+        if result is None:
+            # Passed through untranslated: invalid input, outside the window, or
+            # decided by an earlier run.
+            if screened.error is not None:
+                self._invalid(record, screened.error)
+            elif screened.verdict is not None:
+                tally.add(screened.verdict)
+            return None
+        if self._state is not None and key is not None:
+            claim = self._state.claim(key)
+            if claim is not Claim.NEW:
+                tally.add(claim.value)
+                return None
+        if result.error is not None:
+            self._release(key)
+            self._invalid(record, f"invalid message: {result.error}")
+            return None
+        if result.counts is not None:
+            tally.objects(result.counts)
+        if not self._accepted(record, key, result.dropped):
+            return None
+        if dry:
+            self._settle_dry(key)
+            return None
+        if result.translation is None:  # pragma: no cover - kept unless dropped
+            raise RuntimeError("a worker process returned no translation to send")
+        return self._hold(record, key, result.translation)
+
+    def _screen(self, record: Record) -> _Screened | None:
+        """Account for an invalid record or one outside the window; else find its key."""
+        if record.error is not None:
+            self._invalid(record, record.error)
+            return None
+        if self._window is not None and not self._window.contains(record.value):
+            self._tally.add("outside window")
+            return None
+        key = message_key(record.value) if self._state is not None else None
+        return _Screened(record=record, key=key)
+
+    def _accepted(self, record: Record, key: str | None, dropped: str | None) -> bool:
+        """Whether a translated message goes on; a dropped one is accounted here."""
+        if dropped is None:
+            return True
+        self._release(key)
+        self._tally.drop(dropped)
+        if self._dead_letter is not None:
+            self._dead_letter.write(record, "dropped", dropped)
+        return False
+
+    def _hold(self, record: Record, key: str | None, translation: Translation) -> Translation:
+        """Keep a message in flight until the sender reports its fate."""
+        with self._lock:
+            self._in_flight[id(translation)] = _Entry(
+                record=record, key=key, translation=translation
+            )
+        self._tally.add("in flight")
+        return translation
+
+    def _settle_dry(self, key: str | None) -> None:
+        """A dry run: account for a message as if Braze had accepted it."""
+        self._tally.add("delivered")
+        if self._state is not None and key is not None:
+            self._state.finish(key, "delivered")
 
     def outcome(self, item: Any, outcome: str, reason: str | None) -> None:
         """``BrazeClient``'s ``on_outcome``: record a message's fate (any thread)."""
@@ -324,5 +454,4 @@ def send(feed: Feed, client: BrazeClient, tally: Tally) -> None:
 
 def dry_run(feed: Feed) -> None:
     """Translate and account for every message as if Braze had accepted it."""
-    for translation in feed.translations():
-        feed.outcome(translation, "delivered", None)
+    feed.dry_run()

@@ -111,6 +111,8 @@ class ReplayState:
         commit_after: float = 0.1,
     ) -> None:
         self.path = path
+        # Whether earlier runs recorded messages (read when the file is opened).
+        self.resuming = False
         self.dry_run = dry_run
         self.retry_failed = retry_failed
         self._commit_every = commit_every
@@ -178,6 +180,7 @@ class ReplayState:
                     f"{self.path} was written by another version of segment-braze"
                     f" (state version {meta.get('version')}, this one reads {_VERSION})"
                 )
+        self.resuming = db.execute("SELECT 1 FROM messages LIMIT 1").fetchone() is not None
         run = db.execute("INSERT INTO runs (started_at) VALUES (?)", (_now(),)).lastrowid
         if not self.dry_run:
             db.execute("COMMIT")
@@ -189,19 +192,38 @@ class ReplayState:
         with self._lock:
             if key in self._in_flight:
                 return Claim.DUPLICATE
-            row = self._db.execute(
-                "SELECT status, run FROM messages WHERE key = ?", (key,)
-            ).fetchone()
-            if row is not None:
-                status, run = row
-                if run == self.run:
-                    return Claim.DUPLICATE
-                if status == _DELIVERED:
-                    return Claim.DONE_EARLIER
-                if not self.retry_failed:
-                    return Claim.FAILED_EARLIER
+            decided = self._decided(key)
+            if decided is not None:
+                return decided
             self._in_flight.add(key)
             return Claim.NEW
+
+    def decided(self, key: str) -> Claim | None:
+        """What the file already says of ``key``, without claiming it.
+
+        Returns:
+            ``DONE_EARLIER`` or ``FAILED_EARLIER`` (decided by an earlier run and
+            not to be sent again), ``DUPLICATE`` (decided in this run), or ``None``
+            when :meth:`claim` may answer ``NEW``. A key that is not ``None`` here
+            answers the same in every later :meth:`claim` of this run, because
+            only a ``NEW`` claim can change its row.
+        """
+        with self._lock:
+            return self._decided(key)
+
+    def _decided(self, key: str) -> Claim | None:
+        # Called with the lock held.
+        row = self._db.execute("SELECT status, run FROM messages WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        status, run = row
+        if run == self.run:
+            return Claim.DUPLICATE
+        if status == _DELIVERED:
+            return Claim.DONE_EARLIER
+        if not self.retry_failed:
+            return Claim.FAILED_EARLIER
+        return None
 
     def release(self, key: str) -> None:
         """Forget a claimed key without recording it (dropped, invalid, never sent)."""

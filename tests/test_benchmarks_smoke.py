@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -134,3 +135,100 @@ class TestBenchPeer:
         result = _run("bench_peer.py", "--count", 10, env=env)
         assert result.returncode == 0, result.stderr
         assert "skipped" in result.stdout
+
+
+def _load_benchmark_module(name):
+    """A benchmark script imported by path, with benchmarks/ importable for its imports."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+class TestStandInServer:
+    """standin_server.py runs BrazeStandIn in its own process for the benchmarks."""
+
+    def test_sliding_window_count(self):
+        """max_in_window counts the most arrivals in any window, not per fixed window."""
+        server = _load_benchmark_module("standin_server")
+        assert server.max_in_window([], 3.0) == 0
+        assert server.max_in_window([0.0, 1.0, 2.9, 3.0, 5.5], 3.0) == 3
+        assert server.max_in_window([2.0, 2.5, 0.0, 4.9], 3.0) == 3
+
+    def test_protocol(self):
+        """The child prints its URL, answers stats and reset, and stops at end of input."""
+        server = _load_benchmark_module("standin_server")
+        with server.StandInProcess(key="smoke-key", rate_limit=(5, 1.0)) as stand_in:
+            event = {"external_id": "u", "name": "E", "time": "2024-05-01T00:00:00Z"}
+            answer = requests.post(
+                f"{stand_in.url}/users/track",
+                json={"events": [event]},
+                headers={"Authorization": "Bearer smoke-key"},
+                timeout=10,
+            )
+            assert answer.status_code == 201
+            stats = stand_in.stats()
+            assert stats["requests"] == 1
+            assert stats["statuses"] == {"201": 1}
+            assert stats["accepted"]["events"] == 1
+            assert len(stats["received_at"]["/users/track"]) == 1
+            stand_in.reset()
+            assert stand_in.stats()["requests"] == 0
+
+
+class TestBenchSend:
+    """bench_send.py completes on a tiny corpus and reports rates and the rate limit."""
+
+    def test_reports_rates_ratios_and_request_rate(self, tmp_path):
+        """Translate-only and both latencies are measured; every request was accepted."""
+        out = tmp_path / "send.json"
+        result = _run(
+            "bench_send.py",
+            *("--count", 150, "--repeat", 1, "--json", out, "--cache-dir", tmp_path),
+        )
+        assert result.returncode == 0, result.stderr
+        assert "of the translate-only rate" in result.stdout
+        report = json.loads(out.read_text())
+        assert set(report["results"]) == {"translate", "send_0ms", "send_20ms"}
+        for numbers in report["results"].values():
+            assert numbers["events_per_s"] > 0
+        for name in ("send_0ms", "send_20ms"):
+            row = report["results"][name]
+            assert row["delivered"] == 150
+            assert set(row["statuses"]) == {"201"}
+            assert 0 < row["max_track_in_window"] <= 3000
+        assert set(report["ratios"]) == {
+            "send_0ms_vs_translate",
+            "send_20ms_vs_translate",
+            "send_20ms_vs_send_0ms",
+        }
+
+
+class TestBenchReplay:
+    """bench_replay.py completes on two tiny gzipped corpora and reports memory and rates."""
+
+    def test_reports_memory_and_rates(self, tmp_path):
+        """Every measurement at every size has a rate and a peak RSS; growth is compared."""
+        out = tmp_path / "replay.json"
+        result = _run(
+            "bench_replay.py",
+            *("--sizes", "200,400", "--repeat", 1, "--json", out, "--cache-dir", tmp_path),
+        )
+        assert result.returncode == 0, result.stderr
+        assert "peak RSS MB" in result.stdout
+        report = json.loads(out.read_text())
+        names = {"read", "dry:1", "dry:2", "real:1", "real:2"}
+        assert set(report["results"]) == {"200", "400"}
+        for measurements in report["results"].values():
+            assert set(measurements) == names
+            for numbers in measurements.values():
+                assert numbers["returncode"] == 0
+                assert numbers["events_per_s"] > 0
+                assert numbers["max_rss_kb"] > 0
+        assert set(report["memory"]) == names
+        assert report["results"]["400"]["real:2"]["accepted"]["events"] > 0
+        assert len(list(tmp_path.glob("corpus-400-1-*.jsonl.gz"))) == 1

@@ -123,6 +123,23 @@ def recorded(state):
         return 0  # not created yet
 
 
+def child_processes(pid):
+    """The process ids of a process's children (Linux), or [] where unknown."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(child) for child in task.read_text().split()]
+    return children
+
+
+def running(pid):
+    """Whether a process exists and has not exited (a zombie has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def output_lines(result):
     """The JSON lines a translate run printed."""
     return [json.loads(line) for line in result.stdout.splitlines()]
@@ -333,7 +350,8 @@ class TestReplay:
         assert "          13  skipped, delivered by an earlier run" in again.stdout.splitlines()
         assert again.returncode == 1  # the archive still holds the corrupt lines
 
-    def test_killed_and_resumed(self, tmp_path):
+    @pytest.mark.parametrize("processes", [1, 2])
+    def test_killed_and_resumed(self, tmp_path, processes):
         """SIGKILL midway, then the same command: nothing lost, at most a window twice."""
         count = 1800
         for part in range(3):
@@ -341,6 +359,8 @@ class TestReplay:
             write_gz(tmp_path / "archive" / f"part-{part}.jsonl.gz", items)
         state = tmp_path / "state.sqlite"
         args = ("replay", tmp_path / "archive", "--state", state, "--workers", WORKERS)
+        args += ("--processes", processes)
+        workers = []
         with BrazeStandIn(api_key=KEY, latency=0.15) as braze:
             process = subprocess.Popen(
                 command(*args),
@@ -357,9 +377,16 @@ class TestReplay:
                     assert process.poll() is None, "finished before it could be killed"
                     time.sleep(0.01)
                 assert recorded(state) < count, "finished before it could be killed"
+                workers = child_processes(process.pid)
+                assert len(workers) >= processes - 1
             finally:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
+            # Worker processes end with the main process, even after kill -9.
+            deadline = time.monotonic() + 10
+            while any(map(running, workers)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not any(map(running, workers))
             sent_before_kill = len(braze.accepted_events)
             resumed = cli(*args, braze=braze)
             assert resumed.returncode == 0, resumed.stderr
@@ -460,6 +487,96 @@ class TestReplay:
         assert cli("replay", path, "--state", state, "--dedup", "none", braze=braze).returncode == 0
         assert [a.get("plan") for a in braze.accepted_attributes] == ["pro", "pro"]
         assert not (tmp_path / "replay.attributes.sqlite").exists()
+
+
+class TestReplayProcesses:
+    """``replay --processes N``: the same guarantees as one process, the work spread."""
+
+    def test_same_report_state_and_dead_letters_as_one_process(self, tmp_path):
+        """Each message reaches Braze once; report, notes and dead letters match one process."""
+        expected = archive(tmp_path / "archive")
+        runs = {}
+        for processes in (1, 2):
+            state, dead = tmp_path / f"state-{processes}.sqlite", tmp_path / f"dead-{processes}"
+            args = ("replay", tmp_path / "archive", "--state", state, "--dead-letter", dead)
+            with BrazeStandIn(api_key=KEY) as braze:
+                result = cli(*args, "--processes", processes, braze=braze)
+                assert numbers(braze) == dict.fromkeys(expected, 1)
+            assert result.returncode == 1  # two corrupt lines
+            runs[processes] = (
+                result.stdout.replace(str(state), "STATE"),
+                result.stderr,
+                dead.read_text(),
+                recorded(state),
+            )
+        assert runs[2] == runs[1]
+        assert "           4  duplicates skipped (messageId seen before in this run)" in runs[2][0]
+
+    def test_resumes_a_replay_of_one_process(self, braze, tmp_path):
+        """A replay resumed with --processes skips what was delivered and sends the rest once."""
+        expected = archive(tmp_path / "archive")
+        state = tmp_path / "state.sqlite"
+        first_file = tmp_path / "archive" / "day-1" / "1714521600000.events.jsonl.gz"
+        cli("replay", first_file, "--state", state, braze=braze)
+        sent_first = set(numbers(braze))
+        args = ("replay", tmp_path / "archive", "--state", state, "--processes", 2)
+        result = cli(*args, braze=braze)
+        assert result.returncode == 1  # the corrupt lines
+        assert numbers(braze) == dict.fromkeys(expected, 1)
+        report = result.stdout.splitlines()
+        # Of the first file, all but the corrupt line and page(1) (drops are not
+        # recorded); track(2) and no_id again in the second file.
+        assert "           7  skipped, delivered by an earlier run" in report
+        assert f"           {len(expected) - len(sent_first)}  delivered" in report
+        again = cli(*args, braze=braze)
+        assert numbers(braze) == dict.fromkeys(expected, 1)
+        assert "          13  skipped, delivered by an earlier run" in again.stdout.splitlines()
+
+    def test_retry_failed(self, braze, tmp_path):
+        """Earlier failures are skipped untranslated, and sent once with --retry-failed."""
+        path = write_gz(tmp_path / "a.jsonl.gz", [track(1), track(2, userId="user-1"), track(3)])
+        state = tmp_path / "state.sqlite"
+        braze.inject(Fault.status(400))
+        cli("replay", path, "--state", state, "--workers", 1, braze=braze)
+        args = ("replay", path, "--state", state, "--processes", 2)
+        again = cli(*args, braze=braze)
+        assert again.returncode == 1
+        assert "           3  skipped, failed in an earlier run" in again.stdout
+        assert numbers(braze) == {}
+        retried = cli(*args, "--retry-failed", braze=braze)
+        assert retried.returncode == 0, retried.stderr
+        assert numbers(braze) == {1: 1, 2: 1, 3: 1}
+
+    def test_dry_run_and_time_window(self, tmp_path):
+        """A dry run with --processes reports what one process reports."""
+        items = [track(n, day=n) for n in range(1, 6)] + [track(2, day=2), page(9), "{bad"]
+        path = write_gz(tmp_path / "a.jsonl.gz", items)
+        state = tmp_path / "state.sqlite"
+        args = ("replay", path, "--state", state, "--dry-run", "--since", "2024-05-02")
+        one, two = cli(*args), cli(*args, "--processes", 3)
+        assert (two.returncode, two.stdout, two.stderr) == (one.returncode, one.stdout, one.stderr)
+        report = two.stdout.splitlines()
+        assert "           4  would be sent (dry run)" in report
+        assert "           2  outside --since/--until" in report  # track(1), page(9)
+        assert "           1  duplicates skipped (messageId seen before in this run)" in report
+        assert not state.exists()
+
+    def test_refused_key_records_nothing(self, braze, tmp_path):
+        """With worker processes too, a refused key records nothing and exits 2."""
+        path = write_gz(tmp_path / "a.jsonl.gz", [track(n) for n in range(5)])
+        state = tmp_path / "state.sqlite"
+        args = ("replay", path, "--state", state, "--processes", 2)
+        refused = cli(*args, env=environment(braze, key="wrong"))
+        assert refused.returncode == 2
+        assert recorded(state) == 0
+        assert cli(*args, braze=braze).returncode == 0
+        assert numbers(braze) == dict.fromkeys(range(5), 1)
+
+    @pytest.mark.parametrize("value", ["0", "two"])
+    def test_processes_must_be_positive(self, capsys, value):
+        """--processes takes a whole number of at least 1."""
+        assert main(["replay", "x", "--state", "s", "--processes", value], {}) == 2
+        assert "--processes: must be a whole number of at least 1" in capsys.readouterr().err
 
 
 class TestExitStatus:
@@ -634,6 +751,23 @@ class TestInProcess:
         out, _ = capsys.readouterr()
         assert "          13  skipped, delivered by an earlier run" in out
         assert KEY not in out + err
+
+    def test_replay_and_dry_run_in_processes(self, braze, tmp_path, capsys):
+        """The same replay and dry run with worker processes, in one process."""
+        expected = archive(tmp_path / "archive")
+        state, dead = tmp_path / "state.sqlite", tmp_path / "dead.jsonl"
+        args = ["replay", str(tmp_path / "archive"), "--state", str(state), "--processes", "2"]
+        assert main([*args, "--dry-run"], {}) == 1
+        out, _ = capsys.readouterr()
+        assert "           9  would be sent (dry run)" in out
+        assert main([*args, "--dead-letter", str(dead)], self.env(braze)) == 1
+        out, err = capsys.readouterr()
+        assert numbers(braze) == dict.fromkeys(expected, 1)
+        assert "           4  duplicates skipped" in out
+        assert err.count(": not JSON") == 2
+        assert main([*args, "--dry-run"], {}) == 1
+        out, _ = capsys.readouterr()
+        assert "          13  skipped, delivered by an earlier run" in out
 
     def test_send_with_a_failed_batch(self, braze, capsys):
         """A failed batch is counted by reason and makes the exit status 1."""

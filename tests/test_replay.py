@@ -132,6 +132,48 @@ class TestResume:
         assert all(row[1] and row[2] for row in rows)
 
 
+class TestDecided:
+    """What the file says of a key, without claiming it (worker processes' pre-check)."""
+
+    def test_fresh_state_is_not_resuming(self, state_path):
+        """A new state has no history, and decides nothing."""
+        with ReplayState(state_path) as state:
+            assert not state.resuming
+            assert state.decided("m:1") is None
+            assert state.claim("m:1") is Claim.NEW
+
+    def test_earlier_runs(self, state_path):
+        """Delivered and failed earlier are decided; a resumed state says it resumes."""
+        with ReplayState(state_path) as state:
+            for key, outcome in (("m:1", "delivered"), ("m:2", "failed")):
+                state.claim(key)
+                state.finish(key, outcome)
+        with ReplayState(state_path) as state:
+            assert state.resuming
+            assert state.decided("m:1") is Claim.DONE_EARLIER
+            assert state.decided("m:2") is Claim.FAILED_EARLIER
+            assert state.decided("m:3") is None
+            assert state.in_flight == 0  # nothing was claimed
+
+    def test_retry_failed_leaves_failures_undecided(self, state_path):
+        """With retry_failed, an earlier failure is for claim() to decide."""
+        with ReplayState(state_path) as state:
+            state.claim("m:1")
+            state.finish("m:1", "failed")
+        with ReplayState(state_path, retry_failed=True) as state:
+            assert state.decided("m:1") is None
+            assert state.claim("m:1") is Claim.NEW
+            state.finish("m:1", "delivered")
+            assert state.decided("m:1") is Claim.DUPLICATE
+
+    def test_in_flight_is_not_decided(self, state_path):
+        """A key in flight is undecided (claim() still answers duplicate)."""
+        with ReplayState(state_path) as state:
+            state.claim("m:1")
+            assert state.decided("m:1") is None
+            assert state.claim("m:1") is Claim.DUPLICATE
+
+
 class TestDurability:
     """Outcomes reach the disk in small transactions, visible to other processes."""
 

@@ -1,0 +1,210 @@
+"""Translation in worker processes, for ``segment-braze replay --processes N``.
+
+``translate()`` is pure, so it can run in another process. Everything that
+needs order or shared state stays in the main process: reading and parsing the
+input, the replay state (duplicates, resume), the one ``BrazeClient`` (rate
+limit, per-user order) and the commits. The main process hands the messages to
+``N - 1`` worker processes in chunks, and takes the results back *in input
+order*: each message is then checked against the state and accounted exactly as
+it would be in one process, only with its translation already done.
+
+A worker returns, per message, the ``Translation`` (when it is to be sent) and
+the counts the summary needs, so that the main process does not count objects
+again. Workers are started with ``spawn`` (no fork of a process that runs
+threads), ignore Ctrl-C (the main process decides when to stop), and end when
+the main process ends, even when it is killed.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Final, NamedTuple, TypeVar
+
+import attrs
+
+from segment_braze._datapoints import attribute_data_points
+from segment_braze._settings import Settings
+from segment_braze._translate import translate
+from segment_braze._translation import Translation
+from segment_braze._usage import UsageError
+from segment_braze.exceptions import InvalidMessage
+
+__all__ = ["Counts", "ProcessTranslator", "Translated", "count_objects", "translate_chunk"]
+
+T = TypeVar("T")
+
+# Messages per task: large enough that pickling and the task round trip cost
+# little per message, small enough to keep every worker busy.
+_CHUNK: Final = 256
+# Chunks queued per worker beyond the one it works on: the memory bound.
+_AHEAD: Final = 2
+
+
+class Counts(NamedTuple):
+    """What one translation adds to the summary."""
+
+    attribute_objects: int
+    attribute_points: int
+    events: int
+    purchases: int
+    operations: int
+    warnings: int
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Unpickled by tuple.__new__ (C) rather than the generated __new__: the
+        # main process unpickles one of these per message.
+        return tuple.__new__, (type(self), tuple(self))
+
+
+def count_objects(translation: Translation) -> Counts:
+    """Count a translation's Braze objects and the data points of its attributes."""
+    return Counts(
+        attribute_objects=len(translation.attributes),
+        attribute_points=sum(
+            attribute_data_points(obj.to_json()) for obj in translation.attributes
+        ),
+        events=len(translation.events),
+        purchases=len(translation.purchases),
+        operations=len(translation.operations),
+        warnings=len(translation.warnings),
+    )
+
+
+class Translated(NamedTuple):
+    """A worker's result for one message.
+
+    Attributes:
+        error: why the message cannot be translated (``InvalidMessage``), or None.
+        dropped: why it maps to nothing, or None.
+        counts: its objects, None when ``error`` is set.
+        translation: the translation to send; None unless it was asked for and
+            the message is neither invalid nor dropped.
+    """
+
+    error: str | None
+    dropped: str | None = None
+    counts: Counts | None = None
+    translation: Translation | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return tuple.__new__, (type(self), tuple(self))
+
+
+def translate_chunk(settings: Settings, messages: list[Any], *, keep: bool) -> list[Translated]:
+    """Translate messages (in a worker process).
+
+    Args:
+        settings: the translation settings.
+        messages: Segment messages.
+        keep: return the translations to send (else only what the summary needs).
+    """
+    results = []
+    for message in messages:
+        try:
+            translation = translate(message, settings)
+        except InvalidMessage as err:
+            results.append(Translated(error=str(err)))
+            continue
+        sent = keep and translation.dropped is None
+        results.append(
+            Translated(
+                error=None,
+                dropped=translation.dropped,
+                counts=count_objects(translation),
+                translation=translation if sent else None,
+            )
+        )
+    return results
+
+
+def _start_worker() -> None:
+    # Ctrl-C reaches the whole process group: the main process handles it and
+    # shuts the workers down after their current chunk.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    # A worker holds its own end of the task queue, so it would wait for tasks
+    # for ever after the main process is killed (kill -9): end with it.
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
+
+
+class ProcessTranslator:
+    """Translates in worker processes; results come back in input order.
+
+    Args:
+        settings: the translation settings (the REST API key stays here).
+        workers: worker processes.
+        keep: return the translations (to send); a dry run needs only counts.
+    """
+
+    def __init__(self, settings: Settings, *, workers: int, keep: bool) -> None:
+        self._settings = attrs.evolve(settings, rest_api_key=None)
+        self._keep = keep
+        self._ahead = workers * (1 + _AHEAD)
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+        )
+
+    def map(self, items: Iterable[tuple[T, Any]]) -> Iterator[tuple[T, Translated | None]]:
+        """Translate the messages of ``(tag, message)`` pairs, keeping their order.
+
+        A pair whose message is None is passed through untranslated (its result
+        is None), in its place among the others.
+
+        Raises:
+            UsageError: a worker process died (killed, out of memory).
+        """
+        window: collections.deque[tuple[list[tuple[T, Any]], Future[list[Translated]] | None]]
+        window = collections.deque()
+        pairs = iter(items)
+        try:
+            while chunk := list(itertools.islice(pairs, _CHUNK)):
+                messages = [message for _, message in chunk if message is not None]
+                future = None
+                if messages:
+                    future = self._pool.submit(
+                        translate_chunk, self._settings, messages, keep=self._keep
+                    )
+                window.append((chunk, future))
+                if len(window) > self._ahead:
+                    yield from _settle(*window.popleft())
+            while window:
+                yield from _settle(*window.popleft())
+        finally:
+            for _, future in window:
+                if future is not None:
+                    future.cancel()
+
+    def close(self) -> None:
+        """Stop the workers: queued chunks are dropped, running ones finish."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _settle(
+    chunk: list[tuple[T, Any]], future: Future[list[Translated]] | None
+) -> Iterator[tuple[T, Translated | None]]:
+    try:
+        results = iter(future.result() if future is not None else ())
+    except BrokenProcessPool as err:
+        raise UsageError(
+            "a translating worker process ended unexpectedly (killed, or out of memory);"
+            " run the same command again to resume"
+        ) from err
+    for tag, message in chunk:
+        yield tag, (next(results) if message is not None else None)

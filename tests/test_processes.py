@@ -1,0 +1,117 @@
+"""Translation in worker processes: results in input order, the key kept at home."""
+
+from __future__ import annotations
+
+import pickle
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+from helpers import identify, page, track
+
+from segment_braze import Settings, translate
+from segment_braze._processes import (
+    Counts,
+    ProcessTranslator,
+    Translated,
+    _settle,
+    count_objects,
+    translate_chunk,
+)
+from segment_braze._usage import UsageError
+
+SETTINGS = Settings(app_id="app", rest_api_key="secret-key-never-shipped", datacenter="US-03")
+
+
+def messages(count):
+    """Valid, dropped and invalid messages, mixed."""
+    shapes = [
+        lambda n: track(messageId=f"t-{n}", properties={"n": n}),
+        lambda n: identify(messageId=f"i-{n}", traits={"plan": "pro", "n": n}),
+        lambda n: page(messageId=f"p-{n}"),  # dropped: page tracking is off
+        lambda n: track(messageId=f"x-{n}", event=""),  # invalid: no event name
+    ]
+    return [shapes[n % len(shapes)](n) for n in range(count)]
+
+
+class TestTranslateChunk:
+    """What a worker returns for each message."""
+
+    def test_results_match_translate(self):
+        """Each result carries the translation, its counts, the drop or the error."""
+        batch = messages(8)
+        results = translate_chunk(SETTINGS, batch, keep=True)
+        assert len(results) == len(batch)
+        for message, result in zip(batch, results, strict=True):
+            if message["type"] == "track" and not message["event"]:
+                assert result.error is not None
+                assert (result.dropped, result.counts, result.translation) == (None, None, None)
+                continue
+            expected = translate(message, SETTINGS)
+            assert result.error is None
+            assert result.dropped == expected.dropped
+            assert result.counts == count_objects(expected)
+            assert result.translation == (expected if expected.dropped is None else None)
+
+    def test_counts_only_when_not_kept(self):
+        """A dry run gets the counts and no translation."""
+        results = translate_chunk(SETTINGS, messages(4), keep=False)
+        assert all(result.translation is None for result in results)
+        assert results[1].counts == Counts(
+            attribute_objects=1, attribute_points=2, events=0, purchases=0, operations=0,
+            warnings=0,
+        )  # fmt: skip
+
+    def test_results_survive_pickling(self):
+        """Results pickle and unpickle to equal values of the same types."""
+        results = translate_chunk(SETTINGS, messages(4), keep=True)
+        copies = pickle.loads(pickle.dumps(results))  # noqa: S301 (our own bytes)
+        assert copies == results
+        assert all(type(copy) is Translated for copy in copies)
+        assert type(copies[0].counts) is Counts
+
+
+class TestProcessTranslator:
+    """Worker processes translate; results come back in input order."""
+
+    def test_order_and_pass_through(self):
+        """Results are in input order; a None message passes through in its place."""
+        batch = messages(700)  # several chunks
+        items = [(n, None if n % 5 == 0 else message) for n, message in enumerate(batch)]
+        translator = ProcessTranslator(SETTINGS, workers=2, keep=True)
+        try:
+            results = list(translator.map(items))
+        finally:
+            translator.close()
+        assert [tag for tag, _ in results] == list(range(700))
+        for (n, result), message in zip(results, batch, strict=True):
+            if n % 5 == 0:
+                assert result is None
+            else:
+                assert result == translate_chunk(SETTINGS, [message], keep=True)[0]
+
+    def test_the_key_stays_in_this_process(self):
+        """The settings shipped to the workers carry no REST API key."""
+        translator = ProcessTranslator(SETTINGS, workers=1, keep=False)
+        try:
+            shipped = translator._settings
+            assert shipped.rest_api_key is None
+            assert shipped.app_id == SETTINGS.app_id
+            assert b"secret-key-never-shipped" not in pickle.dumps(shipped)
+        finally:
+            translator.close()
+
+    def test_stopping_early(self):
+        """Closing the results part-way cancels the rest and the workers stop."""
+        translator = ProcessTranslator(SETTINGS, workers=1, keep=False)
+        results = translator.map((n, message) for n, message in enumerate(messages(5000)))
+        assert next(results)[0] == 0
+        results.close()
+        translator.close()
+
+    def test_a_dead_worker_is_a_clear_error(self):
+        """A worker that died (killed, out of memory) ends the run with a usage error."""
+        future: Future[list[Translated]] = Future()
+        future.set_exception(BrokenProcessPool("a process terminated abruptly"))
+        with pytest.raises(UsageError, match="worker process ended unexpectedly"):
+            list(_settle([(0, {"type": "track"})], future))
