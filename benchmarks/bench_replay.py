@@ -10,7 +10,9 @@ this runs, each as a child process and interleaved, best of ``--repeat``:
   checks the state, sends nothing);
 * ``segment-braze replay`` into ``BrazeStandIn`` running in another process
   (``standin_server.py``), with the command's defaults (4 workers, the attribute
-  cache next to the state), with ``--processes`` 1 and 2.
+  cache next to the state), with ``--processes`` 1 and 2;
+* with ``--with-send``, ``segment-braze send`` of the same file into the stand-in:
+  the same reading and sending without the replay's state and attribute cache.
 
 Every run starts from an empty state file. Memory is the peak resident set size
 (RSS): of the largest single process, from ``wait4()`` (the kernel's high-water
@@ -204,12 +206,16 @@ def _one(
             )
             return measure(command, _environment(None))
         if stand_in is None:
-            raise RuntimeError("a real replay needs the stand-in")
+            raise RuntimeError("sending needs the stand-in")
         stand_in.reset()
         cpu_before = stand_in.stats()["cpu_seconds"]
-        command = _replay_command(
-            path, workdir, settings, dry=False, processes=int(processes), dedup=dedup
-        )
+        if kind == "send":
+            command = [sys.executable, "-m", "segment_braze", "send", str(path)]
+            command += ["--settings", str(settings), "--quiet"]
+        else:
+            command = _replay_command(
+                path, workdir, settings, dry=False, processes=int(processes), dedup=dedup
+            )
         numbers = measure(command, _environment(stand_in.url))
         stats = stand_in.stats()
         track_times = stats["received_at"].get(TRACK, [])
@@ -224,9 +230,11 @@ def _one(
         return numbers
 
 
-def _names(processes: Sequence[int], real_processes: Sequence[int]) -> list[str]:
+def _names(processes: Sequence[int], real_processes: Sequence[int], *, send: bool) -> list[str]:
     names = ["read"]
     names += [f"dry:{count}" for count in processes]
+    if send:
+        names.append("send")
     names += [f"real:{count}" for count in real_processes]
     return names
 
@@ -239,13 +247,14 @@ def run(
     processes: Sequence[int] = (1, 2),
     real_processes: Sequence[int] = (1, 2),
     dedup: str | None = None,
+    send: bool = False,
     cache_dir: str | Path = ours.OUT,
 ) -> dict[str, Any]:
     """Run the benchmark and return its numbers (what ``--json`` writes)."""
-    names = _names(processes, real_processes)
+    names = _names(processes, real_processes, send=send)
     corpora = {size: gz_corpus(size, seed, cache_dir) for size in sizes}
     stand_in = None
-    if real_processes:
+    if real_processes or send:
         stand_in = StandInProcess(key=KEY, rate_limit=TRACK_LIMIT)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     try:
@@ -322,7 +331,7 @@ def _check(name: str, size: int, numbers: dict[str, Any]) -> None:
     word = "would be sent (dry run)" if name.startswith("dry") else "delivered"
     if f"{size:,}  {word}" not in numbers["stdout"]:
         raise SystemExit(f"{name}: not every message was {word}:\n{numbers['stdout']}")
-    if name.startswith("real") and set(numbers["statuses"]) != {"201"}:
+    if not name.startswith("dry") and set(numbers["statuses"]) != {"201"}:
         raise SystemExit(f"{name}: the stand-in answered {numbers['statuses']}")
 
 
@@ -354,6 +363,8 @@ def _label(name: str) -> str:
     kind, _, processes = name.partition(":")
     if kind == "read":
         return "read only: gunzip + parse into records"
+    if kind == "send":
+        return "send into the stand-in (no state)"
     plural = "process" if processes == "1" else "processes"
     if kind == "dry":
         return f"replay --dry-run, {processes} {plural}"
@@ -420,6 +431,11 @@ def main(argv: list[str] | None = None) -> int:
         help="--processes values for real replays into the stand-in",
     )
     parser.add_argument("--no-real", action="store_true", help="skip the real replays")
+    parser.add_argument(
+        "--with-send",
+        action="store_true",
+        help="also time `segment-braze send` of the same file (a replay without its state)",
+    )
     parser.add_argument("--dedup", help="--dedup for the real replays (default: the command's)")
     parser.add_argument("--json", metavar="OUT", help="also write the numbers as JSON to OUT")
     parser.add_argument(
@@ -436,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         processes=args.processes,
         real_processes=[] if args.no_real else args.real_processes,
         dedup=args.dedup,
+        send=args.with_send,
         cache_dir=args.cache_dir,
     )
     info = report["machine"]

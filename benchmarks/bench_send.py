@@ -204,6 +204,7 @@ def _sender(
         ]
         numbers |= {
             "statuses": stats["statuses"],
+            "statuses_by_path": stats["statuses_by_path"],
             "track_requests": len(track_times),
             "user_requests": len(users_times),
             "max_track_in_window": max_in_window(track_times, track_limit[1]),

@@ -9,7 +9,8 @@ Protocol: the first line on stdout is ``{"url": ...}``. Each line on stdin is a
 command, answered by one JSON line on stdout:
 
 * ``stats``: the requests received so far (``received_at`` of each, per path),
-  the statuses answered, the objects accepted, and this process's CPU seconds;
+  the statuses answered (in all and per path), the objects accepted, and this
+  process's CPU seconds;
 * ``reset``: forget everything received (``BrazeStandIn.reset``).
 
 End of stdin stops the server.
@@ -34,20 +35,21 @@ from segment_braze.testing import BrazeStandIn
 
 __all__ = ["StandInProcess", "max_in_window"]
 
-_ARRAYS = ("attributes", "events", "purchases")
-
 
 def _stats(braze: BrazeStandIn) -> dict[str, Any]:
     received: dict[str, list[float]] = collections.defaultdict(list)
     statuses: collections.Counter[str] = collections.Counter()
+    by_path: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for request in braze.requests:
         received[request.path].append(request.received_at)
         statuses[str(request.status)] += 1
+        by_path[request.path][str(request.status)] += 1
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "requests": sum(statuses.values()),
         "received_at": received,
         "statuses": statuses,
+        "statuses_by_path": by_path,
         "accepted": {
             "attributes": len(braze.accepted_attributes),
             "events": len(braze.accepted_events),

@@ -216,12 +216,13 @@ class TestBenchReplay:
         out = tmp_path / "replay.json"
         result = _run(
             "bench_replay.py",
-            *("--sizes", "200,400", "--repeat", 1, "--json", out, "--cache-dir", tmp_path),
+            *("--sizes", "200,400", "--repeat", 1, "--with-send", "--json", out),
+            *("--cache-dir", tmp_path),
         )
         assert result.returncode == 0, result.stderr
         assert "peak RSS MB" in result.stdout
         report = json.loads(out.read_text())
-        names = {"read", "dry:1", "dry:2", "real:1", "real:2"}
+        names = {"read", "dry:1", "dry:2", "send", "real:1", "real:2"}
         assert set(report["results"]) == {"200", "400"}
         for measurements in report["results"].values():
             assert set(measurements) == names
