@@ -263,9 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     if note:
         print(note)
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        ours.write_json(args.json, report)
     return 0
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import sys
 import time
@@ -335,9 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         print(note)
     print(f"(the whole run took {time.perf_counter() - started:.0f} s)")
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        ours.write_json(args.json, report)
     return 0
 
 

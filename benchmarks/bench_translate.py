@@ -376,6 +376,13 @@ def describe(report: dict[str, Any]) -> str:
     )
 
 
+def write_json(path: str, report: dict[str, Any]) -> None:
+    """Write a benchmark's numbers as JSON, for comparison between commits."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument(
@@ -424,9 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         print(note)
     print(f"(the whole run took {time.perf_counter() - started:.0f} s)")
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     return 0
 
 
