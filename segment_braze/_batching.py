@@ -39,6 +39,9 @@ _ARRAYS: Final = ("attributes", "events", "purchases")
 class Pending:
     """One message on its way to Braze (mutable: the sender records its fate).
 
+    Its counts and size are computed once, when it is made: the sender asks for
+    them several times per message (does it fit alone, does it fit this batch).
+
     Attributes:
         item: what the caller passed (a Segment dict or a Translation).
         label: the message id for reports (``messageId`` or ``#<position>``).
@@ -47,6 +50,9 @@ class Pending:
         attribute_objects: the attributes objects as sent, for the cache.
         operations: user-management entries, sent after the track objects.
         done: whether the message's fate is already recorded.
+        object_counts: how many attributes, events and purchases it sends.
+        object_total: the sum of ``object_counts``.
+        size: serialised bytes of its track objects, with separators.
     """
 
     item: Any
@@ -56,25 +62,23 @@ class Pending:
     attribute_objects: list[dict[str, Any]] = attrs.field(factory=list)
     operations: tuple[UserOperation, ...] = ()
     done: bool = False
+    object_counts: tuple[int, int, int] = attrs.field(init=False)
+    object_total: int = attrs.field(init=False)
+    size: int = attrs.field(init=False)
 
-    @property
-    def object_counts(self) -> tuple[int, int, int]:
-        """How many attributes, events and purchases the message sends."""
-        return (
-            len(self.objects["attributes"]),
-            len(self.objects["events"]),
-            len(self.objects["purchases"]),
-        )
-
-    @property
-    def size(self) -> int:
-        """Serialised bytes of the message's track objects, with separators."""
-        return sum(len(item) + 1 for array in self.objects.values() for item in array)
+    def __attrs_post_init__(self) -> None:
+        attributes = self.objects["attributes"]
+        events, purchases = self.objects["events"], self.objects["purchases"]
+        self.object_counts = (len(attributes), len(events), len(purchases))
+        self.object_total = len(attributes) + len(events) + len(purchases)
+        # Each object plus the comma (or bracket) that follows it.
+        self.size = self.object_total + sum(map(len, attributes))
+        self.size += sum(map(len, events)) + sum(map(len, purchases))
 
     @property
     def has_track(self) -> bool:
         """Whether the message has any ``/users/track`` object."""
-        return any(self.objects.values())
+        return self.object_total > 0
 
 
 @attrs.define(kw_only=True)
@@ -84,21 +88,25 @@ class TrackBatch:
     legacy_limits: bool = False
     messages: list[Pending] = attrs.field(factory=list)
     counts: list[int] = attrs.field(factory=lambda: [0, 0, 0])
+    total: int = 0
     size: int = _ENVELOPE_BYTES
 
     def fits(self, message: Pending) -> bool:
         """Whether ``message`` can join without breaking Braze's limits."""
         if self.size + message.size > MAX_BODY_BYTES:
             return False
-        added = message.object_counts
         if self.legacy_limits:
+            added = message.object_counts
             return all(c + a <= MAX_TRACK_OBJECTS for c, a in zip(self.counts, added, strict=True))
-        return sum(self.counts) + sum(added) <= MAX_TRACK_OBJECTS
+        return self.total + message.object_total <= MAX_TRACK_OBJECTS
 
     def add(self, message: Pending) -> None:
         """Add a message (call :meth:`fits` first)."""
         self.messages.append(message)
-        self.counts = [c + a for c, a in zip(self.counts, message.object_counts, strict=True)]
+        if self.legacy_limits:
+            added = message.object_counts
+            self.counts = [c + a for c, a in zip(self.counts, added, strict=True)]
+        self.total += message.object_total
         self.size += message.size
 
     @property
@@ -106,7 +114,7 @@ class TrackBatch:
         """Whether no further object could join."""
         if self.legacy_limits:
             return all(count >= MAX_TRACK_OBJECTS for count in self.counts)
-        return sum(self.counts) >= MAX_TRACK_OBJECTS
+        return self.total >= MAX_TRACK_OBJECTS
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -114,18 +122,19 @@ class TrackBatch:
 
 def fits_alone(message: Pending, *, legacy_limits: bool) -> str | None:
     """Say why a message can never be sent in one request, or return ``None``."""
-    batch = TrackBatch(legacy_limits=legacy_limits)
-    if batch.fits(message):
-        return None
     if message.size + _ENVELOPE_BYTES > MAX_BODY_BYTES:
         return f"its Braze objects take {message.size} bytes, over Braze's 4 MB request limit"
     if legacy_limits:
+        if max(message.object_counts) <= MAX_TRACK_OBJECTS:
+            return None
         counts = ", ".join(
             f"{count} {name}" for name, count in zip(_ARRAYS, message.object_counts, strict=True)
         )
         limit = f"{MAX_TRACK_OBJECTS} of each kind"
     else:
-        counts, limit = f"{sum(message.object_counts)} Braze objects", str(MAX_TRACK_OBJECTS)
+        if message.object_total <= MAX_TRACK_OBJECTS:
+            return None
+        counts, limit = f"{message.object_total} Braze objects", str(MAX_TRACK_OBJECTS)
     return f"it makes {counts}, over the {limit} one request may carry (a message is never split)"
 
 

@@ -17,7 +17,7 @@ from segment_braze._batching import (
 from segment_braze._braze import TRACK_PATH
 from segment_braze._cache import AttributeCache
 from segment_braze._delivery import Run, message_label
-from segment_braze._http import Answer, RetryPolicy, post_with_retries
+from segment_braze._http import Answer, Poster, RetryPolicy, post_with_retries
 from segment_braze._ratelimit import RateLimiter
 from segment_braze._report import DeliveryReport, Ledger
 from segment_braze._settings import Settings
@@ -128,11 +128,15 @@ class BrazeClient:
         }
         self._rng = random.Random(seed)  # noqa: S311 (jitter, not security)
         self._rng_lock = threading.Lock()
-        self._headers = {
-            "Authorization": f"Bearer {settings.rest_api_key}",
-            "Content-Type": "application/json",
-            "User-Agent": f"segment-braze/{_version()} python-requests/{requests.__version__}",
-        }
+        self._poster = Poster(
+            session,
+            headers={
+                "Authorization": f"Bearer {settings.rest_api_key}",
+                "Content-Type": "application/json",
+                "User-Agent": f"segment-braze/{_version()} python-requests/{requests.__version__}",
+            },
+            timeout=(connect_timeout, read_timeout),
+        )
         self._base = str(settings.rest_endpoint).rstrip("/")
 
     def __repr__(self) -> str:
@@ -195,10 +199,13 @@ class BrazeClient:
             )
         else:
             ledger.attributes(sent=_attribute_keys(attribute_objects), saved=0, data_points_saved=0)
+        # Each object is serialised once, here: its size decides the batching,
+        # and the worker joins the bytes into a body without encoding again.
+        dumps = _json.dumps
         objects = {
-            "attributes": [_json.dumps(obj) for obj in attribute_objects],
-            "events": [_json.dumps(obj.to_json()) for obj in translation.events],
-            "purchases": [_json.dumps(obj.to_json()) for obj in translation.purchases],
+            "attributes": [dumps(obj) for obj in attribute_objects],
+            "events": [dumps(obj.to_json()) for obj in translation.events],
+            "purchases": [dumps(obj.to_json()) for obj in translation.purchases],
         }
         pending = Pending(
             item=item,
@@ -225,10 +232,9 @@ class BrazeClient:
         with self._rng_lock:
             rng = random.Random(self._rng.random())  # noqa: S311 (jitter)
         return post_with_retries(
-            self._session,
+            self._poster,
             self._base + path,
             body,
-            headers=self._headers,
             limiter=limiter,
             policy=self.policy,
             count_request=lambda retry: ledger.request(retry=retry),
@@ -237,9 +243,11 @@ class BrazeClient:
         )
 
 
+_NOT_ATTRIBUTES = frozenset({"external_id", "user_alias", "braze_id", "_update_existing_only"})
+
+
 def _attribute_keys(objects: list[dict[str, Any]]) -> int:
-    identifiers = {"external_id", "user_alias", "braze_id", "_update_existing_only"}
-    return sum(1 for obj in objects for key in obj if key not in identifiers)
+    return sum(len(obj.keys() - _NOT_ATTRIBUTES) for obj in objects)
 
 
 def _user_key(translation: Translation) -> str:

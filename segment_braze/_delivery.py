@@ -79,8 +79,7 @@ class Run:
                     continue
                 pending = client._prepare(item, position, self.ledger)
                 if pending is not None:
-                    shard = zlib.crc32(pending.user_key.encode()) % len(workers)
-                    workers[shard].queue.put(pending)
+                    workers[zlib.crc32(pending.user_key.encode()) % len(workers)].put(pending)
         finally:
             for worker in workers:
                 worker.queue.put(_END)
@@ -129,19 +128,48 @@ class _Worker:
         self.run = run
         self.client = run.client
         self.ledger = run.ledger
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, self.client.window))
+        # A SimpleQueue hands a message over in C, without the locks and
+        # conditions of queue.Queue: this is once per message, so it counts. The
+        # window (the memory bound) is kept by put() below instead.
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.queued = 0  # written by the reading thread only
+        self.taken = 0  # written by this worker only
+        self.room = threading.Event()
+        self.waiting_for_room = False
         self.batch = TrackBatch(legacy_limits=self.client.settings.legacy_track_limits)
         self.deferred: list[Pending] = []
+        self.deferred_users: set[str] = set()
         self.deferred_entries = 0
         self.thread = threading.Thread(
             target=self.loop, name=f"segment-braze-sender-{index}", daemon=True
         )
 
+    def put(self, message: Pending) -> None:
+        """Hand a message to this worker; wait while ``window`` messages wait for it."""
+        self.queued += 1
+        self.queue.put(message)
+        window = self.client.window
+        while self.queued - self.taken > window and self.thread.is_alive():
+            self.room.clear()
+            self.waiting_for_room = True
+            # The timeout bounds the one race (the worker looked at the flag just
+            # before it was set) to a short pause, never a hang.
+            self.room.wait(0.05)
+        self.waiting_for_room = False
+
+    def take(self) -> Any:
+        """The next item from the reading thread; raises ``queue.Empty`` after ``linger``."""
+        item = self.queue.get(timeout=self.client.linger)
+        self.taken += 1
+        if self.waiting_for_room and self.queued - self.taken <= self.client.window // 2:
+            self.room.set()
+        return item
+
     def loop(self) -> None:
         try:
             while True:
                 try:
-                    item = self.queue.get(timeout=self.client.linger)
+                    item = self.take()
                 except queue.Empty:
                     self.flush()
                     continue
@@ -158,7 +186,13 @@ class _Worker:
 
     def drain(self, reason: str) -> None:
         self.finish_failed([*self.batch.messages, *self.deferred], reason, None)
-        while (item := self.queue.get()) is not _END:
+        while True:
+            try:
+                item = self.take()
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
             self.finish_failed([item], reason, None)
 
     def add(self, message: Pending) -> None:
@@ -167,7 +201,7 @@ class _Worker:
             return
         # Keep one user's order: this user's waiting user-management entries (a
         # delete, a merge) must go before this message's track objects.
-        if message.has_track and any(p.user_key == message.user_key for p in self.deferred):
+        if message.has_track and message.user_key in self.deferred_users:
             self.flush()
         if message.has_track:
             if not self.batch.fits(message):
@@ -177,6 +211,7 @@ class _Worker:
             # Sent after the message's track objects, once 50 entries wait (Braze's
             # per-request maximum) or the input pauses or ends.
             self.deferred.append(message)
+            self.deferred_users.add(message.user_key)
             self.deferred_entries += len(message.operations)
         if self.deferred_entries >= MAX_USER_ENTRIES:
             self.flush()
@@ -187,6 +222,7 @@ class _Worker:
         """Send everything waiting: track objects first, then their entries."""
         self.flush_track()
         deferred, self.deferred, self.deferred_entries = self.deferred, [], 0
+        self.deferred_users = set()
         ready = [message for message in deferred if not message.done]
         for path, key, entries, owners in operation_batches(ready):
             self.send_operations(path, key, entries, owners)
@@ -201,10 +237,12 @@ class _Worker:
             self.finish_delivered([message for message in batch if not message.operations])
 
     def finish_delivered(self, messages: list[Pending]) -> None:
+        items = []
         for message in messages:
             if not message.done:
                 message.done = True
-                self.ledger.delivered(message.item)
+                items.append(message.item)
+        self.ledger.delivered_all(items)
 
     def post(self, path: str, body: bytes) -> Answer:
         try:

@@ -425,10 +425,10 @@ class CommittingSession(requests.Session):
         self.mount("http://", adapter)
         self._commit = commit
 
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        """Commit the state, then send the request."""
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """Commit the state, then send the request (BrazeClient sends every attempt here)."""
         self._commit()
-        return super().request(*args, **kwargs)
+        return super().send(request, **kwargs)
 
 
 def send(feed: Feed, client: BrazeClient, tally: Tally) -> None:

@@ -106,6 +106,14 @@ class Ledger:
             self._delivered += 1
         self._call(self._on_outcome, message, "delivered", None)
 
+    def delivered_all(self, messages: list[Any]) -> None:
+        """Count messages as delivered: one lock for a whole request's messages."""
+        with self._lock:
+            self._delivered += len(messages)
+        if self._on_outcome is not None:
+            for message in messages:
+                self._call(self._on_outcome, message, "delivered", None)
+
     def failed(self, message: Any, message_id: str, reason: str, status: int | None) -> None:
         """Count a message as failed and tell the dead-letter hook."""
         with self._lock:

@@ -305,6 +305,52 @@ def _redirecting(target: str, status: int) -> Iterator[str]:
         thread.join()
 
 
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Proxy
+
+    def do_POST(self) -> None:
+        """Record the request line's target; answer as Braze does."""
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.seen.append(self.path)
+        body = b'{"message":"success"}'
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet."""
+
+
+class _Proxy(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+    def server_bind(self) -> None:
+        """Bind without a host-name lookup."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
+
+
+@contextlib.contextmanager
+def _proxy() -> Iterator[_Proxy]:
+    """Run a forward proxy that answers every POST itself."""
+    server = _Proxy()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 # -- tests -------------------------------------------------------------------------
 
 
@@ -1121,6 +1167,31 @@ class TestSession:
             report = send(braze, inputs, session=session)
         assert report.delivered == 2
         assert [r.headers.get("x-pipeline") for r in braze.requests] == ["nightly", "nightly"]
+
+    def test_session_hooks_run_for_every_request(self, braze):
+        """A response hook on the caller's session sees each request's answer."""
+        statuses: list[int] = []
+        with requests.Session() as session:
+            session.hooks["response"].append(lambda r, *a, **k: statuses.append(r.status_code))
+            inputs = [track("m0"), {"type": "delete", "userId": "u9", "messageId": "d"}]
+            report = send(braze, inputs, session=session)
+        assert report.delivered == 2
+        assert sorted(statuses) == sorted(r.status for r in braze.requests)
+        assert len(statuses) == 2
+
+    def test_proxy_from_the_environment(self, monkeypatch):
+        """HTTP_PROXY is honoured as requests honours it: the body goes to the proxy."""
+        for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        with _proxy() as proxy:
+            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+            settings = Settings(
+                rest_api_key=KEY, rest_endpoint="http://braze.invalid", allow_custom_endpoint=True
+            )
+            with BrazeClient(settings, **FAST) as client:
+                report = client.send([track("m0")])
+        assert report.delivered == 1
+        assert proxy.seen == ["http://braze.invalid/users/track"]
 
 
 class TestSettingsRequired:

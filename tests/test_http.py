@@ -17,6 +17,7 @@ from requests.structures import CaseInsensitiveDict
 
 from segment_braze._http import (
     Answer,
+    Poster,
     RetryPolicy,
     Unauthorized,
     post_with_retries,
@@ -175,11 +176,11 @@ class Call:
     def __call__(self, path: str = "/users/track") -> Answer:
         """Post BODY to ``path``."""
         with requests.Session() as session:
+            timeout = (self.policy.connect_timeout, self.policy.read_timeout)
             return post_with_retries(
-                session,
+                Poster(session, headers=HEADERS, timeout=timeout),
                 self.braze.url + path,
                 BODY,
-                headers=HEADERS,
                 limiter=self.limiter,
                 policy=self.policy,
                 count_request=self.counted.append,
