@@ -197,7 +197,7 @@ class BrazeClient:
             ledger.attributes(
                 sent=result.sent, saved=result.saved, data_points_saved=result.data_points_saved
             )
-        else:
+        elif attribute_objects:
             ledger.attributes(sent=_attribute_keys(attribute_objects), saved=0, data_points_saved=0)
         # Each object is serialised once, here: its size decides the batching,
         # and the worker joins the bytes into a body without encoding again.
@@ -243,11 +243,10 @@ class BrazeClient:
         )
 
 
-_NOT_ATTRIBUTES = frozenset({"external_id", "user_alias", "braze_id", "_update_existing_only"})
-
-
 def _attribute_keys(objects: list[dict[str, Any]]) -> int:
-    return sum(len(obj.keys() - _NOT_ATTRIBUTES) for obj in objects)
+    # Every attributes object has exactly two keys that are not attributes: its
+    # one identifier and _update_existing_only.
+    return sum(map(len, objects)) - 2 * len(objects)
 
 
 def _user_key(translation: Translation) -> str:

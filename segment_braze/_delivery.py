@@ -6,9 +6,9 @@ batches and sending them one at a time, so one user's requests keep their order.
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
+import time
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["Run", "message_label"]
 
 _END: Final = object()
+# Messages a worker is woken for (it also looks every _POLL seconds).
+_CHUNK: Final = 64
+_POLL: Final = 0.02
 # A user-management 400 that names its entry: "external_ids[3]: ...".
 _NAMED_ENTRY: Final = re.compile(r"(?P<key>\w+)\[(?P<index>\d+)\]")
 _UNAUTHORIZED_CAUSES: Final = {
@@ -82,7 +85,7 @@ class Run:
                     workers[zlib.crc32(pending.user_key.encode()) % len(workers)].put(pending)
         finally:
             for worker in workers:
-                worker.queue.put(_END)
+                worker.end()
             for worker in workers:
                 worker.thread.join()
         if self.crash is not None:
@@ -128,10 +131,13 @@ class _Worker:
         self.run = run
         self.client = run.client
         self.ledger = run.ledger
-        # A SimpleQueue hands a message over in C, without the locks and
-        # conditions of queue.Queue: this is once per message, so it counts. The
-        # window (the memory bound) is kept by put() below instead.
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Messages wait in an inbox the worker empties in one go. Waking a thread
+        # for every message would cost a GIL hand-off per message; this wakes it
+        # once per _CHUNK messages, or every _POLL seconds when the input is slow.
+        self.inbox: list[Any] = []
+        self.inbox_lock = threading.Lock()
+        self.wake = threading.Event()
+        # The window (the memory bound): messages handed over but not yet taken.
         self.queued = 0  # written by the reading thread only
         self.taken = 0  # written by this worker only
         self.room = threading.Event()
@@ -146,37 +152,60 @@ class _Worker:
 
     def put(self, message: Pending) -> None:
         """Hand a message to this worker; wait while ``window`` messages wait for it."""
+        with self.inbox_lock:
+            self.inbox.append(message)
+            waiting = len(self.inbox)
         self.queued += 1
-        self.queue.put(message)
+        if waiting == _CHUNK:
+            self.wake.set()
         window = self.client.window
         while self.queued - self.taken > window and self.thread.is_alive():
             self.room.clear()
             self.waiting_for_room = True
+            self.wake.set()
             # The timeout bounds the one race (the worker looked at the flag just
             # before it was set) to a short pause, never a hang.
-            self.room.wait(0.05)
+            self.room.wait(_POLL)
         self.waiting_for_room = False
 
-    def take(self) -> Any:
-        """The next item from the reading thread; raises ``queue.Empty`` after ``linger``."""
-        item = self.queue.get(timeout=self.client.linger)
+    def end(self) -> None:
+        """Tell the worker the input has ended (it sends what it holds, then stops)."""
+        with self.inbox_lock:
+            self.inbox.append(_END)
+        self.wake.set()
+
+    def take(self) -> list[Any]:
+        """Whatever the reading thread has handed over (possibly nothing), after a wait."""
+        self.wake.wait(_POLL)
+        self.wake.clear()
+        with self.inbox_lock:
+            items, self.inbox = self.inbox, []
+        return items
+
+    def took(self) -> None:
+        """Count one item as taken from the window; let a waiting reader go on."""
         self.taken += 1
         if self.waiting_for_room and self.queued - self.taken <= self.client.window // 2:
             self.room.set()
-        return item
 
     def loop(self) -> None:
         try:
+            last = time.monotonic()
             while True:
-                try:
-                    item = self.take()
-                except queue.Empty:
-                    self.flush()
+                items = self.take()
+                if not items:
+                    if time.monotonic() - last >= self.client.linger:
+                        # The input is slow: send the part-filled batch.
+                        self.flush()
+                        last = time.monotonic()
                     continue
-                if item is _END:
-                    self.flush()
-                    return
-                self.add(item)
+                for item in items:
+                    if item is _END:
+                        self.flush()
+                        return
+                    self.took()
+                    self.add(item)
+                last = time.monotonic()
         except BaseException as err:  # noqa: BLE001 (re-raised by send(), never swallowed)
             # A bug here must not hang send(): record it, account for every
             # message this worker holds or will be given, and let send() re-raise.
@@ -187,13 +216,11 @@ class _Worker:
     def drain(self, reason: str) -> None:
         self.finish_failed([*self.batch.messages, *self.deferred], reason, None)
         while True:
-            try:
-                item = self.take()
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            self.finish_failed([item], reason, None)
+            for item in self.take():
+                if item is _END:
+                    return
+                self.took()
+                self.finish_failed([item], reason, None)
 
     def add(self, message: Pending) -> None:
         if self.run.stop.is_set():

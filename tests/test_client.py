@@ -1130,6 +1130,24 @@ class TestStreaming:
         # the reading loop holds one more message.
         assert furthest[0] <= workers * (window + 75) + workers + 1
 
+    def test_slow_input_is_not_held_back(self, braze):
+        """A message goes out after ``linger`` while the input blocks before the next one."""
+        requests_before_second: list[int] = []
+
+        def messages() -> Iterator[dict[str, Any]]:
+            yield track("m0")
+            # Block like a live source with nothing new, until m0 arrives (or 10 s).
+            for _ in range(1000):
+                if braze.requests:
+                    break
+                threading.Event().wait(0.01)
+            requests_before_second.append(len(braze.requests))
+            yield track("m1")
+
+        report = send(braze, messages(), linger=0.05)
+        assert report.delivered == 2
+        assert requests_before_second == [1]
+
 
 class TestClientRateLimit:
     """The client-side limiter keeps every endpoint group under its rate."""
