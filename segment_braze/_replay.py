@@ -21,6 +21,12 @@ and otherwise at most ``commit_after`` seconds after an outcome arrives. So a
 worker's outcomes are on disk before it sends its next batch, and a process
 killed at any point, even with SIGKILL, re-sends at most one batch per worker:
 the one in flight, or the last one answered, never both.
+
+Outcomes wait in memory until that commit writes them all, in one statement.
+Claims read the file through a second, read-only connection, which in WAL mode
+never waits for the writer. That is exact because a key leaves memory only once
+the commit that records it has finished: at any moment, a key this run decided
+is either still held in memory or committed, and a claim checks memory first.
 """
 
 from __future__ import annotations
@@ -116,9 +122,12 @@ class ReplayState:
         self.dry_run = dry_run
         self.retry_failed = retry_failed
         self._commit_every = commit_every
+        # Locks are taken in this order: a connection's (_read_lock, _write_lock;
+        # one lock in a dry run), then _lock. _lock guards the two collections
+        # below and is held only to read or change them, never around SQLite.
         self._lock = threading.Lock()
-        self._in_flight: set[str] = set()
-        self._pending = 0
+        self._in_flight: set[str] = set()  # claimed, no outcome yet
+        self._outcomes: dict[str, int] = {}  # outcome known, not committed yet: status
         self._temp: tempfile.TemporaryDirectory[str] | None = None
         self._lock_file: IO[str] | None = None
         if dry_run and not Path(path).exists():
@@ -143,6 +152,20 @@ class ReplayState:
             self._db.close()
             self._unlock()
             raise
+        # The writer: outcomes, commits, the run's row. The sender's threads
+        # and the committer thread take turns with it under _write_lock.
+        self._write_lock = threading.Lock()
+        self._reader, self._read_lock = self._db, self._write_lock
+        if not dry_run:
+            # The reader: claims and decided(). A dry run never commits, so it
+            # reads its own open transaction through the writer instead.
+            try:
+                self._reader = _reader(path)
+            except sqlite3.Error as err:  # pragma: no cover - the writer opened it
+                self._db.close()
+                self._unlock()
+                raise UsageError(f"cannot open the state file {self.path}: {err}") from err
+            self._read_lock = threading.Lock()
         self._stop = threading.Event()
         self._committer: threading.Thread | None = None
         if not dry_run:
@@ -189,13 +212,18 @@ class ReplayState:
 
     def claim(self, key: str) -> Claim:
         """Say whether to send the message with ``key``; a NEW key is now in flight."""
-        with self._lock:
-            if key in self._in_flight:
-                return Claim.DUPLICATE
+        # The read lock serialises claims, so no other claim can add ``key``
+        # between the two checks of memory below; a commit can only take keys
+        # out of memory, and only once they are in the file.
+        with self._read_lock:
+            with self._lock:
+                if key in self._in_flight or key in self._outcomes:
+                    return Claim.DUPLICATE
             decided = self._decided(key)
             if decided is not None:
                 return decided
-            self._in_flight.add(key)
+            with self._lock:
+                self._in_flight.add(key)
             return Claim.NEW
 
     def decided(self, key: str) -> Claim | None:
@@ -208,12 +236,17 @@ class ReplayState:
             answers the same in every later :meth:`claim` of this run, because
             only a ``NEW`` claim can change its row.
         """
-        with self._lock:
+        with self._read_lock:
+            with self._lock:
+                if key in self._outcomes:
+                    return Claim.DUPLICATE
             return self._decided(key)
 
     def _decided(self, key: str) -> Claim | None:
-        # Called with the lock held.
-        row = self._db.execute("SELECT status, run FROM messages WHERE key = ?", (key,)).fetchone()
+        # Called with the read lock held.
+        row = self._reader.execute(
+            "SELECT status, run FROM messages WHERE key = ?", (key,)
+        ).fetchone()
         if row is None:
             return None
         status, run = row
@@ -231,29 +264,43 @@ class ReplayState:
             self._in_flight.discard(key)
 
     def finish(self, key: str, outcome: Literal["delivered", "failed"]) -> None:
-        """Record what Braze decided for a claimed key."""
+        """Record what Braze decided for a claimed key (written by the next commit)."""
         with self._lock:
-            self._db.execute(
-                "INSERT INTO messages (key, status, run) VALUES (?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET status = excluded.status, run = excluded.run",
-                (key, _STATUS[outcome], self.run),
-            )
             self._in_flight.discard(key)
-            self._pending += 1
-            if self._pending >= self._commit_every:
-                self._commit()
+            self._outcomes[key] = _STATUS[outcome]
+            due = len(self._outcomes) >= self._commit_every
+        if due:
+            self.commit()
 
     def commit(self) -> None:
-        """Make the outcomes recorded so far durable (nothing in a dry run)."""
-        with self._lock:
+        """Make the outcomes recorded so far durable (nothing in a dry run).
+
+        When this returns, every outcome :meth:`finish` recorded before the call
+        is in the file, whichever thread's commit wrote it.
+        """
+        with self._write_lock:
             self._commit()
 
     def _commit(self) -> None:
-        # Called with the lock held.
-        if self._pending and not self.dry_run:
+        # Called with the write lock held.
+        with self._lock:
+            rows = dict(self._outcomes)
+        if not rows:
+            return
+        self._db.executemany(
+            "INSERT INTO messages (key, status, run) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET status = excluded.status, run = excluded.run",
+            [(key, status, self.run) for key, status in rows.items()],
+        )
+        if not self.dry_run:
             self._db.execute("COMMIT")
             self._db.execute("BEGIN")
-        self._pending = 0
+        # Only now may claims find these keys in the file rather than in memory
+        # (a dry run's reader is the writer, which sees its own transaction).
+        with self._lock:
+            for key, status in rows.items():
+                if self._outcomes.get(key) == status:
+                    del self._outcomes[key]
 
     def _commit_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -267,7 +314,8 @@ class ReplayState:
 
     def recorded(self) -> dict[str, int]:
         """How many messages the state records as delivered and as failed."""
-        with self._lock:
+        with self._write_lock:
+            self._commit()
             rows = dict(self._db.execute("SELECT status, count(*) FROM messages GROUP BY status"))
         return {name: rows.get(status, 0) for name, status in _STATUS.items()}
 
@@ -276,10 +324,15 @@ class ReplayState:
         self._stop.set()
         if self._committer is not None:
             self._committer.join()
-        with self._lock:
+        if self._reader is not self._db:
+            # First: the last connection to close folds the WAL into the file.
+            with self._read_lock:
+                self._reader.close()
+        with self._write_lock:
             if self.dry_run:
                 self._db.execute("ROLLBACK")
             else:
+                self._commit()
                 self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_now(), self.run))
                 self._db.execute("COMMIT")
             self._db.close()
@@ -298,6 +351,15 @@ class ReplayState:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _reader(path: str) -> sqlite3.Connection:
+    """A read-only connection to the state file, for one thread at a time."""
+    reader = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    # Autocommit: each statement is its own read transaction, so it sees every
+    # commit that finished before it started.
+    reader.execute("PRAGMA query_only=ON")
+    return reader
 
 
 def _exclusive(path: str) -> IO[str] | None:

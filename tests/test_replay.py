@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import queue
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from contextlib import closing
 
@@ -213,6 +218,16 @@ class TestDurability:
         state.close()
         assert committed(state_path) == {"m:1": (1, 1)}
 
+    def test_close_folds_the_log_into_the_file(self, state_path):
+        """After close, the state is one file: no write-ahead log is left beside it."""
+        with ReplayState(state_path, commit_after=3600) as state:
+            state.claim("m:1")
+            state.finish("m:1", "delivered")
+            state.commit()
+            assert state.claim("m:1") is Claim.DUPLICATE
+        assert not os.path.exists(f"{state_path}-wal")
+        assert committed(state_path) == {"m:1": (1, 1)}
+
     def test_session_commits_before_each_request(self, state_path):
         """The replay's HTTP session commits the state before sending a request."""
         with ReplayState(state_path, commit_after=3600) as state, BrazeStandIn() as braze:
@@ -228,6 +243,105 @@ class TestDurability:
                 answer = session.post(f"{braze.url}/users/track", json={}, timeout=5)
             assert isinstance(answer, requests.Response)
             assert seen["rows"] == {"m:1": (1, state.run)}
+
+
+class TestOutcomesInMemory:
+    """Outcomes wait in memory for the next commit; claims answer exactly meanwhile."""
+
+    def test_decided_key_is_a_duplicate_before_and_after_its_commit(self, state_path):
+        """A key stays a duplicate while its outcome waits in memory and once committed."""
+        with ReplayState(state_path, commit_after=3600) as state:
+            state.claim("m:1")
+            state.finish("m:1", "delivered")
+            assert committed(state_path) == {}
+            assert state.claim("m:1") is Claim.DUPLICATE
+            assert state.decided("m:1") is Claim.DUPLICATE
+            state.commit()
+            assert committed(state_path) == {"m:1": (1, state.run)}
+            assert state.claim("m:1") is Claim.DUPLICATE
+            assert state.decided("m:1") is Claim.DUPLICATE
+
+    def test_one_commit_writes_every_waiting_outcome(self, state_path):
+        """A commit writes the outcomes of every thread, not only the caller's."""
+        with ReplayState(state_path, commit_after=3600) as state:
+            for n in range(3):
+                state.claim(f"m:{n}")
+            threads = [
+                threading.Thread(target=state.finish, args=(f"m:{n}", "failed")) for n in range(3)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            state.commit()
+            assert committed(state_path) == {f"m:{n}": (2, state.run) for n in range(3)}
+
+    def test_committed_outcomes_survive_a_kill(self, state_path):
+        """After SIGKILL, committed outcomes are skipped and uncommitted ones are sent again."""
+        script = (
+            "import os, signal, sys\n"
+            "from segment_braze._replay import ReplayState\n"
+            "state = ReplayState(sys.argv[1], commit_after=3600)\n"
+            "for key in ('m:1', 'm:2', 'm:3'):\n"
+            "    state.claim(key)\n"
+            "state.finish('m:1', 'delivered')\n"
+            "state.finish('m:2', 'failed')\n"
+            "state.commit()\n"
+            "state.finish('m:3', 'delivered')\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n"
+        )
+        process = subprocess.run([sys.executable, "-c", script, state_path], check=False)
+        assert process.returncode == -signal.SIGKILL
+        with ReplayState(state_path) as state:
+            assert state.claim("m:1") is Claim.DONE_EARLIER
+            assert state.claim("m:2") is Claim.FAILED_EARLIER
+            assert state.claim("m:3") is Claim.NEW
+
+    def test_claims_do_not_wait_for_the_writer(self, state_path):
+        """Claims read through their own connection while a commit holds the writer."""
+        with ReplayState(state_path, commit_after=3600) as state:
+            state.claim("m:1")
+            state.finish("m:1", "delivered")
+            state.commit()
+            state.claim("m:2")
+            answers = []
+            with state._write_lock:  # as during a commit
+                worker = threading.Thread(
+                    target=lambda: answers.extend(
+                        [state.claim("m:1"), state.claim("m:2"), state.claim("m:3")]
+                    )
+                )
+                worker.start()
+                worker.join(timeout=60)  # a guard against a hang, not a timing
+                assert not worker.is_alive()
+            assert answers == [Claim.DUPLICATE, Claim.DUPLICATE, Claim.NEW]
+
+    def test_claims_stay_exact_while_workers_commit(self, state_path):
+        """Every repeat claim is a duplicate while other threads finish and commit."""
+        count = 2000
+        with ReplayState(state_path, commit_every=7, commit_after=3600) as state:
+            todo: queue.Queue[str | None] = queue.Queue()
+
+            def work():
+                while (key := todo.get()) is not None:
+                    state.finish(key, "delivered")
+                    state.commit()
+
+            workers = [threading.Thread(target=work) for _ in range(3)]
+            for worker in workers:
+                worker.start()
+            repeats = []
+            for n in range(count):
+                assert state.claim(f"m:{n}") is Claim.NEW
+                todo.put(f"m:{n}")
+                repeats += [state.claim(f"m:{n}"), state.claim(f"m:{n // 2}")]
+            for _ in workers:
+                todo.put(None)
+            for worker in workers:
+                worker.join()
+            assert set(repeats) == {Claim.DUPLICATE}
+            assert len(committed(state_path)) == count
+            assert state.in_flight == 0
 
 
 class TestDryRun:
@@ -255,6 +369,15 @@ class TestDryRun:
         assert committed(state_path) == before
         with closing(sqlite3.connect(state_path)) as db:
             assert db.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+
+    def test_flushed_outcomes_are_still_duplicates(self, state_path):
+        """A dry run writes outcomes past commit_every into its open transaction, still seen."""
+        with ReplayState(state_path, dry_run=True, commit_every=2) as state:
+            for n in range(5):
+                state.claim(f"m:{n}")
+                state.finish(f"m:{n}", "delivered")
+            assert [state.claim(f"m:{n}") for n in range(5)] == [Claim.DUPLICATE] * 5
+            assert state.recorded() == {"delivered": 5, "failed": 0}
 
 
 class TestWrongFiles:
