@@ -27,8 +27,13 @@ FREE_ATTRIBUTE_KEYS: Final = frozenset(
 )
 
 
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def value_data_points(value: Any) -> int:
     """Data points one attribute value consumes: 1, or one per nested key."""
+    if type(value) in _SCALARS:  # the common case, without an ABC check
+        return 1
     if isinstance(value, Mapping) and value and not value.keys() & {"inc", "add", "remove"}:
         return sum(value_data_points(item) for item in value.values())
     return 1

@@ -69,8 +69,9 @@ def count_objects(translation: Translation) -> Counts:
     """Count a translation's Braze objects and the data points of its attributes."""
     return Counts(
         attribute_objects=len(translation.attributes),
+        # The attributes alone: the identifier and flag to_json() adds are free.
         attribute_points=sum(
-            attribute_data_points(obj.to_json()) for obj in translation.attributes
+            attribute_data_points(obj.attributes) for obj in translation.attributes
         ),
         events=len(translation.events),
         purchases=len(translation.purchases),
