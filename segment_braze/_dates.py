@@ -11,12 +11,21 @@ import datetime as dt
 
 from dateutil import parser as _dateutil_parser
 
-__all__ = ["braze_time", "format_date", "format_time", "parse_date", "parse_time"]
+__all__ = [
+    "braze_date",
+    "braze_time",
+    "format_date",
+    "format_time",
+    "parse_date",
+    "parse_time",
+]
 
 _UTC = dt.UTC
 # dateutil fills missing fields from ``default``; a year-1 default lets us tell
 # "no year given" apart from a real date without ever reading today's clock.
 _NO_YEAR = dt.datetime(1, 1, 1)
+_from_iso = dt.datetime.fromisoformat
+_date_from_iso = dt.date.fromisoformat
 
 
 def _zone(name: str | None, offset: int | None) -> dt.tzinfo | None:
@@ -82,7 +91,7 @@ def braze_time(value: object) -> str | None:
         and value.isascii()
     ):
         try:
-            dt.datetime.fromisoformat(value)
+            _from_iso(value)
         except ValueError:
             return None
         return value
@@ -123,3 +132,26 @@ def parse_date(value: object) -> dt.date | None:
 def format_date(day: dt.date) -> str:
     """Write a date as Braze's ``YYYY-MM-DD``."""
     return f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
+
+
+def braze_date(value: object) -> str | None:
+    """Read a birthday-like value and write it as Braze's ``YYYY-MM-DD``, or ``None``.
+
+    A value already in that exact form is validated and passed through unchanged:
+    it is what :func:`format_date` would write for it.
+    """
+    if (
+        type(value) is str
+        and len(value) == 10
+        and value[4] == "-"
+        and value[7] == "-"
+        and value.isascii()
+    ):
+        try:
+            _date_from_iso(value)
+        except ValueError:
+            pass
+        else:
+            return value
+    day = parse_date(value)
+    return None if day is None else format_date(day)

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from segment_braze._braze import Identifier, Purchase
 from segment_braze._iso import currency_code
-from segment_braze._segment import Warnings, child_path
+from segment_braze._segment import Warnings, child_path, is_mapping
 from segment_braze._values import MAX_KEY, clean_properties, within_size
 
 __all__ = ["order_purchases", "revenue_purchase"]
@@ -30,6 +30,10 @@ _DIGITS: Final = re.compile(r"[0-9]+\Z")
 
 def _number(value: object) -> float | int | None:
     """Read a price: a finite number, or a numeric string (Segment allows both)."""
+    if type(value) is float:  # hot path: what a JSON parser gives for a price
+        return value if math.isfinite(value) else None
+    if type(value) is int:
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -48,6 +52,8 @@ def _number(value: object) -> float | int | None:
 
 
 def _quantity(value: object) -> int | None:
+    if type(value) is int:  # hot path: what a JSON parser gives
+        return value if value >= 1 else None
     if value is None:
         return 1
     if isinstance(value, bool):
@@ -106,8 +112,8 @@ def order_purchases(
     order_currency = properties.get("currency")
     purchases: list[Purchase] = []
     for index, product in enumerate(products):
-        path = child_path("$.properties.products", index)
-        if not isinstance(product, Mapping):
+        path = f"$.properties.products[{index}]"  # child_path of an int index
+        if not is_mapping(product):
             warnings.append((path, "product must be an object; dropped"))
             continue
         found = _product_id(product)
@@ -200,7 +206,7 @@ def revenue_purchase(
     cannot be a product id; the track then stays a custom event.
     """
     revenue = properties.get("revenue")
-    if not isinstance(revenue, int | float) or isinstance(revenue, bool):
+    if not isinstance(revenue, (int, float)) or isinstance(revenue, bool):
         return None
     if not math.isfinite(revenue) or len(event) > MAX_KEY:
         return None

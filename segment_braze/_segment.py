@@ -63,6 +63,9 @@ def child_path(parent: str, key: object) -> str:
 
 def _optional_id(message: Mapping[str, Any], key: str) -> str | None:
     value = message.get(key)
+    # Hot path: ids are nearly always ASCII strings, which are valid UTF-8.
+    if type(value) is str and value.isascii():
+        return value or None
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -84,9 +87,11 @@ def is_mapping(value: object) -> TypeGuard[Mapping[Any, Any]]:
 
 def _object(message: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
     value = message.get(key)
+    if type(value) is dict:  # hot path: what a JSON parser gives
+        return value
     if value is None:
         return _EMPTY
-    if not is_mapping(value):
+    if not isinstance(value, Mapping):
         raise InvalidMessage(child_path(path, key), f"must be an object, not {_kind(value)}")
     return value
 
@@ -130,6 +135,8 @@ def _braze_id(message: Mapping[str, Any], context: Mapping[str, Any]) -> str | N
                     return value
     for key in ("properties", "traits"):
         payload = message.get(key)
+        if type(payload) is dict and "braze_id" not in payload:
+            continue  # hot path: a parsed payload without the key, ruled out at once
         if payload and is_mapping(payload):
             value = payload.get("braze_id")
             if isinstance(value, str) and value:
@@ -209,16 +216,19 @@ class Delete(Call):
     """Segment's user-deletion message."""
 
 
-def _common(message: Mapping[str, Any], call_type: str) -> dict[str, Any]:
+def _common(
+    message: Mapping[str, Any],
+) -> tuple[Mapping[str, Any], str | None, str | None, str | None, str | None]:
+    """Read what every call carries: context, messageId, userId, anonymousId, braze id."""
+    # Hot path: a tuple, not a kwargs dict, is the cheapest way to hand these on.
     context = _object(message, "context", "$")
-    return {
-        "type": call_type,
-        "message_id": _optional_id(message, "messageId"),
-        "user_id": _optional_id(message, "userId"),
-        "anonymous_id": _optional_id(message, "anonymousId"),
-        "braze_id": _braze_id(message, context),
-        "context": context,
-    }
+    return (
+        context,
+        _optional_id(message, "messageId"),
+        _optional_id(message, "userId"),
+        _optional_id(message, "anonymousId"),
+        _braze_id(message, context),
+    )
 
 
 def _name(message: Mapping[str, Any], key: str) -> str | None:
@@ -234,35 +244,56 @@ def _name(message: Mapping[str, Any], key: str) -> str | None:
 
 def _identify(message: Mapping[str, Any], warnings: Warnings) -> Call:
     del warnings
-    return Identify(**_common(message, "identify"), traits=_object(message, "traits", "$"))
+    context, message_id, user_id, anonymous_id, braze_id = _common(message)
+    return Identify(
+        type="identify",
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        braze_id=braze_id,
+        context=context,
+        traits=_object(message, "traits", "$"),
+    )
 
 
 def _track(message: Mapping[str, Any], warnings: Warnings) -> Call:
     event = message.get("event")
     if not isinstance(event, str) or not event.strip():
         raise InvalidMessage("$.event", "a track call needs a non-empty event name")
-    if not is_text(event):
+    if not event.isascii() and not is_text(event):
         raise InvalidMessage("$.event", "is not valid Unicode (lone surrogate)")
+    context, message_id, user_id, anonymous_id, braze_id = _common(message)
     return Track(
-        **_common(message, "track"),
+        type="track",
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        braze_id=braze_id,
+        context=context,
         event=event,
         properties=_object(message, "properties", "$"),
         time=_event_time(message, warnings),
     )
 
 
-def _page(message: Mapping[str, Any], warnings: Warnings) -> Call:
+def _page_like(
+    message: Mapping[str, Any], kind: type[Page], call_type: str, warnings: Warnings
+) -> Call:
     properties = _object(message, "properties", "$")
-    fields = _common(message, str(message["type"]).lower())
+    context, message_id, user_id, anonymous_id, braze_id = _common(message)
     name = _name(message, "name")
     if name is None:
         # analytics.js puts the page name in properties.name as well; some
         # sources only there.
         candidate = properties.get("name")
         name = candidate if isinstance(candidate, str) and candidate else None
-    kind = Screen if fields["type"] == "screen" else Page
     return kind(
-        **fields,
+        type=call_type,
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        braze_id=braze_id,
+        context=context,
         name=name,
         category=_name(message, "category"),
         properties=properties,
@@ -270,35 +301,69 @@ def _page(message: Mapping[str, Any], warnings: Warnings) -> Call:
     )
 
 
+def _page(message: Mapping[str, Any], warnings: Warnings) -> Call:
+    return _page_like(message, Page, "page", warnings)
+
+
+def _screen(message: Mapping[str, Any], warnings: Warnings) -> Call:
+    return _page_like(message, Screen, "screen", warnings)
+
+
 def _group(message: Mapping[str, Any], warnings: Warnings) -> Call:
     del warnings
     group_id = _optional_id(message, "groupId")
     if group_id is None:
         raise InvalidMessage("$.groupId", "a group call needs a groupId")
-    return Group(**_common(message, "group"), group_id=group_id)
+    context, message_id, user_id, anonymous_id, braze_id = _common(message)
+    return Group(
+        type="group",
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        braze_id=braze_id,
+        context=context,
+        group_id=group_id,
+    )
 
 
 def _alias(message: Mapping[str, Any], warnings: Warnings) -> Call:
     del warnings
-    fields = _common(message, "alias")
+    context, message_id, user_id, anonymous_id, braze_id = _common(message)
     previous_id = _optional_id(message, "previousId")
     if previous_id is None:
         raise InvalidMessage("$.previousId", "an alias call needs previousId")
-    if fields["user_id"] is None:
+    if user_id is None:
         raise InvalidMessage("$.userId", "an alias call needs userId")
-    return Alias(**fields, previous_id=previous_id, new_id=fields["user_id"])
+    return Alias(
+        type="alias",
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        braze_id=braze_id,
+        context=context,
+        previous_id=previous_id,
+        new_id=user_id,
+    )
 
 
 def _delete(message: Mapping[str, Any], warnings: Warnings) -> Call:
     del warnings
-    return Delete(**_common(message, "delete"))
+    context, message_id, user_id, anonymous_id, braze_id = _common(message)
+    return Delete(
+        type="delete",
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        braze_id=braze_id,
+        context=context,
+    )
 
 
 _PARSERS: dict[str, Callable[[Mapping[str, Any], Warnings], Call]] = {
     "identify": _identify,
     "track": _track,
     "page": _page,
-    "screen": _page,
+    "screen": _screen,
     "group": _group,
     "alias": _alias,
     "delete": _delete,
@@ -324,7 +389,8 @@ def parse_call(message: object, warnings: Warnings) -> Call:
     call_type = message.get("type")
     if not isinstance(call_type, str) or not call_type:
         raise InvalidMessage("$.type", "missing message type")
-    parser = _PARSERS.get(call_type.lower())
+    # Hot path: Segment's libraries send the type in lower case already.
+    parser = _PARSERS.get(call_type) or _PARSERS.get(call_type.lower())
     if parser is None:
         known = ", ".join(sorted(_PARSERS))
         raise InvalidMessage("$.type", f"unknown message type {call_type!r} (known: {known})")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from segment_braze._dates import format_date, parse_date
+from segment_braze._dates import braze_date
 from segment_braze._iso import country_code, language_code
-from segment_braze._segment import Warnings, child_path
-from segment_braze._values import DROP, MAX_STRING, clean_custom_attribute, is_plain
+from segment_braze._segment import Warnings, child_path, is_mapping
+from segment_braze._values import DROP, MAX_KEY, MAX_STRING, clean_custom_attribute
 
 __all__ = ["traits_to_attributes"]
 
@@ -38,6 +39,9 @@ _OBJECT_KEYS: Final = frozenset(
     }
 )
 
+# Trait names with a meaning of their own, never a plain custom attribute.
+_SPECIAL_KEYS: Final = _OBJECT_KEYS | {"address", "name"}
+
 Out = dict[str, Any]
 Handler = Callable[[Any, str, Out, Warnings], None]
 
@@ -63,22 +67,29 @@ def _string(target: str) -> Handler:
     return handle
 
 
+_first_name: Final = _string("first_name")
+_last_name: Final = _string("last_name")
+_image_url: Final = _string("image_url")
+_home_city: Final = _string("home_city")
+_phone_string: Final = _string("phone")
+
+
 def _phone(value: Any, path: str, out: Out, warnings: Warnings) -> None:
     if isinstance(value, int) and not isinstance(value, bool):
         warnings.append((path, "numeric phone written as a string"))
         value = str(value)
-    _string("phone")(value, path, out, warnings)
+    _phone_string(value, path, out, warnings)
 
 
 def _dob(value: Any, path: str, out: Out, warnings: Warnings) -> None:
     if value is None:
         out["dob"] = None
         return
-    day = parse_date(value)
+    day = braze_date(value)
     if day is None:
         warnings.append((path, f"unparseable birthday {value!r} dropped"))
     else:
-        out["dob"] = format_date(day)
+        out["dob"] = day
 
 
 def _gender(value: Any, path: str, out: Out, warnings: Warnings) -> None:
@@ -142,7 +153,7 @@ def _subscribe(target: str) -> Handler:
 
 
 def _subscription_groups(value: Any, path: str, out: Out, warnings: Warnings) -> None:
-    if not isinstance(value, list | tuple):
+    if not isinstance(value, (list, tuple)):
         warnings.append((path, "subscription_groups must be an array; dropped"))
         return
     groups = []
@@ -175,8 +186,8 @@ def _current_location(value: Any, path: str, out: Out, warnings: Warnings) -> No
     if isinstance(value, Mapping):
         lat, lon = value.get("latitude"), value.get("longitude")
         if (
-            isinstance(lat, int | float)
-            and isinstance(lon, int | float)
+            isinstance(lat, (int, float))
+            and isinstance(lon, (int, float))
             and not isinstance(lat, bool)
             and not isinstance(lon, bool)
             and -90 <= lat <= 90
@@ -193,7 +204,7 @@ def _current_location(value: Any, path: str, out: Out, warnings: Warnings) -> No
 
 
 def _push_tokens(value: Any, path: str, out: Out, warnings: Warnings) -> None:
-    if not isinstance(value, list | tuple):
+    if not isinstance(value, (list, tuple)):
         warnings.append((path, "push_tokens must be an array; dropped"))
         return
     tokens = []
@@ -219,17 +230,17 @@ def _skip(value: Any, path: str, out: Out, warnings: Warnings) -> None:
 
 
 _HANDLERS: Final[dict[str, Handler]] = {
-    "firstName": _string("first_name"),
-    "first_name": _string("first_name"),
-    "lastName": _string("last_name"),
-    "last_name": _string("last_name"),
+    "firstName": _first_name,
+    "first_name": _first_name,
+    "lastName": _last_name,
+    "last_name": _last_name,
     "email": _string("email"),
     "phone": _phone,
-    "avatar": _string("image_url"),
-    "photoUrl": _string("image_url"),
-    "avatarUrl": _string("image_url"),
-    "image_url": _string("image_url"),
-    "home_city": _string("home_city"),
+    "avatar": _image_url,
+    "photoUrl": _image_url,
+    "avatarUrl": _image_url,
+    "image_url": _image_url,
+    "home_city": _home_city,
     "birthday": _dob,
     "dob": _dob,
     "gender": _gender,
@@ -247,16 +258,16 @@ _HANDLERS: Final[dict[str, Handler]] = {
 
 
 def _address(value: Any, path: str, out: Out, max_array_length: int, warnings: Warnings) -> None:
-    if not isinstance(value, Mapping):
+    if not is_mapping(value):
         custom = clean_custom_attribute("address", value, path, max_array_length, warnings)
         if custom is not DROP:
             out["address"] = custom
         return
     rest = dict(value)
     if "city" in rest:
-        _string("home_city")(rest.pop("city"), child_path(path, "city"), out, warnings)
+        _home_city(rest.pop("city"), f"{path}.city", out, warnings)
     if "country" in rest:
-        _country(rest.pop("country"), child_path(path, "country"), out, warnings)
+        _country(rest.pop("country"), f"{path}.country", out, warnings)
     if rest:
         custom = clean_custom_attribute("address", rest, path, max_array_length, warnings)
         if custom is not DROP:
@@ -268,9 +279,9 @@ def _split_name(value: Any, path: str, out: Out, warnings: Warnings) -> None:
         warnings.append((path, "name must be a non-empty string; dropped"))
         return
     first, _, last = value.strip().partition(" ")
-    _string("first_name")(first, path, out, warnings)
+    _first_name(first, path, out, warnings)
     if last.strip():
-        _string("last_name")(last.strip(), path, out, warnings)
+        _last_name(last.strip(), path, out, warnings)
 
 
 def traits_to_attributes(
@@ -292,9 +303,31 @@ def traits_to_attributes(
     for key, value in traits.items():
         handler = _HANDLERS.get(key)
         if handler is not None:
-            handler(value, child_path(path, key), out, warnings)
+            # Every standard trait name is a plain identifier, so for a str key
+            # this is its child_path, without the call.
+            item_path = f"{path}.{key}" if type(key) is str else child_path(path, key)
+            handler(value, item_path, out, warnings)
+            continue
+        # The common custom trait, inline (hot path): a short ASCII key not
+        # starting with '$' and a plain JSON scalar.
+        kind = type(value)
+        if (
+            type(key) is str
+            and 0 < len(key) <= MAX_KEY
+            and key.isascii()
+            and key[0] != "$"
+            and key not in _SPECIAL_KEYS
+            and (
+                (kind is str and len(value) <= MAX_STRING and value.isascii())
+                or kind is int
+                or kind is bool
+                or value is None
+                or (kind is float and math.isfinite(value))
+            )
+        ):
+            out[key] = value
         elif key == "address":
-            _address(value, child_path(path, key), out, max_array_length, warnings)
+            _address(value, f"{path}.address", out, max_array_length, warnings)
         elif key == "name":
             continue  # only a fall-back for first/last name, below
         elif key in _OBJECT_KEYS:
@@ -304,8 +337,6 @@ def traits_to_attributes(
                     f"'{key}' is part of Braze's object; not an attribute",
                 )
             )
-        elif is_plain(key, value):
-            out[key] = value
         else:
             item_path = child_path(path, key)
             custom = clean_custom_attribute(key, value, item_path, max_array_length, warnings)

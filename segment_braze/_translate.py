@@ -68,6 +68,10 @@ def translate(message: Mapping[str, Any], settings: Settings | None = None) -> T
 
 
 def _too_long(external_id: str) -> bool:
+    # Hot path: UTF-8 takes at most 4 bytes per character, so a short id needs no
+    # encoding to be known within the limit.
+    if len(external_id) <= _MAX_EXTERNAL_ID_BYTES // 4:
+        return False
     return len(external_id.encode()) > _MAX_EXTERNAL_ID_BYTES
 
 
@@ -243,11 +247,12 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     time = call.time
+    properties = call.properties
     update_only = _objects_update_only(identifier, settings)
-    products = call.properties.get("products")
+    products = properties.get("products")
     if isinstance(products, list) and products:
         purchases = order_purchases(
-            call.properties,
+            properties,
             products,
             identifier=identifier,
             time=time,
@@ -258,10 +263,10 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
         if not purchases:
             return _dropped(call, "every product is invalid for a Braze purchase", warnings)
         return _build(call, identifier, settings, warnings, purchases=purchases)
-    if settings.log_purchase_when_revenue_present:
+    if settings.log_purchase_when_revenue_present and "revenue" in properties:
         purchase = revenue_purchase(
             call.event,
-            call.properties,
+            properties,
             identifier=identifier,
             time=time,
             app_id=settings.app_id,
@@ -273,21 +278,21 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
     return _event(
         call,
         call.event,
-        properties=call.properties,
+        properties=properties,
         identifier=identifier,
-        time=time,
+        update_existing_only=update_only,
         settings=settings,
         warnings=warnings,
     )
 
 
 def _event(
-    call: Call,
+    call: Track | Page,
     name: str,
     *,
     properties: Mapping[str, Any],
     identifier: Identifier,
-    time: str,
+    update_existing_only: bool,
     settings: Settings,
     warnings: Warnings,
 ) -> Translation:
@@ -296,10 +301,10 @@ def _event(
     event = Event(
         identifier=identifier,
         name=name,
-        time=time,
+        time=call.time,
         app_id=settings.app_id,
         properties=clean_properties(properties, "$.properties", _EVENT_RESERVED, warnings),
-        update_existing_only=_objects_update_only(identifier, settings),
+        update_existing_only=update_existing_only,
     )
     return _build(call, identifier, settings, warnings, events=(event,))
 
@@ -330,7 +335,7 @@ def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
         name,
         properties=properties,
         identifier=identifier,
-        time=call.time,
+        update_existing_only=_objects_update_only(identifier, settings),
         settings=settings,
         warnings=warnings,
     )

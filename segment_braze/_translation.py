@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import operator
+from typing import Any, Final
 
 import attrs
 
@@ -16,6 +17,8 @@ from segment_braze._braze import (
 )
 
 __all__ = ["Translation"]
+
+_to_json: Final = operator.methodcaller("to_json")
 
 
 @attrs.frozen(kw_only=True)
@@ -48,12 +51,13 @@ class Translation:
         what lets an alias profile exist before its events arrive).
         """
         body: dict[str, Any] = {}
+        # Hot path: map with a C-level method caller, no comprehension frame.
         if self.attributes:
-            body["attributes"] = [item.to_json() for item in self.attributes]
+            body["attributes"] = list(map(_to_json, self.attributes))
         if self.events:
-            body["events"] = [item.to_json() for item in self.events]
+            body["events"] = list(map(_to_json, self.events))
         if self.purchases:
-            body["purchases"] = [item.to_json() for item in self.purchases]
+            body["purchases"] = list(map(_to_json, self.purchases))
         return body or None
 
     def requests(self) -> list[BrazeRequest]:
@@ -63,14 +67,20 @@ class Translation:
         (``/users/identify``, ``/users/merge``, ``/users/delete``) grouped by path,
         so that a profile exists before it is merged.
         """
-        requests = []
         body = self.track_body()
-        if body is not None:
-            requests.append(BrazeRequest(path=TRACK_PATH, body=body))
-        if not self.operations:
+        requests = [] if body is None else [BrazeRequest(path=TRACK_PATH, body=body)]
+        operations = self.operations
+        if not operations:
+            return requests
+        if len(operations) == 1:
+            # Hot path: one operation (identify, alias, delete) needs no grouping.
+            operation = operations[0]
+            requests.append(
+                BrazeRequest(path=operation.path, body={operation.key: [operation.entry]})
+            )
             return requests
         grouped: dict[tuple[str, str], list[Any]] = {}
-        for operation in self.operations:
+        for operation in operations:
             grouped.setdefault((operation.path, operation.key), []).append(operation.entry)
         requests.extend(
             BrazeRequest(path=path, body={key: entries}) for (path, key), entries in grouped.items()

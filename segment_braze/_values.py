@@ -46,8 +46,14 @@ _SCALAR_ARRAY_OPS = frozenset({"add", "remove"})
 _OBJECT_ARRAY_OPS = frozenset({"$add", "$remove", "$update"})
 
 
+# isinstance() with a tuple, not a `str | int` union: the union is built anew on
+# every call, which costs more than the check itself.
+_SCALARS: Final = (str, bool, int, float)
+_ARRAYS: Final = (list, tuple)
+
+
 def _is_scalar(value: object) -> bool:
-    return value is None or isinstance(value, str | bool | int | float)
+    return value is None or isinstance(value, _SCALARS)
 
 
 # Fast paths for the common case (the translation's hot loop): a short ASCII key
@@ -76,7 +82,7 @@ def _has_nested(properties: Mapping[str, Any]) -> bool:
         kind = type(value)
         if kind is dict or kind is list:
             return True
-        if kind not in _SCALAR_TYPES and isinstance(value, Mapping | list | tuple):
+        if kind not in _SCALAR_TYPES and isinstance(value, (Mapping, *_ARRAYS)):
             return True
     return False
 
@@ -91,7 +97,7 @@ def _bad_scalar(value: object) -> str | None:
     if isinstance(value, str):
         if len(value) > MAX_STRING:
             return f"string of {len(value)} characters exceeds Braze's {MAX_STRING}"
-        if not is_text(value):
+        if not value.isascii() and not is_text(value):
             return "string is not valid Unicode (lone surrogate)"
     return None
 
@@ -105,7 +111,7 @@ def _bad_key(key: object) -> str | None:
         return f"key {key!r} is not a string"
     if not key:
         return "empty key"
-    if not is_text(key):
+    if not key.isascii() and not is_text(key):
         return "key is not valid Unicode (lone surrogate)"
     if len(key) > MAX_KEY:
         return f"key of {len(key)} characters exceeds Braze's {MAX_KEY}"
@@ -116,12 +122,15 @@ def _bad_key(key: object) -> str | None:
 
 def _clean_nested(value: Any, path: str, warnings: Warnings) -> Any:
     """Clean a value inside a nested object or array of objects."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    # Hot path: JSON gives exact dicts and lists, told apart without ABC checks.
+    if kind is dict or (kind is not list and isinstance(value, Mapping)):
         return _clean_nested_object(value, path, warnings)
-    if isinstance(value, list | tuple):
+    if kind is list or isinstance(value, _ARRAYS):
         items = []
         for index, item in enumerate(value):
-            cleaned = _clean_nested(item, child_path(path, index), warnings)
+            # child_path of an int index, without the call.
+            cleaned = _clean_nested(item, f"{path}[{index}]", warnings)
             if cleaned is not DROP:
                 items.append(cleaned)
         return items
@@ -138,7 +147,24 @@ def _clean_nested(value: Any, path: str, warnings: Warnings) -> Any:
 def _clean_nested_object(value: Mapping[Any, Any], path: str, warnings: Warnings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in value.items():
-        if _plain_key(key) and " " not in key and "." not in key and _plain_scalar(item):
+        # The common case, inline (hot path): a short ASCII key without '$', space
+        # or '.', and a plain JSON scalar.
+        kind = type(item)
+        if (
+            type(key) is str
+            and 0 < len(key) <= MAX_KEY
+            and key.isascii()
+            and key[0] != "$"
+            and " " not in key
+            and "." not in key
+            and (
+                (kind is str and len(item) <= MAX_STRING and item.isascii())
+                or kind is int
+                or kind is bool
+                or item is None
+                or (kind is float and math.isfinite(item))
+            )
+        ):
             out[key] = item
             continue
         item_path = child_path(path, key)
@@ -180,7 +206,7 @@ def _clean_operation(value: Mapping[str, Any], path: str, warnings: Warnings) ->
     out: dict[str, Any] = {}
     for key, items in value.items():
         item_path = child_path(path, key)
-        if not isinstance(items, list | tuple):
+        if not isinstance(items, _ARRAYS):
             warnings.append((item_path, f"'{key}' needs an array; dropped"))
             continue
         if key in _SCALAR_ARRAY_OPS:
@@ -229,7 +255,7 @@ def _object_operation(operator: str, item: Any, path: str, warnings: Warnings) -
     out = {}
     for field in ("$identifier_key", "$identifier_value"):
         cleaned = _clean_nested(item[field], child_path(path, field), warnings)
-        if cleaned is DROP or isinstance(cleaned, Mapping | list):
+        if cleaned is DROP or isinstance(cleaned, (Mapping, list)):
             warnings.append((path, f"'{field}' must be a valid scalar; entry dropped"))
             return DROP
         out[field] = cleaned
@@ -254,19 +280,20 @@ def clean_custom_attribute(
         max_array_length: the account's array limit (Braze: 500, older accounts 25).
         warnings: receives a warning for anything dropped.
     """
-    if _plain_key(key) and _plain_scalar(value):
-        return value
-    problem = _bad_key(key)
-    if problem is not None:
-        warnings.append((path, f"{problem}; custom attribute dropped"))
-        return DROP
+    # A plain key is never a bad one: only other keys need the full look.
+    if not _plain_key(key):
+        problem = _bad_key(key)
+        if problem is not None:
+            warnings.append((path, f"{problem}; custom attribute dropped"))
+            return DROP
     if _is_scalar(value):
         problem = _bad_scalar(value)
         if problem is None:
             return value
         warnings.append((path, f"{problem}; custom attribute dropped"))
         return DROP
-    if isinstance(value, list | tuple):
+    kind = type(value)
+    if kind is list or (kind is not dict and isinstance(value, _ARRAYS)):
         if len(value) > max_array_length:
             warnings.append(
                 (
@@ -276,7 +303,7 @@ def clean_custom_attribute(
                 )
             )
             return DROP
-        if all(_is_scalar(item) for item in value):
+        if all(item is None or isinstance(item, _SCALARS) for item in value):
             for index, item in enumerate(value):
                 problem = _bad_scalar(item)
                 if problem is not None:
@@ -288,7 +315,7 @@ def clean_custom_attribute(
                     )
                     return DROP
             return list(value)
-        if all(isinstance(item, Mapping) for item in value):
+        if all(type(item) is dict or isinstance(item, Mapping) for item in value):
             return _sized(_clean_nested(value, path, warnings), path, warnings)
         warnings.append(
             (
@@ -297,7 +324,7 @@ def clean_custom_attribute(
             )
         )
         return DROP
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         if _is_operation(value):
             return _clean_operation(value, path, warnings)
         return _sized(_clean_nested(value, path, warnings), path, warnings)
@@ -308,7 +335,7 @@ def clean_custom_attribute(
 def _sized(value: Any, path: str, warnings: Warnings, limit: int = MAX_NESTED_BYTES) -> Any:
     if value is DROP:
         return DROP
-    size = _json_size(value)
+    size = len(_json.dumps(value))
     if size > limit:
         warnings.append((path, f"nested value of {size} bytes exceeds Braze's {limit}; dropped"))
         return DROP

@@ -126,6 +126,15 @@ class TestStandardStrings:
         """A standard string attribute of exactly 255 characters is kept."""
         assert attributes_of({"email": "e" * 255}) == {"email": "e" * 255}
 
+    def test_str_subclass_key_path(self):
+        """A standard trait keyed by a str subclass warns at the quoted path child_path gives."""
+
+        class Key(str):
+            __slots__ = ()
+
+        t = translate(identify(traits={Key("email"): 5}))
+        assert warning_paths(t) == ['$.traits["email"]']
+
 
 class TestBirthday:
     """``birthday`` becomes ``dob`` as the UTC date of the parsed value."""

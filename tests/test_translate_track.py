@@ -59,6 +59,10 @@ class TestEvent:
         assert t.dropped is None
         assert t.warnings == ()
 
+    def test_type_in_any_case(self):
+        """A message type in another case ("Track") is read as its lower-case call type."""
+        assert sent(translate(track(type="Track"))) == sent(translate(track()))
+
     def test_app_id_when_set(self):
         """With app_id configured the event carries it."""
         t = translate(track(), Settings(app_id="app-123"))
