@@ -47,7 +47,8 @@ class Pending:
         label: the message id for reports (``messageId`` or ``#<position>``).
         user_key: the Braze profile the message is about, for ordering.
         objects: serialised ``/users/track`` objects per array name.
-        attribute_objects: the attributes objects as sent, for the cache.
+        attribute_objects: the attributes objects as sent, for the attribute cache
+            (empty without one).
         operations: user-management entries, sent after the track objects.
         done: whether the message's fate is already recorded.
         object_counts: how many attributes, events and purchases it sends.
@@ -59,7 +60,7 @@ class Pending:
     label: str
     user_key: str
     objects: dict[str, list[bytes]]
-    attribute_objects: list[dict[str, Any]] = attrs.field(factory=list)
+    attribute_objects: Sequence[dict[str, Any]] = ()
     operations: tuple[UserOperation, ...] = ()
     done: bool = False
     object_counts: tuple[int, int, int] = attrs.field(init=False)

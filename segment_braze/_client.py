@@ -212,7 +212,8 @@ class BrazeClient:
             label=label,
             user_key=_user_key(translation),
             objects=objects,
-            attribute_objects=attribute_objects,
+            # Kept only for the cache to acknowledge: held objects cost the GC.
+            attribute_objects=attribute_objects if self.attribute_cache is not None else (),
             operations=translation.operations,
         )
         if not pending.has_track and not pending.operations:
