@@ -6,6 +6,7 @@ batches and sending them one at a time, so one user's requests keep their order.
 
 from __future__ import annotations
 
+import collections
 import re
 import threading
 import time
@@ -142,6 +143,10 @@ class _Worker:
         self.taken = 0  # written by this worker only
         self.room = threading.Event()
         self.waiting_for_room = False
+        # What the worker took from the inbox and has not yet handled, and the
+        # message in hand: if the worker fails, drain() accounts for both.
+        self.unread: collections.deque[Any] = collections.deque()
+        self.current: Pending | None = None
         self.batch = TrackBatch(legacy_limits=self.client.settings.legacy_track_limits)
         self.deferred: list[Pending] = []
         self.deferred_users: set[str] = set()
@@ -199,12 +204,16 @@ class _Worker:
                         self.flush()
                         last = time.monotonic()
                     continue
-                for item in items:
+                self.unread.extend(items)
+                while self.unread:
+                    item = self.unread.popleft()
                     if item is _END:
                         self.flush()
                         return
                     self.took()
+                    self.current = item
                     self.add(item)
+                    self.current = None
                 last = time.monotonic()
         except BaseException as err:  # noqa: BLE001 (re-raised by send(), never swallowed)
             # A bug here must not hang send(): record it, account for every
@@ -214,9 +223,14 @@ class _Worker:
             self.drain(self.run.stop_reason)
 
     def drain(self, reason: str) -> None:
-        self.finish_failed([*self.batch.messages, *self.deferred], reason, None)
+        held = [*self.batch.messages, *self.deferred]
+        if self.current is not None:
+            held.append(self.current)
+        self.finish_failed(held, reason, None)
         while True:
-            for item in self.take():
+            self.unread.extend(self.take())
+            while self.unread:
+                item = self.unread.popleft()
                 if item is _END:
                     return
                 self.took()

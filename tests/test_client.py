@@ -34,6 +34,7 @@ from segment_braze import (
     Translation,
     UserAttributes,
     UserOperation,
+    _delivery,
     translate,
 )
 from segment_braze._http import RetryPolicy
@@ -1147,6 +1148,27 @@ class TestStreaming:
         report = send(braze, messages(), linger=0.05)
         assert report.delivered == 2
         assert requests_before_second == [1]
+
+
+class TestInternalError:
+    """A bug in a worker stops sending cleanly: every message still gets its fate."""
+
+    def test_every_message_accounted_when_a_worker_fails(self, braze, monkeypatch):
+        """Messages behind a failing one, already handed to its worker, are failed, not lost."""
+        original = _delivery._Worker.add
+
+        def add(self: Any, message: Any) -> None:
+            if message.label == "m50":
+                raise RuntimeError("bug in the sender")
+            original(self, message)
+
+        monkeypatch.setattr(_delivery._Worker, "add", add)
+        outcomes = Outcomes()
+        inputs = tracks(200, users=1)
+        with pytest.raises(RuntimeError, match="bug in the sender"):
+            send(braze, inputs, workers=1, window=500, **outcomes.hooks())
+        decided = Counter(message["messageId"] for message, _, _ in outcomes.outcomes)
+        assert decided == Counter(message["messageId"] for message in inputs)
 
 
 class TestClientRateLimit:
