@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -10,7 +9,7 @@ from typing import Any, Final
 from segment_braze._dates import braze_date
 from segment_braze._iso import country_code, language_code
 from segment_braze._segment import Warnings, child_path, is_mapping
-from segment_braze._values import DROP, MAX_KEY, MAX_STRING, clean_custom_attribute
+from segment_braze._values import DROP, MAX_STRING, clean_custom_attribute, is_plain
 
 __all__ = ["traits_to_attributes"]
 
@@ -308,23 +307,8 @@ def traits_to_attributes(
             item_path = f"{path}.{key}" if type(key) is str else child_path(path, key)
             handler(value, item_path, out, warnings)
             continue
-        # The common custom trait, inline (hot path): a short ASCII key not
-        # starting with '$' and a plain JSON scalar.
-        kind = type(value)
-        if (
-            type(key) is str
-            and 0 < len(key) <= MAX_KEY
-            and key.isascii()
-            and key[0] != "$"
-            and key not in _SPECIAL_KEYS
-            and (
-                (kind is str and len(value) <= MAX_STRING and value.isascii())
-                or kind is int
-                or kind is bool
-                or value is None
-                or (kind is float and math.isfinite(value))
-            )
-        ):
+        if is_plain(key, value) and key not in _SPECIAL_KEYS:
+            # The common custom trait: kept as it is.
             out[key] = value
         elif key == "address":
             _address(value, f"{path}.address", out, max_array_length, warnings)

@@ -56,25 +56,21 @@ def _is_scalar(value: object) -> bool:
     return value is None or isinstance(value, _SCALARS)
 
 
-# Fast paths for the common case (the translation's hot loop): a short ASCII key
-# not starting with '$', and a JSON scalar that needs no further look. Anything
-# else takes the slow path, which says exactly what is wrong.
-def _plain_key(key: object) -> bool:
-    return type(key) is str and 0 < len(key) <= MAX_KEY and key.isascii() and key[0] != "$"
+def is_plain(key: object, value: object) -> bool:
+    """Whether ``key: value`` needs no cleaning: the common case, checked fast.
 
-
-def _plain_scalar(value: object) -> bool:
+    A short ASCII key not starting with '$', and a JSON scalar that needs no
+    further look. Anything else takes the slow path, which says exactly what is
+    wrong. One function, inline checks: this runs for every property and trait.
+    """
+    if type(key) is not str or not 0 < len(key) <= MAX_KEY or not key.isascii() or key[0] == "$":
+        return False
     kind = type(value)
     if kind is str:
         return len(value) <= MAX_STRING and value.isascii()  # type: ignore[arg-type, attr-defined]
     if kind is float:
         return math.isfinite(value)  # type: ignore[arg-type]
     return kind is int or kind is bool or value is None
-
-
-def is_plain(key: object, value: object) -> bool:
-    """Whether ``key: value`` needs no cleaning: the common case, checked fast."""
-    return _plain_key(key) and _plain_scalar(value)
 
 
 def _has_nested(properties: Mapping[str, Any]) -> bool:
@@ -147,24 +143,7 @@ def _clean_nested(value: Any, path: str, warnings: Warnings) -> Any:
 def _clean_nested_object(value: Mapping[Any, Any], path: str, warnings: Warnings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in value.items():
-        # The common case, inline (hot path): a short ASCII key without '$', space
-        # or '.', and a plain JSON scalar.
-        kind = type(item)
-        if (
-            type(key) is str
-            and 0 < len(key) <= MAX_KEY
-            and key.isascii()
-            and key[0] != "$"
-            and " " not in key
-            and "." not in key
-            and (
-                (kind is str and len(item) <= MAX_STRING and item.isascii())
-                or kind is int
-                or kind is bool
-                or item is None
-                or (kind is float and math.isfinite(item))
-            )
-        ):
+        if is_plain(key, item) and " " not in key and "." not in key:
             out[key] = item
             continue
         item_path = child_path(path, key)
@@ -280,12 +259,10 @@ def clean_custom_attribute(
         max_array_length: the account's array limit (Braze: 500, older accounts 25).
         warnings: receives a warning for anything dropped.
     """
-    # A plain key is never a bad one: only other keys need the full look.
-    if not _plain_key(key):
-        problem = _bad_key(key)
-        if problem is not None:
-            warnings.append((path, f"{problem}; custom attribute dropped"))
-            return DROP
+    problem = _bad_key(key)
+    if problem is not None:
+        warnings.append((path, f"{problem}; custom attribute dropped"))
+        return DROP
     if _is_scalar(value):
         problem = _bad_scalar(value)
         if problem is None:
@@ -359,22 +336,7 @@ def clean_properties(
     out: dict[str, Any] = {}
     nested = False
     for key, value in properties.items():
-        # The common case, inline: a short ASCII key and a plain JSON scalar.
-        kind = type(value)
-        if (
-            type(key) is str
-            and 0 < len(key) <= MAX_KEY
-            and key.isascii()
-            and key[0] != "$"
-            and key not in reserved
-            and (
-                (kind is str and len(value) <= MAX_STRING and value.isascii())
-                or kind is int
-                or kind is bool
-                or value is None
-                or (kind is float and math.isfinite(value))
-            )
-        ):
+        if is_plain(key, value) and key not in reserved:
             out[key] = value
             continue
         item_path = child_path(path, key)
