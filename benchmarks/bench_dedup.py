@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from segment_braze import AttributeCache, BrazeClient, DeliveryReport, Settings, translate
-from segment_braze._datapoints import attribute_data_points
+from segment_braze._translate.datapoints import attribute_data_points
 from segment_braze.testing import BrazeStandIn
 
 _START = dt.datetime(2024, 3, 1, 8, 0, 0, tzinfo=dt.UTC)

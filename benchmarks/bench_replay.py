@@ -55,7 +55,7 @@ RSS_TARGET_MB = 150
 _SAMPLE_EVERY = 0.2
 _READ_ONLY = """\
 import sys
-from segment_braze._inputs import read_source
+from segment_braze._replay.inputs import read_source
 count = sum(1 for record in read_source(sys.argv[1]) if record.error is None)
 print(count)
 """

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from importlib.metadata import version as _version
 
-from segment_braze._braze import (
+from segment_braze._cache.cache import AttributeCache, AttributeStore
+from segment_braze._deliver.client import BrazeClient
+from segment_braze._deliver.report import DeliveryReport, Failure
+from segment_braze._settings import Settings
+from segment_braze._translate.braze import (
     BrazeRequest,
     Event,
     Identifier,
@@ -12,12 +16,8 @@ from segment_braze._braze import (
     UserAttributes,
     UserOperation,
 )
-from segment_braze._cache import AttributeCache, AttributeStore
-from segment_braze._client import BrazeClient
-from segment_braze._report import DeliveryReport, Failure
-from segment_braze._settings import Settings
-from segment_braze._translate import translate
-from segment_braze._translation import Translation
+from segment_braze._translate.calls import translate
+from segment_braze._translate.translation import Translation
 from segment_braze.exceptions import (
     AuthenticationError,
     DeliveryError,

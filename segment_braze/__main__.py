@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from segment_braze._cli import main
+from segment_braze._replay.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

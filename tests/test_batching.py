@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from segment_braze._batching import (
+from segment_braze._deliver.batching import (
     MAX_BODY_BYTES,
     MAX_TRACK_OBJECTS,
     MAX_USER_ENTRIES,
@@ -17,7 +17,7 @@ from segment_braze._batching import (
     operation_batches,
     track_body,
 )
-from segment_braze._braze import UserOperation
+from segment_braze._translate.braze import UserOperation
 
 
 def obj(label: str, index: int, *, pad: int = 0) -> bytes:

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from segment_braze._cli import main
-from segment_braze._cli_config import TimeWindow, attribute_cache, load_settings, parse_moment
-from segment_braze._progress import Progress
+from segment_braze._replay.cli import main
+from segment_braze._replay.config import TimeWindow, attribute_cache, load_settings, parse_moment
+from segment_braze._replay.progress import Progress
+from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
-from segment_braze._usage import UsageError
 from segment_braze.exceptions import SettingsError
 from segment_braze.testing import BrazeStandIn, Fault
 

@@ -34,10 +34,10 @@ from segment_braze import (
     Translation,
     UserAttributes,
     UserOperation,
-    _delivery,
     translate,
 )
-from segment_braze._http import RetryPolicy
+from segment_braze._deliver import delivery as _delivery
+from segment_braze._deliver.transport import RetryPolicy
 from segment_braze.testing import BrazeStandIn, Fault, RecordedRequest
 
 KEY = "test-key"

@@ -15,7 +15,8 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from segment_braze._http import (
+from segment_braze._deliver.ratelimit import RateLimiter
+from segment_braze._deliver.transport import (
     Answer,
     Poster,
     RetryPolicy,
@@ -23,7 +24,6 @@ from segment_braze._http import (
     post_with_retries,
     rate_limit_delay,
 )
-from segment_braze._ratelimit import RateLimiter
 from segment_braze.testing import BrazeStandIn, Fault
 
 KEY = "test-key"

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segment_braze._inputs import Meter, expand_paths, read_source, total_bytes
-from segment_braze._usage import UsageError
+from segment_braze._replay.inputs import Meter, expand_paths, read_source, total_bytes
+from segment_braze._replay.usage import UsageError
 
 
 def message(n, **fields):

@@ -10,7 +10,7 @@ import pytest
 from helpers import identify, page, track
 
 from segment_braze import Settings, translate
-from segment_braze._processes import (
+from segment_braze._replay.processes import (
     Counts,
     ProcessTranslator,
     Translated,
@@ -18,7 +18,7 @@ from segment_braze._processes import (
     count_objects,
     translate_chunk,
 )
-from segment_braze._usage import UsageError
+from segment_braze._replay.usage import UsageError
 
 SETTINGS = Settings(app_id="app", rest_api_key="secret-key-never-shipped", datacenter="US-03")
 

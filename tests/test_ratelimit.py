@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segment_braze._ratelimit import RateLimiter
+from segment_braze._deliver.ratelimit import RateLimiter
 
 # Float arithmetic on the fake clock may land a hair before a boundary.
 EPSILON = 1e-9

@@ -12,11 +12,10 @@ import threading
 from contextlib import closing
 
 import pytest
-import requests
 
-from segment_braze._pipeline import CommittingSession
-from segment_braze._replay import Claim, ReplayState, message_key
-from segment_braze._usage import UsageError
+from segment_braze import BrazeClient, Settings
+from segment_braze._replay.state import Claim, ReplayState, message_key
+from segment_braze._replay.usage import UsageError
 from segment_braze.testing import BrazeStandIn
 
 
@@ -228,21 +227,31 @@ class TestDurability:
         assert not os.path.exists(f"{state_path}-wal")
         assert committed(state_path) == {"m:1": (1, 1)}
 
-    def test_session_commits_before_each_request(self, state_path):
-        """The replay's HTTP session commits the state before sending a request."""
+    def test_client_commits_before_each_request(self, state_path):
+        """The state's commit, given as the client's before_request hook, runs before a POST."""
         with ReplayState(state_path, commit_after=3600) as state, BrazeStandIn() as braze:
             state.claim("m:1")
             state.finish("m:1", "delivered")
-            with CommittingSession(state.commit, workers=1) as session:
-                seen = {}
+            seen = []
 
-                def spy(response, *args, **kwargs):
-                    seen["rows"] = committed(state_path)
+            def commit_then_look():
+                state.commit()
+                seen.append((committed(state_path), len(braze.requests)))
 
-                session.hooks["response"].append(spy)
-                answer = session.post(f"{braze.url}/users/track", json={}, timeout=5)
-            assert isinstance(answer, requests.Response)
-            assert seen["rows"] == {"m:1": (1, state.run)}
+            settings = Settings(
+                rest_api_key="test-key", rest_endpoint=braze.url, allow_custom_endpoint=True
+            )
+            message = {
+                "type": "track",
+                "userId": "u",
+                "event": "E",
+                "messageId": "m:2",
+                "timestamp": "2024-05-01T12:00:00Z",
+            }
+            with BrazeClient(settings, before_request=commit_then_look, workers=1) as client:
+                report = client.send([message])
+            assert report.delivered == 1
+            assert seen == [({"m:1": (1, state.run)}, 0)]
 
 
 class TestOutcomesInMemory:
@@ -280,7 +289,7 @@ class TestOutcomesInMemory:
         """After SIGKILL, committed outcomes are skipped and uncommitted ones are sent again."""
         script = (
             "import os, signal, sys\n"
-            "from segment_braze._replay import ReplayState\n"
+            "from segment_braze._replay.state import ReplayState\n"
             "state = ReplayState(sys.argv[1], commit_after=3600)\n"
             "for key in ('m:1', 'm:2', 'm:3'):\n"
             "    state.claim(key)\n"

@@ -6,13 +6,11 @@ implementation: each test states the Braze behaviour it pins.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,22 +98,6 @@ class TestModule:
             "IgnoredObject",
             "RecordedRequest",
         ]
-
-    def test_independent_of_the_library(self):
-        """The stand-in imports only its own modules and exceptions, never the translation."""
-        package = Path(testing_module.__file__).parent
-        files = [package / "testing.py", *package.glob("_standin_*.py")]
-        for file in files:
-            for node in ast.walk(ast.parse(file.read_text())):
-                if isinstance(node, ast.ImportFrom) and node.module == "segment_braze":
-                    names = [alias.name for alias in node.names]
-                    assert all(name.startswith("_standin_") for name in names), file
-                elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-                    "segment_braze."
-                ):
-                    assert node.module.startswith(
-                        ("segment_braze._standin_", "segment_braze.exceptions")
-                    ), file
 
 
 class TestLifecycle:

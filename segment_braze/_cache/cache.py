@@ -12,12 +12,14 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import attrs
 
-from segment_braze._datapoints import FREE_ATTRIBUTE_KEYS, value_data_points
-from segment_braze._translation import Translation
+from segment_braze._cache.store import AttributeStore, Remembered
+from segment_braze._cache.stores import MemoryStore, RedisStore, SQLiteStore
+from segment_braze._translate.datapoints import FREE_ATTRIBUTE_KEYS, value_data_points
+from segment_braze._translate.translation import Translation
 
 __all__ = ["AttributeCache", "AttributeStore", "FilterResult", "Remembered", "user_key"]
 
@@ -28,29 +30,7 @@ _IDENTIFIER_KEYS: Final = ("external_id", "braze_id", "user_alias")
 _NEVER_DEDUPED: Final = frozenset({"push_tokens", "subscription_groups", "_update_existing_only"})
 _OPERATION_KEYS: Final = frozenset({"inc", "add", "remove", "$add", "$remove", "$update"})
 
-#: A remembered attribute: (value digest, when Braze acknowledged it, epoch s).
-Remembered = tuple[str, float]
 _FORGOTTEN: Final[Remembered] = ("", 0.0)
-
-
-class AttributeStore(Protocol):
-    """Where the cache keeps what Braze acknowledged: one small interface.
-
-    ``user`` is a namespaced user key; ``values`` maps attribute names to
-    ``(digest, acknowledged_at)``. Plug in another store by implementing these.
-    """
-
-    def load(self, users: list[str]) -> dict[str, dict[str, Remembered]]:
-        """Return what is remembered for each of ``users`` (absent users omitted)."""
-        ...  # pragma: no cover
-
-    def save(self, updates: dict[str, dict[str, Remembered]], ttl: float) -> None:
-        """Merge ``updates`` into the stored values; entries may expire after ``ttl``."""
-        ...  # pragma: no cover
-
-    def close(self) -> None:
-        """Release connections or files."""
-        ...  # pragma: no cover
 
 
 def _digest(value: Any) -> str:
@@ -131,8 +111,6 @@ class AttributeCache:
         cls, max_users: int = 100_000, *, ttl: float = DEFAULT_TTL, namespace: str = "default"
     ) -> AttributeCache:
         """An in-process cache of at most ``max_users`` users (least recently used go)."""
-        from segment_braze._cache_stores import MemoryStore  # noqa: PLC0415 (avoid cycle)
-
         return cls(MemoryStore(max_users=max_users), ttl=ttl, namespace=namespace)
 
     @classmethod
@@ -140,8 +118,6 @@ class AttributeCache:
         cls, path: str, *, ttl: float = DEFAULT_TTL, namespace: str = "default"
     ) -> AttributeCache:
         """A cache in an SQLite file: survives restarts, shared by processes on one machine."""
-        from segment_braze._cache_stores import SQLiteStore  # noqa: PLC0415 (avoid cycle)
-
         return cls(SQLiteStore(path), ttl=ttl, namespace=namespace)
 
     @classmethod
@@ -149,8 +125,6 @@ class AttributeCache:
         cls, url: str, *, ttl: float = DEFAULT_TTL, namespace: str = "default"
     ) -> AttributeCache:
         """A cache in Redis, shared by pipelines on several machines (needs ``redis``)."""
-        from segment_braze._cache_stores import RedisStore  # noqa: PLC0415 (avoid cycle)
-
         return cls(RedisStore(url), ttl=ttl, namespace=namespace)
 
     def __enter__(self) -> AttributeCache:

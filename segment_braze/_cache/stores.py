@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from segment_braze._cache import Remembered
+from segment_braze._cache.store import Remembered
 
 __all__ = ["MemoryStore", "RedisStore", "SQLiteStore"]
 

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import attrs
 
-from segment_braze._braze import UserOperation
+from segment_braze._translate.braze import UserOperation
 
 __all__ = [
     "MAX_BODY_BYTES",

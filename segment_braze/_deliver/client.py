@@ -10,19 +10,19 @@ from typing import Any
 import requests
 
 from segment_braze import _json
-from segment_braze._batching import (
+from segment_braze._cache.cache import AttributeCache
+from segment_braze._deliver.batching import (
     Pending,
     fits_alone,
 )
-from segment_braze._braze import TRACK_PATH
-from segment_braze._cache import AttributeCache
-from segment_braze._delivery import Run, message_label
-from segment_braze._http import Answer, Poster, RetryPolicy, post_with_retries
-from segment_braze._ratelimit import RateLimiter
-from segment_braze._report import DeliveryReport, Ledger
+from segment_braze._deliver.delivery import Run, RunConfig, message_label
+from segment_braze._deliver.ratelimit import RateLimiter
+from segment_braze._deliver.report import DeliveryReport, Ledger
+from segment_braze._deliver.transport import Answer, Poster, RetryPolicy, post_with_retries
 from segment_braze._settings import Settings
-from segment_braze._translate import translate
-from segment_braze._translation import Translation
+from segment_braze._translate.braze import TRACK_PATH
+from segment_braze._translate.calls import translate
+from segment_braze._translate.translation import Translation
 from segment_braze.exceptions import InvalidMessage
 
 __all__ = ["BrazeClient"]
@@ -69,6 +69,11 @@ class BrazeClient:
         attribute_cache: leaves out attributes Braze already has (see
             ``AttributeCache``).
         seed: seeds the retry jitter (for reproducible tests).
+        before_request: called with no arguments, in the worker's thread, just
+            before every HTTP request (each retry too). The replay command commits
+            its state here, so a kill re-sends at most one batch per worker. An
+            exception it raises fails that request like a transport fault would
+            stop it: it is re-raised from ``send``.
 
     Raises:
         SettingsError: ``rest_api_key`` or the endpoint is missing.
@@ -94,6 +99,7 @@ class BrazeClient:
         on_outcome: Callable[[Any, str, str | None], None] | None = None,
         attribute_cache: AttributeCache | None = None,
         seed: int | None = None,
+        before_request: Callable[[], None] | None = None,
     ) -> None:
         settings.require_sending()
         if workers < 1 or max_attempts < 1 or window < 1:
@@ -113,6 +119,7 @@ class BrazeClient:
         self.on_failure = on_failure
         self.on_outcome = on_outcome
         self.attribute_cache = attribute_cache
+        self._before_request = before_request
         self._own_session = session is None
         if session is None:
             session = requests.Session()
@@ -168,7 +175,19 @@ class BrazeClient:
                 is sent; every unsent message is reported failed, and the report
                 so far is on the exception's ``report`` attribute.
         """
-        run = Run(self)
+        run = Run(
+            RunConfig(
+                workers=self.workers,
+                window=self.window,
+                linger=self.linger,
+                legacy_limits=self.settings.legacy_track_limits,
+                on_failure=self.on_failure,
+                on_outcome=self.on_outcome,
+                attribute_cache=self.attribute_cache,
+                prepare=self._prepare,
+                post=self._post,
+            )
+        )
         return run.execute(messages)
 
     # Internal helpers used by the delivery run and its workers.
@@ -232,8 +251,16 @@ class BrazeClient:
         limiter = self._limiters["track" if path == TRACK_PATH else "users"]
         with self._rng_lock:
             rng = random.Random(self._rng.random())  # noqa: S311 (jitter)
+        post: Callable[[str, bytes], requests.Response] = self._poster
+        if self._before_request is not None:
+            hook, poster = self._before_request, self._poster
+
+            def post(url: str, body: bytes) -> requests.Response:
+                hook()
+                return poster(url, body)
+
         return post_with_retries(
-            self._poster,
+            post,
             self._base + path,
             body,
             limiter=limiter,

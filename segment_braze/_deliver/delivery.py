@@ -11,26 +11,26 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+import attrs
 
 from segment_braze import _json
-from segment_braze._batching import (
+from segment_braze._cache.cache import AttributeCache
+from segment_braze._deliver.batching import (
     MAX_USER_ENTRIES,
     Pending,
     TrackBatch,
     operation_batches,
     track_body,
 )
-from segment_braze._braze import TRACK_PATH
-from segment_braze._http import Answer, Unauthorized
-from segment_braze._report import DeliveryReport, Ledger
+from segment_braze._deliver.report import DeliveryReport, Ledger
+from segment_braze._deliver.transport import Answer, Unauthorized
+from segment_braze._translate.braze import TRACK_PATH
 from segment_braze.exceptions import AuthenticationError
 
-if TYPE_CHECKING:
-    from segment_braze._client import BrazeClient
-
-__all__ = ["Run", "message_label"]
+__all__ = ["Run", "RunConfig", "message_label"]
 
 _END: Final = object()
 # Messages a worker is woken for (it also looks every _POLL seconds).
@@ -55,12 +55,39 @@ def message_label(item: Any, default: str) -> str:
     return default
 
 
+@attrs.frozen(kw_only=True)
+class RunConfig:
+    """What a delivery run needs from the client that starts it.
+
+    Attributes:
+        workers: worker threads.
+        window: messages queued per worker before the reader waits.
+        linger: seconds a part-filled batch waits for more messages.
+        legacy_limits: Braze's legacy per-kind limits of 75 objects each.
+        on_failure: the caller's hook for each failed message.
+        on_outcome: the caller's hook for each message's fate.
+        attribute_cache: acknowledges delivered attributes, when set.
+        prepare: turns one input item into a pending message (or accounts for it).
+        post: sends one body to a path, with retries, and returns Braze's answer.
+    """
+
+    workers: int
+    window: int
+    linger: float
+    legacy_limits: bool
+    on_failure: Callable[[Any, str], None] | None
+    on_outcome: Callable[[Any, str, str | None], None] | None
+    attribute_cache: AttributeCache | None
+    prepare: Callable[[Any, int, Ledger], Pending | None]
+    post: Callable[[str, bytes, Ledger, threading.Event], Answer]
+
+
 class Run:
     """One ``send`` call: the reading loop, the workers and the ledger."""
 
-    def __init__(self, client: BrazeClient) -> None:
-        self.client = client
-        self.ledger = Ledger(on_failure=client.on_failure, on_outcome=client.on_outcome)
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.ledger = Ledger(on_failure=config.on_failure, on_outcome=config.on_outcome)
         self.stop = threading.Event()
         self.unauthorized: Unauthorized | None = None
         self.stop_reason = "not sent"
@@ -68,8 +95,9 @@ class Run:
         self.lock = threading.Lock()
 
     def execute(self, messages: Iterable[Any]) -> DeliveryReport:
-        client = self.client
-        workers = [_Worker(self, index) for index in range(client.workers)]
+        """Read ``messages``, hand them to the workers and return the report."""
+        config = self.config
+        workers = [_Worker(self, index) for index in range(config.workers)]
         for worker in workers:
             worker.thread.start()
         try:
@@ -81,7 +109,7 @@ class Run:
                 if self.stop.is_set():
                     self.fail_unsent(item, message_label(item, f"#{position}"))
                     continue
-                pending = client._prepare(item, position, self.ledger)
+                pending = config.prepare(item, position, self.ledger)
                 if pending is not None:
                     workers[zlib.crc32(pending.user_key.encode()) % len(workers)].put(pending)
         finally:
@@ -105,6 +133,7 @@ class Run:
         return report
 
     def fail_unsent(self, item: Any, label: str) -> None:
+        """Account for a message that will not be sent, with the stop's reason."""
         self.ledger.failed(item, label, self.stop_reason, None)
 
     def halt(self, reason: str) -> None:
@@ -115,6 +144,7 @@ class Run:
                 self.stop.set()
 
     def unauthorized_answer(self, err: Unauthorized) -> None:
+        """Remember Braze's first refusal of the key and stop sending."""
         with self.lock:
             if self.unauthorized is None:
                 self.unauthorized = err
@@ -130,7 +160,7 @@ class _Worker:
 
     def __init__(self, run: Run, index: int) -> None:
         self.run = run
-        self.client = run.client
+        self.config = run.config
         self.ledger = run.ledger
         # Messages wait in an inbox the worker empties in one go. Waking a thread
         # for every message would cost a GIL hand-off per message; this wakes it
@@ -147,7 +177,7 @@ class _Worker:
         # message in hand: if the worker fails, drain() accounts for both.
         self.unread: collections.deque[Any] = collections.deque()
         self.current: Pending | None = None
-        self.batch = TrackBatch(legacy_limits=self.client.settings.legacy_track_limits)
+        self.batch = TrackBatch(legacy_limits=self.config.legacy_limits)
         self.deferred: list[Pending] = []
         self.deferred_users: set[str] = set()
         self.deferred_entries = 0
@@ -163,7 +193,7 @@ class _Worker:
         self.queued += 1
         if waiting == _CHUNK:
             self.wake.set()
-        window = self.client.window
+        window = self.config.window
         while self.queued - self.taken > window and self.thread.is_alive():
             self.room.clear()
             self.waiting_for_room = True
@@ -190,7 +220,7 @@ class _Worker:
     def took(self) -> None:
         """Count one item as taken from the window; let a waiting reader go on."""
         self.taken += 1
-        if self.waiting_for_room and self.queued - self.taken <= self.client.window // 2:
+        if self.waiting_for_room and self.queued - self.taken <= self.config.window // 2:
             self.room.set()
 
     def loop(self) -> None:
@@ -199,7 +229,7 @@ class _Worker:
             while True:
                 items = self.take()
                 if not items:
-                    if time.monotonic() - last >= self.client.linger:
+                    if time.monotonic() - last >= self.config.linger:
                         # The input is slow: send the part-filled batch.
                         self.flush()
                         last = time.monotonic()
@@ -271,7 +301,7 @@ class _Worker:
 
     def flush_track(self) -> None:
         batch = self.batch.messages
-        self.batch = TrackBatch(legacy_limits=self.client.settings.legacy_track_limits)
+        self.batch = TrackBatch(legacy_limits=self.config.legacy_limits)
         if batch:
             self.send_track(batch)
             # A message with entries still to send is finished by flush().
@@ -287,7 +317,7 @@ class _Worker:
 
     def post(self, path: str, body: bytes) -> Answer:
         try:
-            return self.client._post(path, body, self.ledger, self.run.stop)
+            return self.config.post(path, body, self.ledger, self.run.stop)
         except Unauthorized as err:
             self.run.unauthorized_answer(err)
             return Answer(
@@ -340,7 +370,7 @@ class _Worker:
         named = self.named_failures(owners, answer)
         for message, reason in named.items():
             self.finish_failed([message], reason, answer.status)
-        cache = self.client.attribute_cache
+        cache = self.config.attribute_cache
         if cache is None:
             return
         rejected = set()

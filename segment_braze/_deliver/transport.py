@@ -13,7 +13,7 @@ import attrs
 import requests
 
 from segment_braze import _json
-from segment_braze._ratelimit import RateLimiter
+from segment_braze._deliver.ratelimit import RateLimiter
 
 __all__ = [
     "Answer",

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NoReturn
 
-from segment_braze._cli_config import parse_moment
-from segment_braze._commands import EXIT_FAILED, PROG, run_replay, run_send, run_translate
-from segment_braze._usage import UsageError
+from segment_braze._replay.commands import EXIT_FAILED, PROG, run_replay, run_send, run_translate
+from segment_braze._replay.config import parse_moment
+from segment_braze._replay.usage import UsageError
 from segment_braze.exceptions import AuthenticationError, SettingsError
 
 __all__ = ["main"]

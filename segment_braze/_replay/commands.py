@@ -1,7 +1,7 @@
 """The three commands of ``segment-braze``: translate, send and replay.
 
 Each takes the parsed arguments and the environment and returns the exit
-status; ``segment_braze._cli`` parses the arguments and turns errors into
+status; ``segment_braze._replay.cli`` parses the arguments and turns errors into
 one-line messages.
 """
 
@@ -18,8 +18,9 @@ from typing import Any, Final
 import attrs
 
 from segment_braze import _json
-from segment_braze._cache import AttributeCache
-from segment_braze._cli_config import (
+from segment_braze._cache.cache import AttributeCache
+from segment_braze._deliver.client import BrazeClient
+from segment_braze._replay.config import (
     ENV_DATACENTER,
     ENV_KEY,
     ENV_REST_ENDPOINT,
@@ -27,15 +28,23 @@ from segment_braze._cli_config import (
     attribute_cache,
     load_settings,
 )
-from segment_braze._client import BrazeClient
-from segment_braze._inputs import STDIN, Meter, Record, expand_paths, read_source, total_bytes
-from segment_braze._pipeline import CommittingSession, DeadLetter, Feed, Tally, dry_run, send
-from segment_braze._progress import Progress
-from segment_braze._replay import ReplayState
+from segment_braze._replay.feed import Feed
+from segment_braze._replay.inputs import (
+    STDIN,
+    Meter,
+    Record,
+    expand_paths,
+    read_source,
+    total_bytes,
+)
+from segment_braze._replay.pipeline import dry_run, send
+from segment_braze._replay.progress import Progress
+from segment_braze._replay.state import ReplayState
+from segment_braze._replay.summary import delivery_summary, translate_summary
+from segment_braze._replay.tally import DeadLetter, Tally
+from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
-from segment_braze._summary import delivery_summary, translate_summary
-from segment_braze._translate import translate
-from segment_braze._usage import UsageError
+from segment_braze._translate.calls import translate
 from segment_braze.exceptions import AuthenticationError, InvalidMessage, SettingsError
 
 __all__ = ["EXIT_FAILED", "PROG", "run_replay", "run_send", "run_translate"]
@@ -255,14 +264,12 @@ def _transmit(
     opened: _Resources,
     tally: Tally,
 ) -> AuthenticationError | None:
-    session = None
-    if opened.state is not None:
-        session = CommittingSession(opened.state.commit, workers=args.workers)
-        stack.callback(session.close)
+    # The state is committed before each request: a kill re-sends at most the
+    # batch each worker had in flight.
     client = stack.enter_context(
         BrazeClient(
             settings,
-            session=session,
+            before_request=None if opened.state is None else opened.state.commit,
             workers=args.workers,
             window=_WINDOW,
             on_outcome=feed.outcome,

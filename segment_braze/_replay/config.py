@@ -16,11 +16,11 @@ from typing import Any, Final
 
 import attrs
 
-from segment_braze._cache import AttributeCache
-from segment_braze._dates import parse_time
-from segment_braze._segment import _TIME_FIELDS
+from segment_braze._cache.cache import AttributeCache
+from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
-from segment_braze._usage import UsageError
+from segment_braze._translate.dates import parse_time
+from segment_braze._translate.segment import _TIME_FIELDS
 from segment_braze.exceptions import SettingsError
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 Folders are read recursively in name order (Segment's archive names sort by
 time). Gzip is detected by its magic bytes, never by the name; what is inside
-is read by :mod:`segment_braze._records` (JSON Lines, arrays, batch envelopes).
+is read by :mod:`segment_braze._replay.records` (JSON Lines, arrays, batch envelopes).
 A file that cannot be opened, or whose gzip stream is corrupt, becomes an error
 record: reading never stops at a bad input.
 """
@@ -18,8 +18,8 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Final
 
-from segment_braze._records import Lines, Readable, Record, records
-from segment_braze._usage import UsageError
+from segment_braze._replay.records import Lines, Readable, Record, records
+from segment_braze._replay.usage import UsageError
 
 __all__ = ["STDIN", "Meter", "Record", "expand_paths", "read_source", "total_bytes"]
 

@@ -31,11 +31,11 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import attrs
 
-from segment_braze._datapoints import attribute_data_points
+from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
-from segment_braze._translate import translate
-from segment_braze._translation import Translation
-from segment_braze._usage import UsageError
+from segment_braze._translate.calls import translate
+from segment_braze._translate.datapoints import attribute_data_points
+from segment_braze._translate.translation import Translation
 from segment_braze.exceptions import InvalidMessage
 
 __all__ = ["Counts", "ProcessTranslator", "Translated", "count_objects", "translate_chunk"]

@@ -67,9 +67,13 @@ class Record:
 class Readable(Protocol):
     """A binary stream read line by line."""
 
-    def readline(self) -> bytes: ...
+    def readline(self) -> bytes:
+        """The next line, with its end; ``b""`` at the end of the stream."""
+        ...  # pragma: no cover
 
-    def read(self) -> bytes: ...
+    def read(self) -> bytes:
+        """Everything left."""
+        ...  # pragma: no cover
 
 
 class Lines:
@@ -80,6 +84,7 @@ class Lines:
         self.count = 0
 
     def next(self) -> bytes | None:
+        """The next line (a leading byte-order mark removed), or ``None`` at the end."""
         line = self.stream.readline()
         if not line:
             return None
@@ -89,10 +94,12 @@ class Lines:
         return line
 
     def rest(self) -> bytes:
+        """Everything not read yet."""
         return self.stream.read()
 
 
 def records(lines: Lines, source: str) -> Iterator[Record]:
+    """The records of one input, whatever its format (detected from its first content)."""
     held: list[bytes] = []  # the lines read before the format is known
     first = _next_content(lines, held)
     if first is None:

@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-from segment_braze._usage import UsageError
+from segment_braze._replay.usage import UsageError
 
 __all__ = ["Claim", "ReplayState", "message_key"]
 

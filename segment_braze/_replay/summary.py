@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Final
 
-from segment_braze._pipeline import Tally
+from segment_braze._replay.tally import Tally
 
 __all__ = ["delivery_summary", "translate_summary"]
 

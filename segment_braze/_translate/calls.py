@@ -9,15 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from segment_braze._braze import (
+from segment_braze._settings import Settings
+from segment_braze._translate.braze import (
     Event,
     Identifier,
     Purchase,
     UserAttributes,
     UserOperation,
 )
-from segment_braze._products import order_purchases, revenue_purchase
-from segment_braze._segment import (
+from segment_braze._translate.products import order_purchases, revenue_purchase
+from segment_braze._translate.segment import (
     Alias,
     Call,
     Delete,
@@ -29,10 +30,9 @@ from segment_braze._segment import (
     Warnings,
     parse_call,
 )
-from segment_braze._settings import Settings
-from segment_braze._traits import traits_to_attributes
-from segment_braze._translation import Translation
-from segment_braze._values import MAX_KEY, clean_properties
+from segment_braze._translate.traits import traits_to_attributes
+from segment_braze._translate.translation import Translation
+from segment_braze._translate.values import MAX_KEY, clean_properties
 
 __all__ = ["translate"]
 

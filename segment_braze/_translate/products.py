@@ -7,10 +7,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from segment_braze._braze import Identifier, Purchase
-from segment_braze._iso import currency_code
-from segment_braze._segment import Warnings, child_path, is_mapping
-from segment_braze._values import MAX_KEY, clean_properties, within_size
+from segment_braze._translate.braze import Identifier, Purchase
+from segment_braze._translate.iso import currency_code
+from segment_braze._translate.segment import Warnings, child_path, is_mapping
+from segment_braze._translate.values import MAX_KEY, clean_properties, within_size
 
 __all__ = ["order_purchases", "revenue_purchase"]
 

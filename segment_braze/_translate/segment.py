@@ -12,7 +12,7 @@ from typing import Any, TypeGuard
 
 import attrs
 
-from segment_braze._dates import braze_time
+from segment_braze._translate.dates import braze_time
 from segment_braze.exceptions import InvalidMessage
 
 __all__ = [

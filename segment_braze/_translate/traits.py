@@ -6,10 +6,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from segment_braze._dates import braze_date
-from segment_braze._iso import country_code, language_code
-from segment_braze._segment import Warnings, child_path, is_mapping
-from segment_braze._values import DROP, MAX_STRING, clean_custom_attribute, is_plain
+from segment_braze._translate.dates import braze_date
+from segment_braze._translate.iso import country_code, language_code
+from segment_braze._translate.segment import Warnings, child_path, is_mapping
+from segment_braze._translate.values import DROP, MAX_STRING, clean_custom_attribute, is_plain
 
 __all__ = ["traits_to_attributes"]
 

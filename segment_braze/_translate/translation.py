@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import attrs
 
-from segment_braze._braze import (
+from segment_braze._translate.braze import (
     TRACK_PATH,
     BrazeRequest,
     Event,

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from segment_braze import _json
-from segment_braze._dates import parse_time
-from segment_braze._segment import Warnings, child_path, is_text
+from segment_braze._translate.dates import parse_time
+from segment_braze._translate.segment import Warnings, child_path, is_text
 
 __all__ = [
     "DROP",

@@ -13,8 +13,8 @@ from typing import Final, Literal
 
 import attrs
 
-from segment_braze._standin_http import Answer
-from segment_braze._standin_rules import ARRAYS
+from segment_braze.testing.rules import ARRAYS
+from segment_braze.testing.server import Answer
 
 __all__ = [
     "RANDOM_MIX",

@@ -1,7 +1,7 @@
 """How Braze processes a request it accepted: who exists, what is kept, what is dropped.
 
 The second half of :mod:`segment_braze.testing`'s judgement: after
-:mod:`segment_braze._standin_rules` has judged each object, Braze applies the
+:mod:`segment_braze.testing.rules` has judged each object, Braze applies the
 valid ones in order, silently dropping update-only objects for users that do not
 exist. :class:`UserDirectory` remembers the users; :func:`process_track` and
 :func:`process_entries` turn a parsed body into Braze's answer.
@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import attrs
 
-from segment_braze._standin_rules import (
+from segment_braze.testing.rules import (
     ARRAYS,
     ENTRY_ARRAYS,
     MAX_ENTRIES,

@@ -1,0 +1,11 @@
+"""The sender: from translations to HTTP requests to Braze, accounting for every message.
+
+Holds the client (``client``: ``BrazeClient``), one ``send`` call at work
+(``delivery``: the reading loop and worker threads), batching (``batching``),
+HTTP with retries (``transport``), rate limiting (``ratelimit``) and the report
+(``report``).
+
+May import the top level, ``_translate`` and ``_cache``; never ``_replay`` or
+``testing``. Layers above meet it through explicit hooks (``on_outcome``,
+``on_failure``, ``before_request``).
+"""

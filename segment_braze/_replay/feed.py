@@ -1,0 +1,289 @@
+"""From input records to Braze, accounting for every message: the core of send and replay.
+
+The reading thread translates, filters and claims messages; ``BrazeClient``'s
+worker threads report each message's fate through ``on_outcome``, which records
+it in the replay state and the dead-letter file. Memory holds only the messages
+in flight (the client's bounded window).
+
+With ``processes`` above 1 the translation runs in worker processes
+(:mod:`segment_braze._replay.processes`); the reading thread then claims each message
+when its translation comes back, in input order, so the state sees the same
+sequence of claims and releases as in one process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any, Final, NamedTuple
+
+import attrs
+
+from segment_braze._replay.config import TimeWindow
+from segment_braze._replay.inputs import Record
+from segment_braze._replay.processes import ProcessTranslator, Translated
+from segment_braze._replay.state import Claim, ReplayState, message_key
+from segment_braze._replay.tally import DeadLetter, Tally
+from segment_braze._settings import Settings
+from segment_braze._translate.calls import translate
+from segment_braze._translate.translation import Translation
+from segment_braze.exceptions import InvalidMessage
+
+__all__ = ["Feed"]
+
+# BrazeClient's reasons for a message Braze never processed: "not sent: ..." (a
+# message too large for any request, or queued when the key was refused) and
+# the refused key itself (HTTP 401/403: Braze processes nothing). Sending such a
+# message again cannot duplicate it, so the state does not record it.
+_NOT_SENT: Final = "not sent:"
+_KEY_REFUSED: Final = "Braze refused the REST API key"
+
+
+def _never_processed(reason: str) -> bool:
+    return reason.startswith(_NOT_SENT) or _KEY_REFUSED in reason
+
+
+@attrs.define(kw_only=True)
+class _Entry:
+    record: Record
+    key: str | None
+    translation: Translation  # held, so that its id() stays unique while in flight
+
+
+class _Screened(NamedTuple):
+    """A record on its way to translation, with what is already known of it."""
+
+    record: Record
+    key: str | None = None
+    verdict: str | None = None  # a count to add instead of translating
+    error: str | None = None  # why the record is invalid
+
+
+class Feed:
+    """Turns input records into translations for the sender, accounting for each one.
+
+    Args:
+        records: the input, in order.
+        settings: translation settings.
+        tally: where counts go.
+        note: prints one line to stderr (invalid input).
+        state: the replay state (claims, duplicates, resume), or ``None``.
+        window: the ``--since``/``--until`` selection, or ``None``.
+        dead_letter: the dead-letter file, or ``None``.
+        processes: processes in all; above 1, ``processes - 1`` worker
+            processes translate while this one reads, claims and sends.
+    """
+
+    def __init__(
+        self,
+        *,
+        records: Iterable[Record],
+        settings: Settings,
+        tally: Tally,
+        note: Callable[[str], None],
+        state: ReplayState | None = None,
+        window: TimeWindow | None = None,
+        dead_letter: DeadLetter | None = None,
+        processes: int = 1,
+    ) -> None:
+        self._records = records
+        self._settings = settings
+        self._tally = tally
+        self._note = note
+        self._state = state
+        self._window = window
+        self._dead_letter = dead_letter
+        self._processes = processes
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, _Entry] = {}
+        self.key_refused = False
+
+    def translations(self) -> Generator[Translation, None, None]:
+        """Yield the translations to send; everything else is accounted here."""
+        if self._processes > 1:
+            return self._translated_elsewhere(dry=False)
+        return self._translated_here(dry=False)
+
+    def dry_run(self) -> None:
+        """Translate and account for every message as if Braze had accepted it."""
+        messages = (
+            self._translated_elsewhere(dry=True)
+            if self._processes > 1
+            else self._translated_here(dry=True)
+        )
+        for _ in messages:  # a dry run yields nothing: every message is settled
+            pass
+
+    def _translated_here(self, *, dry: bool) -> Generator[Translation, None, None]:
+        tally, state = self._tally, self._state
+        for record in self._records:
+            if self.key_refused:
+                return  # the rest stays unread, to be sent by the next run
+            tally.add("read")
+            screened = self._screen(record)
+            if screened is None:
+                continue
+            key = screened.key
+            if state is not None and key is not None:
+                claim = state.claim(key)
+                if claim is not Claim.NEW:
+                    tally.add(claim.value)
+                    continue
+            try:
+                translation = translate(record.value, self._settings)
+            except InvalidMessage as err:
+                self._release(key)
+                self._invalid(record, f"invalid message: {err}")
+                continue
+            tally.translation(translation)
+            if self._accepted(record, key, translation.dropped):
+                if dry:
+                    self._settle_dry(key)
+                else:
+                    yield self._hold(record, key, translation)
+
+    def _translated_elsewhere(self, *, dry: bool) -> Generator[Translation, None, None]:
+        translator = ProcessTranslator(self._settings, workers=self._processes - 1, keep=not dry)
+        try:
+            for screened, result in translator.map(self._screened()):
+                if self.key_refused:
+                    return  # the rest is not sent, to be sent by the next run
+                handle = self._settle(screened, result, dry=dry)
+                if handle is not None:
+                    yield handle
+        finally:
+            translator.close()
+
+    def _screened(self) -> Iterator[tuple[_Screened, Any]]:
+        """The records for the worker processes: ``(screened, message to translate)``."""
+        state = self._state
+        # On a resumed replay, messages an earlier run decided are skipped here,
+        # untranslated: their claim cannot change during this run.
+        precheck = state is not None and state.resuming
+        for record in self._records:
+            if self.key_refused:
+                return
+            if record.error is not None:
+                yield _Screened(record=record, error=record.error), None
+                continue
+            message = record.value
+            if self._window is not None and not self._window.contains(message):
+                yield _Screened(record=record, verdict="outside window"), None
+                continue
+            key = message_key(message) if state is not None else None
+            if precheck and key is not None and state is not None:
+                decided = state.decided(key)
+                if decided is not None:
+                    yield _Screened(record=record, verdict=decided.value), None
+                    continue
+            yield _Screened(record=record, key=key), message
+
+    def _settle(
+        self, screened: _Screened, result: Translated | None, *, dry: bool
+    ) -> Translation | None:
+        """Account for one record in input order; return the translation to send."""
+        tally, record, key = self._tally, screened.record, screened.key
+        tally.add("read")
+        if result is None:
+            # Passed through untranslated: invalid input, outside the window, or
+            # decided by an earlier run.
+            if screened.error is not None:
+                self._invalid(record, screened.error)
+            elif screened.verdict is not None:
+                tally.add(screened.verdict)
+            return None
+        if self._state is not None and key is not None:
+            claim = self._state.claim(key)
+            if claim is not Claim.NEW:
+                tally.add(claim.value)
+                return None
+        if result.error is not None:
+            self._release(key)
+            self._invalid(record, f"invalid message: {result.error}")
+            return None
+        if result.counts is not None:
+            tally.objects(result.counts)
+        if not self._accepted(record, key, result.dropped):
+            return None
+        if dry:
+            self._settle_dry(key)
+            return None
+        if result.translation is None:  # pragma: no cover - kept unless dropped
+            raise RuntimeError("a worker process returned no translation to send")
+        return self._hold(record, key, result.translation)
+
+    def _screen(self, record: Record) -> _Screened | None:
+        """Account for an invalid record or one outside the window; else find its key."""
+        if record.error is not None:
+            self._invalid(record, record.error)
+            return None
+        if self._window is not None and not self._window.contains(record.value):
+            self._tally.add("outside window")
+            return None
+        key = message_key(record.value) if self._state is not None else None
+        return _Screened(record=record, key=key)
+
+    def _accepted(self, record: Record, key: str | None, dropped: str | None) -> bool:
+        """Whether a translated message goes on; a dropped one is accounted here."""
+        if dropped is None:
+            return True
+        self._release(key)
+        self._tally.drop(dropped)
+        if self._dead_letter is not None:
+            self._dead_letter.write(record, "dropped", dropped)
+        return False
+
+    def _hold(self, record: Record, key: str | None, translation: Translation) -> Translation:
+        """Keep a message in flight until the sender reports its fate."""
+        with self._lock:
+            self._in_flight[id(translation)] = _Entry(
+                record=record, key=key, translation=translation
+            )
+        self._tally.add("in flight")
+        return translation
+
+    def _settle_dry(self, key: str | None) -> None:
+        """A dry run: account for a message as if Braze had accepted it."""
+        self._tally.add("delivered")
+        if self._state is not None and key is not None:
+            self._state.finish(key, "delivered")
+
+    def outcome(self, item: Any, outcome: str, reason: str | None) -> None:
+        """``BrazeClient``'s ``on_outcome``: record a message's fate (any thread)."""
+        with self._lock:
+            entry = self._in_flight.pop(id(item), None)
+        if entry is None:
+            return
+        self._tally.add("in flight", -1)
+        key, state = entry.key, self._state
+        if outcome == "delivered":
+            self._tally.add("delivered")
+            if state is not None and key is not None:
+                state.finish(key, "delivered")
+            return
+        reason = reason or outcome
+        if _KEY_REFUSED in reason:
+            self.key_refused = True
+        if outcome == "failed":
+            self._tally.fail(reason)
+        else:
+            self._tally.drop(reason)
+        # The dead-letter line first: a kill between the two re-sends the
+        # message rather than losing its record.
+        if self._dead_letter is not None:
+            self._dead_letter.write(entry.record, outcome, reason)
+        if state is not None and key is not None:
+            if outcome == "failed" and not _never_processed(reason):
+                state.finish(key, "failed")
+            else:
+                state.release(key)
+
+    def _release(self, key: str | None) -> None:
+        if self._state is not None and key is not None:
+            self._state.release(key)
+
+    def _invalid(self, record: Record, reason: str) -> None:
+        self._tally.add("invalid")
+        self._note(f"{record.where}: {reason}")
+        if self._dead_letter is not None:
+            self._dead_letter.write(record, "invalid", reason)
