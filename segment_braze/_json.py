@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Any, Final
 
 __all__ = ["dumps", "loads"]
 
@@ -33,8 +34,16 @@ def dumps(value: Any) -> bytes:
     return _stdlib_dumps(value)
 
 
+# orjson reads an integer beyond 64 bits as a float, losing digits; a run of 19
+# or more digits might be one, so such a document goes to the stdlib, which keeps
+# every integer exactly.
+_LONG_DIGITS: Final = re.compile(rb"\d{19}")
+
+
 def loads(data: bytes | str) -> Any:
-    """Parse JSON."""
+    """Parse JSON; integers of any size are kept exactly."""
     if _orjson is not None:
-        return _orjson.loads(data)
+        raw = data.encode() if isinstance(data, str) else data
+        if _LONG_DIGITS.search(raw) is None:
+            return _orjson.loads(raw)
     return json.loads(data)

@@ -15,15 +15,24 @@ import attrs
 
 from segment_braze.exceptions import SettingsError
 
-__all__ = ["SEGMENT_IGNORED_KEYS", "AliasCalls", "AnonymousUsers", "Settings"]
+__all__ = [
+    "SEGMENT_IGNORED_KEYS",
+    "AliasCalls",
+    "AnonymousUsers",
+    "EventTime",
+    "Settings",
+]
 
 AnonymousUsers = Literal["drop", "alias"]
 AliasCalls = Literal["identify", "merge", "drop"]
+EventTime = Literal["timestamp", "receivedAt", "originalTimestamp"]
 
 # Braze cluster -> host suffix of its endpoints: REST is https://rest.<suffix>,
-# SDK is sdk.<suffix> (Braze "API basics", endpoints table). There is no US-09.
+# SDK is sdk.<suffix> (Braze "API basics", endpoints table). US-09 opened in 2025
+# under its own name, like US-10.
 _CLUSTERS: dict[str, str] = {
     **{f"US-0{n}": f"iad-0{n}.braze.com" for n in range(1, 9)},
+    "US-09": "us-09.braze.com",
     "US-10": "us-10.braze.com",
     **{f"EU-0{n}": f"fra-0{n}.braze.eu" for n in (1, 2)},
     **{f"{region.upper()}-01": f"{region}-01.braze.com" for region in ("au", "id", "jp", "kr")},
@@ -154,6 +163,29 @@ def _names(field: str, value: Any) -> frozenset[str]:
     return names
 
 
+def _purchase_events(value: Iterable[str] | None) -> frozenset[str] | None:
+    return None if value is None else _names("purchase_events", value)
+
+
+def _strings(field: str, value: Any) -> tuple[str, ...]:
+    """A tuple of non-empty strings, in the order given."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        kind = type(value).__name__
+        raise SettingsError(f"{field} must be a list of names, not {kind}")
+    names = tuple(value)
+    if not all(isinstance(name, str) and name for name in names):
+        raise SettingsError(f"{field} must contain only non-empty strings")
+    return names
+
+
+def _integration_names(value: Any) -> tuple[str, ...]:
+    return _strings("integration_names", value)
+
+
+def _consent_categories(value: Any) -> tuple[str, ...]:
+    return _strings("consent_categories", value)
+
+
 def _allowlist(value: Iterable[str] | None) -> frozenset[str] | None:
     return None if value is None else _names("events_allowlist", value)
 
@@ -163,7 +195,8 @@ def _denylist(value: Iterable[str]) -> frozenset[str]:
 
 
 def _is_braze(host: str) -> bool:
-    return host.split(":", maxsplit=1)[0].endswith(_BRAZE_DOMAINS)
+    # Host names compare case-insensitively (rest.iad-01.Braze.com is Braze's).
+    return host.split(":", maxsplit=1)[0].lower().endswith(_BRAZE_DOMAINS)
 
 
 def _rest_endpoint(value: str | None, *, custom: bool) -> str | None:
@@ -278,6 +311,19 @@ class Settings:
     # Braze: legacy accounts take 75 attributes + 75 events + 75 purchases per
     # /users/track request; current accounts 75 objects in total.
     legacy_track_limits: bool = _flag(False)
+    # Segment's delivery rules (docs/mapping.md, "Which messages reach Braze").
+    integration_names: tuple[str, ...] = attrs.field(
+        default=("Braze", "Appboy", "Braze Cloud Mode (Actions)"),
+        converter=_integration_names,
+    )
+    consent_categories: tuple[str, ...] = attrs.field(default=(), converter=_consent_categories)
+    # Segment's e-commerce spec: only these track events log purchases.
+    purchase_events: frozenset[str] | None = attrs.field(
+        default=frozenset({"Order Completed"}), converter=_purchase_events
+    )
+    context_traits_as_attributes: bool = _flag(False)
+    context_attributes: bool = _flag(False)
+    event_time: EventTime = attrs.field(default="timestamp", validator=_one_of(EventTime))
 
     def __attrs_post_init__(self) -> None:
         rest = _rest_endpoint(self.rest_endpoint, custom=self.allow_custom_endpoint)

@@ -96,16 +96,18 @@ class TestTimeFormat:
 
 
 class TestTimeFallback:
-    """time comes from timestamp, else originalTimestamp, sentAt, receivedAt."""
+    """time comes from timestamp, else Segment's skew correction, else the other fields in order."""
 
     @pytest.mark.parametrize(
         ("present", "second"),
         [
             pytest.param(FIELDS, "01", id="all-timestamp-wins"),
-            pytest.param(FIELDS[1:], "02", id="originalTimestamp"),
+            # receivedAt - (sentAt - originalTimestamp) = 04 - (03 - 02) = 03.
+            pytest.param(FIELDS[1:], "03", id="skew-corrected"),
+            pytest.param(("originalTimestamp", "sentAt"), "02", id="originalTimestamp"),
             pytest.param(FIELDS[2:], "03", id="sentAt"),
             pytest.param(FIELDS[3:], "04", id="receivedAt"),
-            pytest.param(("sentAt", "receivedAt", "originalTimestamp"), "02", id="order-not-keys"),
+            pytest.param(("receivedAt", "originalTimestamp"), "02", id="order-not-keys"),
             pytest.param(("timestamp", "receivedAt"), "01", id="timestamp-over-receivedAt"),
         ],
     )

@@ -81,7 +81,7 @@ BAD_OPTIONS: list[dict[str, Any]] = [
     {"rest_api_key": 42},
     {"safari_website_push_id": ["web.com.example"]},
     {"datacenter": 3},
-    {"datacenter": "US-09"},
+    {"datacenter": "US-11"},
     {"datacenter": "us"},
     {"events_allowlist": "Signed Up"},
     {"events_denylist": "Signed Up"},
@@ -167,7 +167,7 @@ class TestClusters:
         assert s.rest_endpoint == "https://rest.fra-01.braze.eu"
         assert s.sdk_endpoint == "sdk.fra-01.braze.eu"
 
-    @pytest.mark.parametrize("name", ["US-09", "US-11", "EU-03", "iad-01", "APAC"])
+    @pytest.mark.parametrize("name", ["US-11", "EU-03", "iad-01", "APAC"])
     def test_unknown_cluster_lists_valid_names(self, name):
         """An unknown cluster is refused with the list of valid names."""
         with pytest.raises(SettingsError, match="US-01") as info:
@@ -432,7 +432,7 @@ class TestFromSegment:
         """Segment's datacenter values map to Braze cluster names."""
         assert Settings.from_segment({"datacenter": segment}).datacenter == cluster
 
-    @pytest.mark.parametrize("segment", ["us09", "mars", "eu03"])
+    @pytest.mark.parametrize("segment", ["us11", "mars", "eu03"])
     def test_unknown_datacenter_refused(self, segment):
         """A Segment datacenter with no Braze cluster is an error."""
         with pytest.raises(SettingsError, match="not a Braze cluster"):
@@ -650,7 +650,7 @@ class TestKeySecrecy:
         "config",
         [
             {"appGroupId": KEY, "zzz": 1},
-            {"appGroupId": KEY, "datacenter": "us09"},
+            {"appGroupId": KEY, "datacenter": "us11"},
             {"appGroupId": KEY, "customEndpoint": "https://sdk.iad-01.braze.com"},
             {"appGroupId": KEY, "updateExistingOnly": "yes"},
         ],

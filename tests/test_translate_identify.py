@@ -218,7 +218,6 @@ class TestGender:
         [
             pytest.param("blue", id="word"),
             pytest.param("", id="empty"),
-            pytest.param(None, id="null"),
             pytest.param(1, id="number"),
         ],
     )

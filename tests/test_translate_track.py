@@ -180,12 +180,13 @@ class TestPurchases:
         assert t.warnings == ()
         assert t.dropped is None
 
-    def test_any_event_with_products(self):
-        """Not only Order Completed: any track with products becomes purchases."""
+    def test_any_event_with_products_when_purchase_events_is_none(self):
+        """purchase_events=None restores Braze's guide: any track with products is purchases."""
         message = track(
             event="Cart Checked Out", properties={"products": [{"sku": "p-1", "price": 10}]}
         )
-        assert purchases_of(translate(message)) == [purchase()]
+        settings = Settings(purchase_events=None)
+        assert purchases_of(translate(message, settings)) == [purchase()]
 
     @pytest.mark.parametrize(
         ("product", "product_id"),

@@ -26,6 +26,23 @@ def _reasons(reasons: Counter[str]) -> list[str]:
     return rows
 
 
+# Drop reasons of Segment's delivery rules (_translate/routing.py): the message
+# never reached Braze in Segment either.
+_ROUTING: Final = ("integrations object turns Braze off", "context.integrations turns Braze off")
+_CONSENT: Final = "consent not given"
+
+
+def _routing(tally: Tally) -> list[str]:
+    turned_off = sum(n for reason, n in tally.dropped.items() if reason.startswith(_ROUTING))
+    no_consent = sum(n for reason, n in tally.dropped.items() if reason.startswith(_CONSENT))
+    rows = []
+    if turned_off:
+        rows.append(_row(turned_off, "turned off for Braze by the integrations object", indent=1))
+    if no_consent:
+        rows.append(_row(no_consent, "without consent (consent_categories)", indent=1))
+    return rows
+
+
 def _plural(count: int, word: str, plural: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else plural or word + 's'}"
 
@@ -52,6 +69,7 @@ def translate_summary(tally: Tally) -> list[str]:
         f"segment-braze translate: {_plural(tally['read'], 'message')}",
         _row(translated, "translated"),
         _row(tally["dropped"], "dropped"),
+        *_routing(tally),
         *_reasons(tally.dropped),
         _row(tally["invalid"], "invalid input"),
         f"Braze objects: {_objects(tally)}",
@@ -80,6 +98,7 @@ def delivery_summary(
         *_reasons(tally.failed),
         _row(tally["invalid"], "invalid input"),
         _row(tally["dropped"], "dropped"),
+        *_routing(tally),
         *_reasons(tally.dropped),
     ]
     for name, label in (

@@ -18,6 +18,8 @@ from segment_braze._translate.braze import (
     UserOperation,
 )
 from segment_braze._translate.products import order_purchases, revenue_purchase
+from segment_braze._translate.profile import context_traits, identify_attributes
+from segment_braze._translate.routing import blocked
 from segment_braze._translate.segment import (
     Alias,
     Call,
@@ -28,11 +30,14 @@ from segment_braze._translate.segment import (
     Screen,
     Track,
     Warnings,
+    is_mapping,
+    is_text,
     parse_call,
 )
 from segment_braze._translate.traits import traits_to_attributes
 from segment_braze._translate.translation import Translation
 from segment_braze._translate.values import MAX_KEY, clean_properties
+from segment_braze.exceptions import InvalidMessage
 
 __all__ = ["translate"]
 
@@ -43,6 +48,8 @@ _MAX_EXTERNAL_ID_BYTES: Final = 987
 _DEVICE_ID_BYTES: Final = range(8, 256)
 _EVENT_RESERVED: Final = frozenset({"time", "event_name"})
 _FILTERED: Final = "filtered"
+# Segment's e-commerce spec: money going back; never a Braze purchase.
+_NEVER_REVENUE: Final = frozenset({"Order Refunded", "Order Cancelled"})
 
 
 def translate(message: Mapping[str, Any], settings: Settings | None = None) -> Translation:
@@ -63,8 +70,25 @@ def translate(message: Mapping[str, Any], settings: Settings | None = None) -> T
             ``path`` names the JSON path of the fault.
     """
     warnings: Warnings = []
-    call = parse_call(message, warnings)
-    return _HANDLERS[type(call)](call, settings or _DEFAULT_SETTINGS, warnings)
+    settings = settings or _DEFAULT_SETTINGS
+    if is_mapping(message):
+        reason = blocked(message, settings, warnings)
+        if reason is not None:
+            return _blocked(message, reason, settings, warnings)
+    call = parse_call(message, warnings, event_time=settings.event_time)
+    return _HANDLERS[type(call)](call, settings, warnings)
+
+
+def _blocked(
+    message: Mapping[str, Any], reason: str, settings: Settings, warnings: Warnings
+) -> Translation:
+    """A message Segment would not deliver to Braze: dropped, malformed or not."""
+    try:
+        message_id = parse_call(message, [], event_time=settings.event_time).message_id
+    except InvalidMessage:
+        raw = message.get("messageId")
+        message_id = raw if isinstance(raw, str) and raw and is_text(raw) else None
+    return Translation(message_id=message_id, dropped=reason, warnings=tuple(warnings))
 
 
 def _too_long(external_id: str) -> bool:
@@ -160,12 +184,7 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
     identifier = _identifier(call, settings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
-    attributes = traits_to_attributes(
-        call.traits,
-        path="$.traits",
-        max_array_length=settings.max_array_length,
-        warnings=warnings,
-    )
+    attributes = identify_attributes(call, settings, warnings)
     push_token = _push_token(call, settings, warnings)
     if push_token is not None:
         attributes.setdefault("push_tokens", []).append(push_token)
@@ -185,6 +204,24 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
         attributes=attributes,
         operations=operations,
     )
+
+
+def _context_attributes(
+    call: Track | Page, settings: Settings, warnings: Warnings
+) -> dict[str, Any] | None:
+    """RudderStack's rule, when on: ``context.traits`` on any event update the profile."""
+    if not settings.context_traits_as_attributes:
+        return None
+    traits = context_traits(call, warnings)
+    if not traits:
+        return None
+    attributes = traits_to_attributes(
+        traits,
+        path="$.context.traits",
+        max_array_length=settings.max_array_length,
+        warnings=warnings,
+    )
+    return attributes or None
 
 
 def _identify_alias(external_id: str, alias_name: str, settings: Settings) -> UserOperation:
@@ -249,8 +286,15 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
     time = call.time
     properties = call.properties
     update_only = _objects_update_only(identifier, settings)
+    attributes = _context_attributes(call, settings, warnings)
     products = properties.get("products")
-    if isinstance(products, list) and products:
+    if (
+        isinstance(products, list)
+        and products
+        and (settings.purchase_events is None or call.event in settings.purchase_events)
+    ):
+        # Segment's e-commerce spec: only an order (Order Completed) is revenue;
+        # a refund or a checkout keeps its products as event properties.
         purchases = order_purchases(
             properties,
             products,
@@ -262,8 +306,15 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
         )
         if not purchases:
             return _dropped(call, "every product is invalid for a Braze purchase", warnings)
-        return _build(call, identifier, settings, warnings, purchases=purchases)
-    if settings.log_purchase_when_revenue_present and "revenue" in properties:
+        return _build(
+            call, identifier, settings, warnings, attributes=attributes, purchases=purchases
+        )
+    # Money going back (a refund, a cancellation) is never logged as revenue.
+    if (
+        settings.log_purchase_when_revenue_present
+        and "revenue" in properties
+        and call.event not in _NEVER_REVENUE
+    ):
         purchase = revenue_purchase(
             call.event,
             properties,
@@ -274,7 +325,9 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
             warnings=warnings,
         )
         if purchase is not None:
-            return _build(call, identifier, settings, warnings, purchases=(purchase,))
+            return _build(
+                call, identifier, settings, warnings, attributes=attributes, purchases=(purchase,)
+            )
     return _event(
         call,
         call.event,
@@ -283,6 +336,7 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
         update_existing_only=update_only,
         settings=settings,
         warnings=warnings,
+        attributes=attributes,
     )
 
 
@@ -295,6 +349,7 @@ def _event(
     update_existing_only: bool,
     settings: Settings,
     warnings: Warnings,
+    attributes: dict[str, Any] | None = None,
 ) -> Translation:
     if len(name) > MAX_KEY:
         return _dropped(call, f"event name over Braze's {MAX_KEY} characters", warnings)
@@ -306,7 +361,7 @@ def _event(
         properties=clean_properties(properties, "$.properties", _EVENT_RESERVED, warnings),
         update_existing_only=update_existing_only,
     )
-    return _build(call, identifier, settings, warnings, events=(event,))
+    return _build(call, identifier, settings, warnings, attributes=attributes, events=(event,))
 
 
 def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
@@ -338,6 +393,7 @@ def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
         update_existing_only=_objects_update_only(identifier, settings),
         settings=settings,
         warnings=warnings,
+        attributes=_context_attributes(call, settings, warnings),
     )
 
 

@@ -8,6 +8,8 @@ input times are taken as UTC: we never guess a zone from the local clock.
 from __future__ import annotations
 
 import datetime as dt
+import re
+from typing import Final
 
 from dateutil import parser as _dateutil_parser
 
@@ -18,6 +20,7 @@ __all__ = [
     "format_time",
     "parse_date",
     "parse_time",
+    "read_birthday",
 ]
 
 _UTC = dt.UTC
@@ -155,3 +158,74 @@ def braze_date(value: object) -> str | None:
             return value
     day = parse_date(value)
     return None if day is None else format_date(day)
+
+
+# A plausible birth year for a guessed reading (the clock is never read, so the
+# bounds are fixed): years outside mean the text only happened to parse.
+_BIRTH_YEARS: Final = range(1870, 2101)
+_NUMERIC_DATE: Final = re.compile(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{2}|\d{4})\Z")
+_DIGITS: Final = re.compile(r"\d+\Z")
+
+
+def _numeric_birthday(first: int, second: int, year: str, separator: str) -> tuple[str | None, str]:
+    """Read ``first/second/year``: day-first or month-first, and say which."""
+    if len(year) == 2:
+        return None, "has a two-digit year; send YYYY-MM-DD"
+    if first > 12 >= second:
+        order, day, month = "day-first", first, second
+    elif second > 12 >= first:
+        order, day, month = "month-first", second, first
+    elif first == second:
+        order, day, month = "", first, second
+    elif separator == ".":
+        # 05.06.1990 is the day-first spelling (German, Russian, ...).
+        order, day, month = "day-first (ambiguous)", first, second
+    elif first <= 12 and second <= 12:
+        # 05/06/1990: the US reading, dateutil's too; said so, never silent.
+        order, day, month = "month-first (ambiguous)", second, first
+    else:
+        return None, "is not a date"
+    try:
+        date = dt.date(int(year), month, day)
+    except ValueError:
+        return None, "is not a date"
+    if date.year not in _BIRTH_YEARS:
+        return None, "is not a plausible birthday"
+    how = f"read {order} as {format_date(date)}" if order else f"read as {format_date(date)}"
+    return format_date(date), how
+
+
+def read_birthday(value: object) -> tuple[str | None, str | None]:
+    """Read a birthday and say how, when it took a guess.
+
+    Returns:
+        ``(date, None)`` for an ISO 8601 date or time (no guess); ``(date, how)``
+        when the value was read some other way, ``how`` saying how (for a
+        warning); ``(None, why)`` when it is not plausibly a date.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None, "is not a date"
+    exact = braze_date(value) if "-" in value[:5] else None
+    if exact is not None and _DIGITS.match(value[:4]):
+        return exact, None  # ISO 8601: YYYY-MM-DD or a full time
+    text = value.strip()
+    if _DIGITS.match(text):
+        if len(text) == 4:
+            return None, "is a bare year, not a birthday"
+        if len(text) == 8:
+            try:
+                date = dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+            except ValueError:
+                return None, "is a string of digits, not a date"
+            if date.year in _BIRTH_YEARS:
+                return format_date(date), f"read as YYYYMMDD: {format_date(date)}"
+        return None, "is a string of digits, not a date"
+    numeric = _NUMERIC_DATE.match(text)
+    if numeric:
+        return _numeric_birthday(int(numeric[1]), int(numeric[3]), numeric[4], numeric[2])
+    spelled = parse_date(text)
+    if spelled is None:
+        return None, "is not a date"
+    if spelled.year not in _BIRTH_YEARS:
+        return None, "is not a plausible birthday"
+    return format_date(spelled), f"read as {format_date(spelled)}"

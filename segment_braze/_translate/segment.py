@@ -7,12 +7,13 @@ accept is decided later, by the translation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from typing import Any, TypeGuard
+from typing import Any, Final, TypeGuard
 
 import attrs
 
-from segment_braze._translate.dates import braze_time
+from segment_braze._translate.dates import braze_time, format_time, parse_time
 from segment_braze.exceptions import InvalidMessage
 
 __all__ = [
@@ -36,6 +37,11 @@ Warnings = list[tuple[str, str]]
 # Segment: `timestamp` is when it happened (skew-corrected); the others are the
 # fall-backs, in order of how close they are to that moment.
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
+# Settings.event_time picks the field tried first; the rest follow in the order above.
+_TIME_ORDERS: Final = {
+    first: (first, *(field for field in _TIME_FIELDS if field != first))
+    for first in ("timestamp", "receivedAt", "originalTimestamp")
+}
 _EMPTY: Mapping[str, Any] = {}
 
 
@@ -72,11 +78,17 @@ def _optional_id(message: Mapping[str, Any], key: str) -> str | None:
         if not is_text(value):
             raise InvalidMessage(f"$.{key}", "is not valid Unicode (lone surrogate)")
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        # Segment allows numeric ids; Braze ids are strings. 12.0 -> "12".
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Segment allows numeric ids; Braze ids are strings: the exact decimal.
+        try:
+            return str(value)
+        except ValueError:  # Python refuses to write integers of over 4,300 digits
+            raise InvalidMessage(f"$.{key}", "is a number too long to be an id") from None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidMessage(f"$.{key}", f"must be a finite number, not {value}")
+        # 12.0 -> "12", the id the sender meant.
+        return str(int(value)) if value.is_integer() else repr(value)
     raise InvalidMessage(f"$.{key}", f"must be a string or a number, not {_kind(value)}")
 
 
@@ -112,16 +124,34 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
-def _event_time(message: Mapping[str, Any], warnings: Warnings) -> str:
-    for field in _TIME_FIELDS:
+def _skew_corrected(message: Mapping[str, Any]) -> str | None:
+    """Segment's own ``timestamp``: ``receivedAt - (sentAt - originalTimestamp)``."""
+    original = parse_time(message.get("originalTimestamp"))
+    sent = parse_time(message.get("sentAt"))
+    received = parse_time(message.get("receivedAt"))
+    if original is None or sent is None or received is None:
+        return None
+    try:
+        return format_time(received - (sent - original))
+    except OverflowError:
+        return None
+
+
+def _event_time(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> str:
+    for field in order:
         raw = message.get(field)
-        if raw is None:
-            continue
-        moment = braze_time(raw)
-        if moment is not None:
-            return moment
-        warnings.append((f"$.{field}", f"unusable time {raw!r} ignored"))
-    raise InvalidMessage("$.timestamp", "no usable time in " + ", ".join(_TIME_FIELDS))
+        if raw is not None:
+            moment = braze_time(raw)
+            if moment is not None:
+                return moment
+            warnings.append((f"$.{field}", f"unusable time {raw!r} ignored"))
+        if field == "timestamp":
+            # Without Segment's corrected time, correct the device clock the way
+            # Segment does, rather than trust it.
+            corrected = _skew_corrected(message)
+            if corrected is not None:
+                return corrected
+    raise InvalidMessage("$.timestamp", "no usable time in " + ", ".join(order))
 
 
 def _braze_id(message: Mapping[str, Any], context: Mapping[str, Any]) -> str | None:
@@ -242,8 +272,8 @@ def _name(message: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
-def _identify(message: Mapping[str, Any], warnings: Warnings) -> Call:
-    del warnings
+def _identify(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
+    del warnings, order
     context, message_id, user_id, anonymous_id, braze_id = _common(message)
     return Identify(
         type="identify",
@@ -256,7 +286,7 @@ def _identify(message: Mapping[str, Any], warnings: Warnings) -> Call:
     )
 
 
-def _track(message: Mapping[str, Any], warnings: Warnings) -> Call:
+def _track(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
     event = message.get("event")
     if not isinstance(event, str) or not event.strip():
         raise InvalidMessage("$.event", "a track call needs a non-empty event name")
@@ -272,12 +302,16 @@ def _track(message: Mapping[str, Any], warnings: Warnings) -> Call:
         context=context,
         event=event,
         properties=_object(message, "properties", "$"),
-        time=_event_time(message, warnings),
+        time=_event_time(message, warnings, order),
     )
 
 
 def _page_like(
-    message: Mapping[str, Any], kind: type[Page], call_type: str, warnings: Warnings
+    message: Mapping[str, Any],
+    kind: type[Page],
+    call_type: str,
+    warnings: Warnings,
+    order: tuple[str, ...],
 ) -> Call:
     properties = _object(message, "properties", "$")
     context, message_id, user_id, anonymous_id, braze_id = _common(message)
@@ -297,20 +331,20 @@ def _page_like(
         name=name,
         category=_name(message, "category"),
         properties=properties,
-        time=_event_time(message, warnings),
+        time=_event_time(message, warnings, order),
     )
 
 
-def _page(message: Mapping[str, Any], warnings: Warnings) -> Call:
-    return _page_like(message, Page, "page", warnings)
+def _page(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
+    return _page_like(message, Page, "page", warnings, order)
 
 
-def _screen(message: Mapping[str, Any], warnings: Warnings) -> Call:
-    return _page_like(message, Screen, "screen", warnings)
+def _screen(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
+    return _page_like(message, Screen, "screen", warnings, order)
 
 
-def _group(message: Mapping[str, Any], warnings: Warnings) -> Call:
-    del warnings
+def _group(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
+    del warnings, order
     group_id = _optional_id(message, "groupId")
     if group_id is None:
         raise InvalidMessage("$.groupId", "a group call needs a groupId")
@@ -326,8 +360,8 @@ def _group(message: Mapping[str, Any], warnings: Warnings) -> Call:
     )
 
 
-def _alias(message: Mapping[str, Any], warnings: Warnings) -> Call:
-    del warnings
+def _alias(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
+    del warnings, order
     context, message_id, user_id, anonymous_id, braze_id = _common(message)
     previous_id = _optional_id(message, "previousId")
     if previous_id is None:
@@ -346,8 +380,8 @@ def _alias(message: Mapping[str, Any], warnings: Warnings) -> Call:
     )
 
 
-def _delete(message: Mapping[str, Any], warnings: Warnings) -> Call:
-    del warnings
+def _delete(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
+    del warnings, order
     context, message_id, user_id, anonymous_id, braze_id = _common(message)
     return Delete(
         type="delete",
@@ -359,7 +393,7 @@ def _delete(message: Mapping[str, Any], warnings: Warnings) -> Call:
     )
 
 
-_PARSERS: dict[str, Callable[[Mapping[str, Any], Warnings], Call]] = {
+_PARSERS: dict[str, Callable[[Mapping[str, Any], Warnings, tuple[str, ...]], Call]] = {
     "identify": _identify,
     "track": _track,
     "page": _page,
@@ -370,12 +404,13 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any], Warnings], Call]] = {
 }
 
 
-def parse_call(message: object, warnings: Warnings) -> Call:
+def parse_call(message: object, warnings: Warnings, *, event_time: str = "timestamp") -> Call:
     """Read a Segment message (a dict as Segment sends it) into a typed call.
 
     Args:
         message: the Segment message.
         warnings: receives ``(json_path, text)`` for fields ignored on the way.
+        event_time: the time field tried first (``Settings.event_time``).
 
     Returns:
         The typed call.
@@ -394,4 +429,4 @@ def parse_call(message: object, warnings: Warnings) -> Call:
     if parser is None:
         known = ", ".join(sorted(_PARSERS))
         raise InvalidMessage("$.type", f"unknown message type {call_type!r} (known: {known})")
-    return parser(message, warnings)
+    return parser(message, warnings, _TIME_ORDERS[event_time])

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from segment_braze._translate.dates import braze_date
+from segment_braze._translate.dates import read_birthday
 from segment_braze._translate.iso import country_code, language_code
 from segment_braze._translate.segment import Warnings, child_path, is_mapping
 from segment_braze._translate.values import DROP, MAX_STRING, clean_custom_attribute, is_plain
@@ -84,17 +84,22 @@ def _dob(value: Any, path: str, out: Out, warnings: Warnings) -> None:
     if value is None:
         out["dob"] = None
         return
-    day = braze_date(value)
+    day, how = read_birthday(value)
     if day is None:
-        warnings.append((path, f"unparseable birthday {value!r} dropped"))
-    else:
-        out["dob"] = day
+        warnings.append((path, f"birthday {value!r} {how}; dropped"))
+        return
+    if how is not None:
+        warnings.append((path, f"birthday {value!r} {how}"))
+    out["dob"] = day
 
 
 def _gender(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+    if value is None:
+        out["gender"] = None  # Braze: null clears the stored gender, as asked
+        return
     code = _GENDERS.get(value.strip().lower()) if isinstance(value, str) else None
     if code is None:
-        # Never null: Braze would erase the stored gender.
+        # Never sent as is: Braze would store an unknown gender as null, erasing it.
         warnings.append((path, f"unrecognised gender {value!r} dropped"))
     else:
         out["gender"] = code
@@ -284,7 +289,12 @@ def _split_name(value: Any, path: str, out: Out, warnings: Warnings) -> None:
 
 
 def traits_to_attributes(
-    traits: Mapping[str, Any], *, path: str, max_array_length: int, warnings: Warnings
+    traits: Mapping[str, Any],
+    *,
+    path: str,
+    max_array_length: int,
+    warnings: Warnings,
+    origins: Mapping[Any, str] | None = None,
 ) -> dict[str, Any]:
     """Map Segment traits to Braze user attributes.
 
@@ -293,41 +303,47 @@ def traits_to_attributes(
         path: JSON path of the traits object (``$.traits``).
         max_array_length: the account's array limit for custom attributes.
         warnings: receives a warning for every trait dropped or normalised.
+        origins: the JSON path of the object a key came from, where that is not
+            ``path`` (traits gathered from ``context``).
 
     Returns:
         Attribute name -> value, standard attributes under Braze's names and
         every other trait as a custom attribute.
     """
     out: Out = {}
+    base = path
     for key, value in traits.items():
+        if origins is not None:
+            base = origins.get(key, path)
         handler = _HANDLERS.get(key)
         if handler is not None:
             # Every standard trait name is a plain identifier, so for a str key
             # this is its child_path, without the call.
-            item_path = f"{path}.{key}" if type(key) is str else child_path(path, key)
+            item_path = f"{base}.{key}" if type(key) is str else child_path(base, key)
             handler(value, item_path, out, warnings)
             continue
         if is_plain(key, value) and key not in _SPECIAL_KEYS:
             # The common custom trait: kept as it is.
             out[key] = value
         elif key == "address":
-            _address(value, f"{path}.address", out, max_array_length, warnings)
+            _address(value, f"{base}.address", out, max_array_length, warnings)
         elif key == "name":
             continue  # only a fall-back for first/last name, below
         elif key in _OBJECT_KEYS:
             warnings.append(
                 (
-                    child_path(path, key),
+                    child_path(base, key),
                     f"'{key}' is part of Braze's object; not an attribute",
                 )
             )
         else:
-            item_path = child_path(path, key)
+            item_path = child_path(base, key)
             custom = clean_custom_attribute(key, value, item_path, max_array_length, warnings)
             if custom is not DROP:
                 out[key] = custom
     if "name" in traits and not any(
         key in traits for key in ("firstName", "first_name", "lastName", "last_name")
     ):
-        _split_name(traits["name"], child_path(path, "name"), out, warnings)
+        name_path = path if origins is None else origins.get("name", path)
+        _split_name(traits["name"], child_path(name_path, "name"), out, warnings)
     return out
