@@ -41,9 +41,18 @@ _LONG_DIGITS: Final = re.compile(rb"\d{19}")
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse JSON; integers of any size are kept exactly."""
-    if _orjson is not None:
-        raw = data.encode() if isinstance(data, str) else data
-        if _LONG_DIGITS.search(raw) is None:
-            return _orjson.loads(raw)
-    return json.loads(data)
+    """Parse JSON; integers of any size are kept exactly.
+
+    Raises:
+        ValueError: not JSON, nested deeper than the parser allows (orjson:
+            1,024 levels; the stdlib: Python's recursion limit), or an integer of
+            over 4,300 digits.
+    """
+    try:
+        if _orjson is not None:
+            raw = data.encode(errors="surrogatepass") if isinstance(data, str) else data
+            if _LONG_DIGITS.search(raw) is None:
+                return _orjson.loads(raw)
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None

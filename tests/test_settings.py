@@ -252,13 +252,29 @@ class TestCustomEndpoint:
         [
             "http://127.0.0.1:8080",
             "https://braze-proxy.example.com",
-            "http://rest.iad-01.braze.com",
         ],
     )
     def test_refused_by_default(self, url):
-        """Plain http or a non-Braze host needs allow_custom_endpoint."""
+        """A loopback http or a non-Braze host needs allow_custom_endpoint."""
         with pytest.raises(SettingsError, match="allow_custom_endpoint"):
             Settings(rest_endpoint=url)
+
+    @pytest.mark.parametrize(
+        "url",
+        ["http://rest.iad-01.braze.com", "http://braze-proxy.example.com", "http://10.0.0.5:8080"],
+    )
+    @pytest.mark.parametrize("custom", [False, True])
+    def test_plain_http_only_for_loopback(self, url, custom):
+        """The key never travels in clear text off the machine, even with allow_custom_endpoint."""
+        with pytest.raises(SettingsError, match="clear text"):
+            Settings(rest_endpoint=url, allow_custom_endpoint=custom)
+
+    @pytest.mark.parametrize(
+        "url", ["http://127.0.0.1:8080", "http://127.9.9.9", "http://localhost:1", "http://[::1]:8"]
+    )
+    def test_plain_http_to_loopback_allowed(self, url):
+        """A local stand-in or proxy on this machine may be plain http://."""
+        assert Settings(rest_endpoint=url, allow_custom_endpoint=True).rest_endpoint == url
 
     @pytest.mark.parametrize(
         ("url", "stored"),
@@ -639,6 +655,18 @@ class TestKeySecrecy:
             Settings(**{"rest_api_key": KEY, **kwargs})
         assert KEY not in str(info.value)
         assert KEY not in repr(info.value)
+
+    @pytest.mark.parametrize(
+        "pasted",
+        [f"{KEY}\n", f" {KEY}", f"{KEY} ", f"{KEY[:4]}\r\n{KEY[4:]}", f"{KEY}\x00", f"{KEY}\u00e9"],
+        ids=["newline", "leading-space", "trailing-space", "crlf", "nul", "non-ascii"],
+    )
+    def test_malformed_key_refused_without_quoting_it(self, pasted):
+        """A key with a line break, control character or spaces is refused; the error hides it."""
+        with pytest.raises(SettingsError, match="copy the key again") as info:
+            Settings(rest_api_key=pasted, datacenter="US-01")
+        assert KEY not in str(info.value)
+        assert KEY[:8] not in repr(info.value)
 
     def test_key_of_wrong_type_not_quoted(self):
         """A REST API key of the wrong type is not echoed back."""

@@ -17,8 +17,9 @@ from segment_braze._translate.braze import (
     UserAttributes,
     UserOperation,
 )
+from segment_braze._translate.devices import push_token
 from segment_braze._translate.products import order_purchases, revenue_purchase
-from segment_braze._translate.profile import context_traits, identify_attributes
+from segment_braze._translate.profile import event_attributes, identify_attributes
 from segment_braze._translate.routing import blocked
 from segment_braze._translate.segment import (
     Alias,
@@ -34,7 +35,6 @@ from segment_braze._translate.segment import (
     is_text,
     parse_call,
 )
-from segment_braze._translate.traits import traits_to_attributes
 from segment_braze._translate.translation import Translation
 from segment_braze._translate.values import MAX_KEY, clean_properties
 from segment_braze.exceptions import InvalidMessage
@@ -44,8 +44,6 @@ __all__ = ["translate"]
 _DEFAULT_SETTINGS: Final = Settings()
 # Braze: external_id is at most 987 bytes.
 _MAX_EXTERNAL_ID_BYTES: Final = 987
-# Braze: device_id of a push token is 8 to 255 bytes.
-_DEVICE_ID_BYTES: Final = range(8, 256)
 _EVENT_RESERVED: Final = frozenset({"time", "event_name"})
 _FILTERED: Final = "filtered"
 # Segment's e-commerce spec: money going back; never a Braze purchase.
@@ -71,12 +69,19 @@ def translate(message: Mapping[str, Any], settings: Settings | None = None) -> T
     """
     warnings: Warnings = []
     settings = settings or _DEFAULT_SETTINGS
-    if is_mapping(message):
-        reason = blocked(message, settings, warnings)
-        if reason is not None:
-            return _blocked(message, reason, settings, warnings)
-    call = parse_call(message, warnings, event_time=settings.event_time)
-    return _HANDLERS[type(call)](call, settings, warnings)
+    try:
+        if is_mapping(message):
+            reason = blocked(message, settings, warnings)
+            if reason is not None:
+                return _blocked(message, reason, settings, warnings)
+        call = parse_call(message, warnings, event_time=settings.event_time)
+        return _HANDLERS[type(call)](call, settings, warnings)
+    except InvalidMessage:
+        raise
+    except (RecursionError, OverflowError, UnicodeError, ValueError, TypeError) as err:
+        # A value no rule above foresaw (a hostile Mapping, say) costs only this
+        # message: the contract is InvalidMessage, never another exception.
+        raise InvalidMessage("$", f"cannot be translated ({type(err).__name__})") from err
 
 
 def _blocked(
@@ -185,9 +190,9 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     attributes = identify_attributes(call, settings, warnings)
-    push_token = _push_token(call, settings, warnings)
-    if push_token is not None:
-        attributes.setdefault("push_tokens", []).append(push_token)
+    token = push_token(call, settings, warnings)
+    if token is not None:
+        attributes.setdefault("push_tokens", []).append(token)
     operations: tuple[UserOperation, ...] = ()
     if (
         settings.anonymous_users == "alias"
@@ -206,24 +211,6 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
     )
 
 
-def _context_attributes(
-    call: Track | Page, settings: Settings, warnings: Warnings
-) -> dict[str, Any] | None:
-    """RudderStack's rule, when on: ``context.traits`` on any event update the profile."""
-    if not settings.context_traits_as_attributes:
-        return None
-    traits = context_traits(call, warnings)
-    if not traits:
-        return None
-    attributes = traits_to_attributes(
-        traits,
-        path="$.context.traits",
-        max_array_length=settings.max_array_length,
-        warnings=warnings,
-    )
-    return attributes or None
-
-
 def _identify_alias(external_id: str, alias_name: str, settings: Settings) -> UserOperation:
     return UserOperation(
         path="/users/identify",
@@ -236,39 +223,6 @@ def _identify_alias(external_id: str, alias_name: str, settings: Settings) -> Us
             },
         },
     )
-
-
-def _push_token(call: Call, settings: Settings, warnings: Warnings) -> dict[str, Any] | None:
-    device = call.context.get("device")
-    if not isinstance(device, Mapping):
-        return None
-    token = device.get("token")
-    if token is None or token == "":
-        return None
-    if not isinstance(token, str):
-        warnings.append(("$.context.device.token", "push token must be a string; skipped"))
-        return None
-    if settings.app_id is None:
-        warnings.append(
-            (
-                "$.context.device.token",
-                "push token skipped: Braze needs app_id to import it",
-            )
-        )
-        return None
-    entry = {"app_id": settings.app_id, "token": token}
-    device_id = device.get("id")
-    if device_id is not None:
-        if isinstance(device_id, str) and len(device_id.encode()) in _DEVICE_ID_BYTES:
-            entry["device_id"] = device_id
-        else:
-            warnings.append(
-                (
-                    "$.context.device.id",
-                    "device_id must be 8 to 255 bytes; omitted from push token",
-                )
-            )
-    return entry
 
 
 def _allowed(name: str, settings: Settings) -> bool:
@@ -286,7 +240,7 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
     time = call.time
     properties = call.properties
     update_only = _objects_update_only(identifier, settings)
-    attributes = _context_attributes(call, settings, warnings)
+    attributes = event_attributes(call, settings, warnings)
     products = properties.get("products")
     if (
         isinstance(products, list)
@@ -393,7 +347,7 @@ def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
         update_existing_only=_objects_update_only(identifier, settings),
         settings=settings,
         warnings=warnings,
-        attributes=_context_attributes(call, settings, warnings),
+        attributes=event_attributes(call, settings, warnings),
     )
 
 

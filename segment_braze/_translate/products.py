@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from segment_braze._translate.braze import Identifier, Purchase
 from segment_braze._translate.iso import currency_code
-from segment_braze._translate.segment import Warnings, child_path, is_mapping
+from segment_braze._translate.segment import Warnings, child_path, is_mapping, is_text, shown
 from segment_braze._translate.values import MAX_KEY, clean_properties, within_size
 
 __all__ = ["order_purchases", "revenue_purchase"]
@@ -22,6 +22,9 @@ _PURCHASE_RESERVED: Final = frozenset(
 _ORDER_KEYS: Final = frozenset({"products", "revenue", "currency"})
 # Braze: quantity is an integer from 1 to 100.
 _MAX_QUANTITY: Final = 100
+# Braze: a /users/track request holds at most 75 objects, and a message is never
+# split across requests: an order cannot need more purchases than that.
+_MAX_PURCHASES: Final = 75
 # Braze: purchase properties at most 50 KB.
 _MAX_PURCHASE_PROPERTIES: Final = 50 * 1024
 _DEFAULT_CURRENCY: Final = "USD"
@@ -32,12 +35,16 @@ def _number(value: object) -> float | int | None:
     """Read a price: a finite number, or a numeric string (Segment allows both)."""
     if type(value) is float:  # hot path: what a JSON parser gives for a price
         return value if math.isfinite(value) else None
-    if type(value) is int:
+    if type(value) is int and -(1 << 53) <= value <= 1 << 53:
         return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        # Beyond 2**53 a price is not a price; beyond a float's range not writable.
+        try:
+            return value if math.isfinite(float(value)) else None
+        except OverflowError:
+            return None
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
@@ -70,16 +77,17 @@ def _quantity(value: object) -> int | None:
 def _currency(value: object, path: str, warnings: Warnings) -> str | None:
     code = currency_code(value) if isinstance(value, str) else None
     if code is None:
-        warnings.append((path, f"currency {value!r} is not an ISO-4217 code"))
+        warnings.append((path, f"currency {shown(value)} is not an ISO-4217 code"))
     return code
 
 
-def _product_id(product: Mapping[str, Any]) -> tuple[str, object] | None:
+def _product_id(product: Mapping[str, Any]) -> tuple[str, str] | None:
     for key in ("product_id", "id", "sku"):
         value = product.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
-            return key, str(value)
-        if isinstance(value, str) and value:
+            # An id of over 255 digits is refused below; never write a longer one.
+            return key, str(value) if value.bit_length() <= 1000 else "9" * (MAX_KEY + 1)
+        if isinstance(value, str) and value and is_text(value):
             return key, value
     return None
 
@@ -121,7 +129,7 @@ def order_purchases(
             warnings.append((path, "product has no product_id, id or sku; dropped"))
             continue
         id_key, product_id = found
-        if len(str(product_id)) > MAX_KEY:
+        if len(product_id) > MAX_KEY:
             warnings.append(
                 (
                     child_path(path, id_key),
@@ -134,7 +142,7 @@ def order_purchases(
             warnings.append(
                 (
                     child_path(path, "price"),
-                    f"price {product.get('price')!r} is not a number; product dropped",
+                    f"price {shown(product.get('price'))} is not a number; product dropped",
                 )
             )
             continue
@@ -143,7 +151,7 @@ def order_purchases(
             warnings.append(
                 (
                     child_path(path, "quantity"),
-                    f"quantity {product.get('quantity')!r} is not a positive integer; "
+                    f"quantity {shown(product.get('quantity'))} is not a positive integer; "
                     "product dropped",
                 )
             )
@@ -156,6 +164,17 @@ def order_purchases(
             currency = _DEFAULT_CURRENCY
         if currency is None:
             warnings.append((path, "product dropped for its currency"))
+            continue
+        needed = -(-quantity // _MAX_QUANTITY)  # purchases of at most 100 each
+        if len(purchases) + needed > _MAX_PURCHASES:
+            warnings.append(
+                (
+                    child_path(path, "quantity"),
+                    f"quantity {quantity} would take {needed} purchases of at most"
+                    f" {_MAX_QUANTITY}, past the {_MAX_PURCHASES} objects a request holds;"
+                    " product dropped",
+                )
+            )
             continue
         # The keys read into the purchase itself are consumed, not dropped.
         consumed = {id_key, "price", "quantity", "currency"}
@@ -177,7 +196,7 @@ def order_purchases(
             purchases.append(
                 Purchase(
                     identifier=identifier,
-                    product_id=str(product_id),
+                    product_id=product_id,
                     currency=currency,
                     price=price,
                     quantity=portion,
@@ -208,7 +227,7 @@ def revenue_purchase(
     revenue = properties.get("revenue")
     if not isinstance(revenue, (int, float)) or isinstance(revenue, bool):
         return None
-    if not math.isfinite(revenue) or len(event) > MAX_KEY:
+    if _number(revenue) is None or len(event) > MAX_KEY:
         return None
     currency = _DEFAULT_CURRENCY
     if properties.get("currency") is not None:

@@ -15,7 +15,7 @@ from segment_braze._settings import Settings
 from segment_braze._translate.segment import Call, Identify, Warnings, is_mapping
 from segment_braze._translate.traits import traits_to_attributes
 
-__all__ = ["context_traits", "identify_attributes"]
+__all__ = ["context_traits", "event_attributes", "identify_attributes"]
 
 
 def context_traits(call: Call, warnings: Warnings) -> Mapping[str, Any] | None:
@@ -89,3 +89,19 @@ def identify_attributes(call: Identify, settings: Settings, warnings: Warnings) 
         warnings=warnings,
         origins=paths,
     )
+
+
+def event_attributes(call: Call, settings: Settings, warnings: Warnings) -> dict[str, Any] | None:
+    """RudderStack's rule, when on: ``context.traits`` on any event update the profile."""
+    if not settings.context_traits_as_attributes:
+        return None
+    traits = context_traits(call, warnings)
+    if not traits:
+        return None
+    attributes = traits_to_attributes(
+        traits,
+        path="$.context.traits",
+        max_array_length=settings.max_array_length,
+        warnings=warnings,
+    )
+    return attributes or None

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from segment_braze._settings import Settings
-from segment_braze._translate.segment import Warnings, is_mapping
+from segment_braze._translate.segment import Warnings, is_mapping, shown
 
 __all__ = ["blocked"]
 
@@ -63,7 +63,7 @@ def _consent(context: Mapping[str, Any], categories: tuple[str, ...]) -> str | N
         return None  # Segment: no consent preferences, no filtering
     for category in categories:
         if preferences.get(category) is not True:
-            return f"consent not given for category {category!r} (context.consent)"
+            return f"consent not given for category {shown(category)} (context.consent)"
     return None
 
 

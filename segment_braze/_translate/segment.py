@@ -30,6 +30,7 @@ __all__ = [
     "is_mapping",
     "is_text",
     "parse_call",
+    "shown",
 ]
 
 Warnings = list[tuple[str, str]]
@@ -56,13 +57,28 @@ def is_text(value: str) -> bool:
     return True
 
 
+_SHOWN: Final = 60
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a warning: at most about 60 characters, never an error."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 180:
+        return f"<integer of {value.bit_length()} bits>"
+    if isinstance(value, str):
+        text = repr(value[:_SHOWN])
+        return text if len(value) <= _SHOWN else f"{text}... ({len(value)} characters)"
+    if isinstance(value, (float, bool)) or value is None or isinstance(value, int):
+        return repr(value)
+    return f"<{_kind(value)}>"
+
+
 def child_path(parent: str, key: object) -> str:
     """Return the JSON path of ``key`` under ``parent`` (``$.traits.email``)."""
     if type(key) is str and key.isascii() and key.isidentifier():
         return f"{parent}.{key}"
-    if isinstance(key, int):
-        return f"{parent}[{key}]"
-    text = str(key)
+    if isinstance(key, int) and not isinstance(key, bool):
+        return f"{parent}[{key}]" if key.bit_length() <= 180 else f"{parent}[{shown(key)}]"
+    text = key if isinstance(key, str) else shown(key)
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return f'{parent}["{escaped}"]'
 
@@ -144,7 +160,7 @@ def _event_time(message: Mapping[str, Any], warnings: Warnings, order: tuple[str
             moment = braze_time(raw)
             if moment is not None:
                 return moment
-            warnings.append((f"$.{field}", f"unusable time {raw!r} ignored"))
+            warnings.append((f"$.{field}", f"unusable time {shown(raw)} ignored"))
         if field == "timestamp":
             # Without Segment's corrected time, correct the device clock the way
             # Segment does, rather than trust it.
@@ -162,7 +178,7 @@ def _braze_id(message: Mapping[str, Any], context: Mapping[str, Any]) -> str | N
             if braze and is_mapping(braze):
                 value = braze.get("braze_id")
                 if isinstance(value, str) and value:
-                    return value
+                    return _text_id(value, "Braze.braze_id")
     for key in ("properties", "traits"):
         payload = message.get(key)
         if type(payload) is dict and "braze_id" not in payload:
@@ -170,8 +186,14 @@ def _braze_id(message: Mapping[str, Any], context: Mapping[str, Any]) -> str | N
         if payload and is_mapping(payload):
             value = payload.get("braze_id")
             if isinstance(value, str) and value:
-                return value
+                return _text_id(value, f"{key}.braze_id")
     return None
+
+
+def _text_id(value: str, where: str) -> str:
+    if not value.isascii() and not is_text(value):
+        raise InvalidMessage(f"$.{where}", "is not valid Unicode (lone surrogate)")
+    return value
 
 
 @attrs.frozen(kw_only=True)
@@ -428,5 +450,5 @@ def parse_call(message: object, warnings: Warnings, *, event_time: str = "timest
     parser = _PARSERS.get(call_type) or _PARSERS.get(call_type.lower())
     if parser is None:
         known = ", ".join(sorted(_PARSERS))
-        raise InvalidMessage("$.type", f"unknown message type {call_type!r} (known: {known})")
+        raise InvalidMessage("$.type", f"unknown message type {shown(call_type)} (known: {known})")
     return parser(message, warnings, _TIME_ORDERS[event_time])

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from segment_braze._translate.dates import read_birthday
 from segment_braze._translate.iso import country_code, language_code
-from segment_braze._translate.segment import Warnings, child_path, is_mapping
+from segment_braze._translate.segment import Warnings, child_path, is_mapping, is_text, shown
 from segment_braze._translate.values import DROP, MAX_STRING, clean_custom_attribute, is_plain
 
 __all__ = ["traits_to_attributes"]
@@ -53,6 +53,8 @@ def _string(target: str) -> Handler:
             out[target] = None  # explicit null unsets the attribute in Braze
         elif not isinstance(value, str):
             warnings.append((path, f"{target} must be a string; dropped"))
+        elif not value.isascii() and not is_text(value):
+            warnings.append((path, f"{target} is not valid Unicode (lone surrogate); dropped"))
         elif len(value) > MAX_STRING:
             warnings.append(
                 (
@@ -86,10 +88,10 @@ def _dob(value: Any, path: str, out: Out, warnings: Warnings) -> None:
         return
     day, how = read_birthday(value)
     if day is None:
-        warnings.append((path, f"birthday {value!r} {how}; dropped"))
+        warnings.append((path, f"birthday {shown(value)} {how}; dropped"))
         return
     if how is not None:
-        warnings.append((path, f"birthday {value!r} {how}"))
+        warnings.append((path, f"birthday {shown(value)} {how}"))
     out["dob"] = day
 
 
@@ -100,7 +102,7 @@ def _gender(value: Any, path: str, out: Out, warnings: Warnings) -> None:
     code = _GENDERS.get(value.strip().lower()) if isinstance(value, str) else None
     if code is None:
         # Never sent as is: Braze would store an unknown gender as null, erasing it.
-        warnings.append((path, f"unrecognised gender {value!r} dropped"))
+        warnings.append((path, f"unrecognised gender {shown(value)} dropped"))
     else:
         out["gender"] = code
 
@@ -112,10 +114,10 @@ def _country(value: Any, path: str, out: Out, warnings: Warnings) -> None:
     code = country_code(value) if isinstance(value, str) else None
     if code is None:
         # Braze sets a non-ISO country to NULL, erasing the stored one.
-        warnings.append((path, f"country {value!r} is not an ISO-3166 country; dropped"))
+        warnings.append((path, f"country {shown(value)} is not an ISO-3166 country; dropped"))
         return
     if code != value:
-        warnings.append((path, f"country {value!r} written as {code!r}"))
+        warnings.append((path, f"country {shown(value)} written as {code!r}"))
     out["country"] = code
 
 
@@ -128,10 +130,10 @@ def _language(value: Any, path: str, out: Out, warnings: Warnings) -> None:
         # "en-US" / "en_US": Braze wants the ISO-639-1 part only.
         code = language_code(re.split(r"[-_]", value, maxsplit=1)[0])
     if code is None:
-        warnings.append((path, f"language {value!r} is not ISO-639-1; dropped"))
+        warnings.append((path, f"language {shown(value)} is not ISO-639-1; dropped"))
         return
     if code != value:
-        warnings.append((path, f"language {value!r} written as {code!r}"))
+        warnings.append((path, f"language {shown(value)} written as {code!r}"))
     out["language"] = code
 
 
@@ -141,7 +143,7 @@ def _time_zone(value: Any, path: str, out: Out, warnings: Warnings) -> None:
     elif isinstance(value, str) and _TIME_ZONE.match(value):
         out["time_zone"] = value
     else:
-        warnings.append((path, f"time_zone {value!r} is not an IANA zone name; dropped"))
+        warnings.append((path, f"time_zone {shown(value)} is not an IANA zone name; dropped"))
 
 
 def _subscribe(target: str) -> Handler:
@@ -151,7 +153,7 @@ def _subscribe(target: str) -> Handler:
             out[target] = state
         else:
             allowed = ", ".join(sorted(_SUBSCRIPTION_STATES))
-            warnings.append((path, f"{target} {value!r} is not one of {allowed}; dropped"))
+            warnings.append((path, f"{target} {shown(value)} is not one of {allowed}; dropped"))
 
     return handle
 
@@ -216,9 +218,8 @@ def _push_tokens(value: Any, path: str, out: Out, warnings: Warnings) -> None:
         # Braze: each needs app_id and token; device_id is optional.
         if (
             isinstance(token, Mapping)
-            and isinstance(token.get("app_id"), str)
-            and isinstance(token.get("token"), str)
             and token.keys() <= {"app_id", "token", "device_id"}
+            and all(isinstance(part, str) and is_text(part) for part in token.values())
         ):
             tokens.append(dict(token))
         else:

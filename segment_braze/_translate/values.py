@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from segment_braze import _json
 from segment_braze._translate.dates import parse_time
-from segment_braze._translate.segment import Warnings, child_path, is_text
+from segment_braze._translate.segment import Warnings, child_path, is_text, shown
 
 __all__ = [
     "DROP",
@@ -31,6 +31,20 @@ MAX_STRING: Final = 255
 # Braze: nested custom attributes and nested event properties at most 100 KB;
 # purchase properties at most 50 KB.
 MAX_NESTED_BYTES: Final = 100 * 1024
+# Nesting deeper than this is refused (a hostile or self-referencing value would
+# otherwise recurse without end); no Braze value needs more.
+MAX_DEPTH: Final = 64
+# Values read inside one nested value: bounds the work a shared or
+# self-referencing structure can cause (100 KB of JSON holds far fewer).
+_MAX_NODES: Final = 200_000
+# Integers within 64 bits need no further look; bigger ones must still be
+# writable (Python writes at most 4,300 digits).
+_INT64: Final = 1 << 63
+_WRITABLE_BITS: Final = 14_000
+# The most JSON one flat property can take: a 255-character key and string of
+# at most 6 bytes a character, quotes, colon and comma. Fewer flat properties
+# than limit // this cannot reach the limit, so they need no measuring.
+_ITEM_BYTES: Final = (MAX_KEY + MAX_STRING) * 6 + 6
 
 
 class _Drop:
@@ -70,7 +84,9 @@ def is_plain(key: object, value: object) -> bool:
         return len(value) <= MAX_STRING and value.isascii()  # type: ignore[arg-type, attr-defined]
     if kind is float:
         return math.isfinite(value)  # type: ignore[arg-type]
-    return kind is int or kind is bool or value is None
+    if kind is int:
+        return -_INT64 <= value < _INT64  # type: ignore[operator]
+    return kind is bool or value is None
 
 
 def _has_nested(properties: Mapping[str, Any]) -> bool:
@@ -89,7 +105,9 @@ _SCALAR_TYPES: Final = frozenset({str, int, float, bool, type(None)})
 def _bad_scalar(value: object) -> str | None:
     """Say why a scalar cannot go to Braze, or return None when it can."""
     if isinstance(value, float) and not math.isfinite(value):
-        return f"{value!r} is not a JSON number"
+        return f"{shown(value)} is not a JSON number"
+    if isinstance(value, int) and value.bit_length() > _WRITABLE_BITS:
+        return "integer too long to write (over 4,300 digits)"
     if isinstance(value, str):
         if len(value) > MAX_STRING:
             return f"string of {len(value)} characters exceeds Braze's {MAX_STRING}"
@@ -104,7 +122,7 @@ def _json_size(value: object) -> int:
 
 def _bad_key(key: object) -> str | None:
     if not isinstance(key, str):
-        return f"key {key!r} is not a string"
+        return f"key {shown(key)} is not a string"
     if not key:
         return "empty key"
     if not key.isascii() and not is_text(key):
@@ -112,21 +130,53 @@ def _bad_key(key: object) -> str | None:
     if len(key) > MAX_KEY:
         return f"key of {len(key)} characters exceeds Braze's {MAX_KEY}"
     if key[0] == "$":
-        return f"key {key!r} starts with '$' (reserved for Braze operators)"
+        return f"key {shown(key)} starts with '$' (reserved for Braze operators)"
     return None
 
 
-def _clean_nested(value: Any, path: str, warnings: Warnings) -> Any:
-    """Clean a value inside a nested object or array of objects."""
+class _Unbounded(Exception):  # noqa: N818 (a signal inside this module, not an error)
+    """A nested value deeper or larger than allowed: the whole top-level value goes."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Budget:
+    """The values one top-level value may still visit (see _MAX_NODES)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = _MAX_NODES
+
+
+def _clean_nested(
+    value: Any, path: str, warnings: Warnings, depth: int = 1, budget: _Budget | None = None
+) -> Any:
+    """Clean a value inside a nested object or array of objects.
+
+    Raises:
+        _Unbounded: deeper than MAX_DEPTH or more than _MAX_NODES values; the
+            caller drops the whole top-level value (never a truncated copy).
+    """
     kind = type(value)
     # Hot path: JSON gives exact dicts and lists, told apart without ABC checks.
-    if kind is dict or (kind is not list and isinstance(value, Mapping)):
-        return _clean_nested_object(value, path, warnings)
-    if kind is list or isinstance(value, _ARRAYS):
+    is_object = kind is dict or (kind is not list and isinstance(value, Mapping))
+    if is_object or kind is list or isinstance(value, _ARRAYS):
+        if depth > MAX_DEPTH:
+            raise _Unbounded(f"nested deeper than {MAX_DEPTH} levels")
+        if budget is None:
+            budget = _Budget()
+        budget.left -= len(value)
+        if budget.left < 0:
+            raise _Unbounded(f"more than {_MAX_NODES:,} nested values")
+        if is_object:
+            return _clean_nested_object(value, path, warnings, depth, budget)
         items = []
         for index, item in enumerate(value):
             # child_path of an int index, without the call.
-            cleaned = _clean_nested(item, f"{path}[{index}]", warnings)
+            cleaned = _clean_nested(item, f"{path}[{index}]", warnings, depth + 1, budget)
             if cleaned is not DROP:
                 items.append(cleaned)
         return items
@@ -140,7 +190,18 @@ def _clean_nested(value: Any, path: str, warnings: Warnings) -> Any:
     return value
 
 
-def _clean_nested_object(value: Mapping[Any, Any], path: str, warnings: Warnings) -> dict[str, Any]:
+def _bounded(value: Any, path: str, warnings: Warnings) -> Any:
+    """``_clean_nested`` of a top-level value, or DROP (with a warning) when unbounded."""
+    try:
+        return _clean_nested(value, path, warnings)
+    except _Unbounded as err:
+        warnings.append((path, f"{err.reason}; dropped"))
+        return DROP
+
+
+def _clean_nested_object(
+    value: Mapping[Any, Any], path: str, warnings: Warnings, depth: int, budget: _Budget
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in value.items():
         if is_plain(key, item) and " " not in key and "." not in key:
@@ -157,11 +218,11 @@ def _clean_nested_object(value: Mapping[Any, Any], path: str, warnings: Warnings
             continue
         problem = _bad_key(key)
         if problem is None and (" " in key or "." in key):
-            problem = f"nested key {key!r} contains a space or '.'"
+            problem = f"nested key {shown(key)} contains a space or '.'"
         if problem is not None:
             warnings.append((item_path, f"{problem}; dropped"))
             continue
-        cleaned = _clean_nested(item, item_path, warnings)
+        cleaned = _clean_nested(item, item_path, warnings, depth + 1, budget)
         if cleaned is not DROP:
             out[key] = cleaned
     return out
@@ -178,7 +239,11 @@ def _clean_operation(value: Mapping[str, Any], path: str, warnings: Warnings) ->
     if "inc" in value:
         amount = value["inc"]
         # Braze: "inc" takes integers only.
-        if isinstance(amount, int) and not isinstance(amount, bool):
+        if (
+            isinstance(amount, int)
+            and not isinstance(amount, bool)
+            and amount.bit_length() <= _WRITABLE_BITS
+        ):
             return dict(value)
         warnings.append((child_path(path, "inc"), "increment must be an integer; dropped"))
         return DROP
@@ -226,14 +291,14 @@ def _object_operation(operator: str, item: Any, path: str, warnings: Warnings) -
         warnings.append((path, f"'{operator}' entries must be objects; dropped"))
         return DROP
     if operator == "$add":
-        return _clean_nested(item, path, warnings)
+        return _bounded(item, path, warnings)
     if item.keys() != _OPERATOR_FIELDS[operator]:
         fields = ", ".join(sorted(_OPERATOR_FIELDS[operator]))
         warnings.append((path, f"'{operator}' entries need exactly {fields}; dropped"))
         return DROP
     out = {}
     for field in ("$identifier_key", "$identifier_value"):
-        cleaned = _clean_nested(item[field], child_path(path, field), warnings)
+        cleaned = _bounded(item[field], child_path(path, field), warnings)
         if cleaned is DROP or isinstance(cleaned, (Mapping, list)):
             warnings.append((path, f"'{field}' must be a valid scalar; entry dropped"))
             return DROP
@@ -243,7 +308,10 @@ def _object_operation(operator: str, item: Any, path: str, warnings: Warnings) -
         if not isinstance(new_object, Mapping):
             warnings.append((path, "'$new_object' must be an object; entry dropped"))
             return DROP
-        out["$new_object"] = _clean_nested(new_object, child_path(path, "$new_object"), warnings)
+        cleaned = _bounded(new_object, child_path(path, "$new_object"), warnings)
+        if cleaned is DROP:
+            return DROP
+        out["$new_object"] = cleaned
     return out
 
 
@@ -293,7 +361,7 @@ def clean_custom_attribute(
                     return DROP
             return list(value)
         if all(type(item) is dict or isinstance(item, Mapping) for item in value):
-            return _sized(_clean_nested(value, path, warnings), path, warnings)
+            return _sized(_bounded(value, path, warnings), path, warnings)
         warnings.append(
             (
                 path,
@@ -304,7 +372,7 @@ def clean_custom_attribute(
     if kind is dict or isinstance(value, Mapping):
         if _is_operation(value):
             return _clean_operation(value, path, warnings)
-        return _sized(_clean_nested(value, path, warnings), path, warnings)
+        return _sized(_bounded(value, path, warnings), path, warnings)
     warnings.append((path, f"{type(value).__name__} is not JSON; custom attribute dropped"))
     return DROP
 
@@ -354,11 +422,11 @@ def clean_properties(
             else:
                 warnings.append((item_path, f"{problem}; dropped"))
             continue
-        cleaned = _clean_nested(value, item_path, warnings)
+        cleaned = _bounded(value, item_path, warnings)
         if cleaned is not DROP:
             out[key] = cleaned
             nested = True
-    if nested:
+    if nested or len(out) > max_bytes // _ITEM_BYTES:
         return within_size(out, path, warnings, max_bytes=max_bytes)
     return out
 
@@ -367,9 +435,9 @@ def within_size(
     properties: dict[str, Any], path: str, warnings: Warnings, *, max_bytes: int
 ) -> dict[str, Any]:
     """Return ``properties``, or nothing (with a warning) when over Braze's size limit."""
-    # Flat properties of 255-character strings cannot reach the limit; only
-    # nested values are measured.
-    if properties and _has_nested(properties):
+    # A few flat properties cannot reach the limit (_ITEM_BYTES); the rest are
+    # measured.
+    if properties and (len(properties) > max_bytes // _ITEM_BYTES or _has_nested(properties)):
         size = _json_size(properties)
         if size > max_bytes:
             warnings.append(
