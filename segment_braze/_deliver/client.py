@@ -15,7 +15,7 @@ from segment_braze._deliver.batching import (
     Pending,
     fits_alone,
 )
-from segment_braze._deliver.delivery import Run, RunConfig, message_label
+from segment_braze._deliver.delivery import HookRaised, Run, RunConfig, message_label
 from segment_braze._deliver.ratelimit import RateLimiter
 from segment_braze._deliver.report import DeliveryReport, Ledger
 from segment_braze._deliver.transport import Answer, Poster, RetryPolicy, post_with_retries
@@ -256,7 +256,10 @@ class BrazeClient:
             hook, poster = self._before_request, self._poster
 
             def post(url: str, body: bytes) -> requests.Response:
-                hook()
+                try:
+                    hook()
+                except Exception as err:  # the caller's error: send() re-raises it as it is
+                    raise HookRaised(err) from err
                 return poster(url, body)
 
         return post_with_retries(
