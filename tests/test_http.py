@@ -7,6 +7,7 @@ the rate limiter's clock injected: nothing here really sleeps.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -171,7 +172,7 @@ class Call:
         )
         self.backoffs: list[float] = []
         self.counted: list[bool] = []
-        self.stop = False
+        self.stop = threading.Event()
 
     def __call__(self, path: str = "/users/track") -> Answer:
         """Post BODY to ``path``."""
@@ -184,7 +185,7 @@ class Call:
                 limiter=self.limiter,
                 policy=self.policy,
                 count_request=self.counted.append,
-                should_stop=lambda: self.stop,
+                stop=self.stop,
                 rng=seeded(1),
                 sleep=self.backoffs.append,
             )
@@ -303,7 +304,7 @@ class TestPostWithRetries:
     def test_stop_sends_nothing(self, braze):
         """Once sending is stopped, nothing more is sent."""
         call = Call(braze)
-        call.stop = True
+        call.stop.set()
         answer = call()
         assert answer.status is None
         assert "not sent" in answer.reason

@@ -269,7 +269,7 @@ class BrazeClient:
             limiter=limiter,
             policy=self.policy,
             count_request=lambda retry: ledger.request(retry=retry),
-            should_stop=stop.is_set,
+            stop=stop,
             rng=rng,
         )
 

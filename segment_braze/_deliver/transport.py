@@ -180,24 +180,35 @@ def post_with_retries(
     limiter: RateLimiter,
     policy: RetryPolicy,
     count_request: Callable[[bool], None],
-    should_stop: Callable[[], bool],
+    stop: threading.Event,
     rng: random.Random,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] | None = None,
 ) -> Answer:
     """POST ``body`` to ``url`` with ``post`` (a Poster) until Braze gives a final answer.
 
     Retries 5xx, connection errors and timeouts with capped exponential backoff
     and jitter; waits as Braze says after 429; never retries other 4xx.
 
+    Args:
+        post: sends one body and returns the response.
+        url: where to.
+        body: the JSON body.
+        limiter: the rate limiter shared by the workers.
+        policy: attempts, backoff and timeouts.
+        count_request: told about every request (``True`` for a retry).
+        stop: once set, nothing more is sent and every wait ends at once.
+        rng: the jitter's random numbers.
+        sleep: waits between retries (default: ``stop.wait``, so a stop ends it).
+
     Raises:
         Unauthorized: Braze answered 401 or 403.
     """
+    backoff_wait = stop.wait if sleep is None else sleep
     attempts = 0
     waits = 0
     while True:
-        if should_stop():
+        if stop.is_set() or not limiter.acquire(stop=stop):
             return Answer(status=None, reason="not sent: sending stopped")
-        limiter.acquire()
         count_request(attempts > 0 or waits > 0)
         logger.debug("POST %s (%d bytes, attempt %d)", url, len(body), attempts + waits + 1)
         try:
@@ -249,4 +260,4 @@ def post_with_retries(
             )
         delay = policy.backoff(attempts, rng)
         logger.warning("%s: %s; retry %d in %.2f s", url, reason, attempts, delay)
-        sleep(delay)
+        backoff_wait(delay)

@@ -6,7 +6,9 @@ only way to inject a bug); BrazeStandIn answers over real loopback sockets.
 
 from __future__ import annotations
 
+import logging
 import threading
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 from segment_braze import DeliveryReport, SegmentBrazeError, SenderError
 from segment_braze._deliver import client as _client
 from segment_braze._deliver import delivery as _delivery
-from segment_braze.testing import BrazeStandIn
+from segment_braze.testing import BrazeStandIn, Fault
 
 from .support import KEY, Outcomes, accounted, bounded, send, track, tracks
 
@@ -172,3 +174,76 @@ class TestPreparing:
         assert failure.reason == "not sent: unexpected error preparing it (TypeError)"
         assert failure.status is None
         assert len(braze.accepted_events) == 19
+
+
+class WaitWarned(logging.Handler):
+    """Sets ``event`` when the sender warns that it is about to wait (retry or 429)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Note the warning."""
+        self.event.set()
+
+
+def users_on_two_workers() -> tuple[str, str]:
+    """Two users the client sends from different workers of two."""
+    by_worker: dict[int, str] = {}
+    for n in range(100):
+        user = f"u{n}"
+        by_worker.setdefault(zlib.crc32(f"external_id:{user}".encode()) % 2, user)
+    return by_worker[0], by_worker[1]
+
+
+class TestWaitsEnd:
+    """When one worker fails, another waiting out a backoff or a 429 pause stops at once."""
+
+    @pytest.mark.parametrize(
+        "fault",
+        [Fault.status(503), Fault.rate_limited(retry_after=120)],
+        ids=["backoff", "rate-limit-pause"],
+    )
+    def test_wait_ends_when_another_worker_fails(self, braze, monkeypatch, caplog, fault):
+        """Worker 0 waits a minute or two; worker 1 fails: send() ends well before."""
+        waiting_user, failing_user = users_on_two_workers()
+        braze.inject(fault)
+        waiting = WaitWarned()
+        original = _delivery._Worker.send_track
+
+        def send_track(self: Any, messages: Any) -> None:
+            if messages[0].user_key == f"external_id:{failing_user}":
+                # Fail once the other worker has started its long wait.
+                waiting.event.wait(10.0)
+                raise RuntimeError("bug in send_track")
+            original(self, messages)
+
+        monkeypatch.setattr(_delivery._Worker, "send_track", send_track)
+        logger = logging.getLogger("segment_braze")
+        caplog.set_level(logging.WARNING, logger="segment_braze")
+        logger.addHandler(waiting)
+        try:
+            messages = [track("w", user=waiting_user), track("f", user=failing_user)]
+            outcomes = Outcomes()
+            result = bounded(
+                lambda: send(
+                    braze.url,
+                    messages,
+                    workers=2,
+                    backoff_initial=60.0,
+                    backoff_max=60.0,
+                    **outcomes.hooks(),
+                ),
+                bound=10.0,
+            )
+        finally:
+            logger.removeHandler(waiting)
+        assert waiting.event.is_set()
+        assert_stopped_with_sender_error(result, messages)
+        assert outcomes.decided_once(messages)
+        assert outcomes.reasons() == {
+            "not sent: sending stopped",
+            "not sent: the sender stopped on an unexpected error (RuntimeError)",
+        }
+        assert len(braze.requests) == 1
