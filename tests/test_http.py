@@ -16,10 +16,10 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from segment_braze._deliver.exchange import Poster
 from segment_braze._deliver.ratelimit import RateLimiter
 from segment_braze._deliver.transport import (
     Answer,
-    Poster,
     RetryPolicy,
     Unauthorized,
     post_with_retries,

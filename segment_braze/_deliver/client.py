@@ -16,9 +16,10 @@ from segment_braze._deliver.batching import (
     fits_alone,
 )
 from segment_braze._deliver.delivery import HookRaised, Run, RunConfig, message_label
+from segment_braze._deliver.exchange import Poster, Reply
 from segment_braze._deliver.ratelimit import RateLimiter
 from segment_braze._deliver.report import DeliveryReport, Ledger
-from segment_braze._deliver.transport import Answer, Poster, RetryPolicy, post_with_retries
+from segment_braze._deliver.transport import Answer, RetryPolicy, post_with_retries
 from segment_braze._settings import Settings
 from segment_braze._translate.braze import TRACK_PATH
 from segment_braze._translate.calls import translate
@@ -55,7 +56,9 @@ class BrazeClient:
         backoff_initial: first retry delay in seconds (jittered, then doubling).
         backoff_max: the cap on a retry delay.
         connect_timeout: seconds to connect.
-        read_timeout: seconds to wait for Braze's answer.
+        read_timeout: seconds to wait for each read of Braze's answer.
+        request_timeout: seconds for a whole request, from connecting to the
+            last byte of the answer (a server trickling bytes times out too).
         track_rate_limit: ``(requests, seconds)`` for ``/users/track``.
         users_rate_limit: ``(requests, seconds)`` shared by the user-management
             endpoints.
@@ -90,6 +93,7 @@ class BrazeClient:
         backoff_max: float = 30.0,
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
+        request_timeout: float = 120.0,
         track_rate_limit: tuple[int, float] = (3000, 3.0),
         users_rate_limit: tuple[int, float] = (20000, 60.0),
         max_rate_limit_waits: int = 20,
@@ -104,6 +108,8 @@ class BrazeClient:
         settings.require_sending()
         if workers < 1 or max_attempts < 1 or window < 1:
             raise ValueError("workers, max_attempts and window must be at least 1")
+        if not request_timeout > 0:
+            raise ValueError("request_timeout must be a positive number of seconds")
         self.settings = settings
         self.workers = workers
         self.policy = RetryPolicy(
@@ -113,6 +119,7 @@ class BrazeClient:
             max_rate_limit_waits=max_rate_limit_waits,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            request_timeout=request_timeout,
         )
         self.linger = linger
         self.window = window
@@ -143,6 +150,7 @@ class BrazeClient:
                 "User-Agent": f"segment-braze/{_version()} python-requests/{requests.__version__}",
             },
             timeout=(connect_timeout, read_timeout),
+            deadline=request_timeout,
         )
         self._base = str(settings.rest_endpoint).rstrip("/")
 
@@ -251,11 +259,11 @@ class BrazeClient:
         limiter = self._limiters["track" if path == TRACK_PATH else "users"]
         with self._rng_lock:
             rng = random.Random(self._rng.random())  # noqa: S311 (jitter)
-        post: Callable[[str, bytes], requests.Response] = self._poster
+        post: Callable[[str, bytes], Reply] = self._poster
         if self._before_request is not None:
             hook, poster = self._before_request, self._poster
 
-            def post(url: str, body: bytes) -> requests.Response:
+            def post(url: str, body: bytes) -> Reply:
                 try:
                     hook()
                 except Exception as err:  # the caller's error: send() re-raises it as it is

@@ -10,14 +10,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
-import requests
 
 from segment_braze import _json
+from segment_braze._deliver.exchange import Reply
 from segment_braze._deliver.ratelimit import RateLimiter
+from segment_braze.exceptions import TransportError
 
 __all__ = [
     "Answer",
-    "Poster",
     "RetryPolicy",
     "Unauthorized",
     "post_with_retries",
@@ -86,11 +86,12 @@ def rate_limit_delay(headers: Mapping[str, str], *, now: float) -> float:
     return _DEFAULT_429_DELAY
 
 
-def _braze_message(response: requests.Response) -> tuple[Any, str]:
+def _braze_message(reply: Reply) -> tuple[Any, str]:
     try:
-        body = _json.loads(response.content) if response.content else None
+        body = _json.loads(reply.body) if reply.body else None
     except ValueError:
-        return None, response.text[:200]
+        # Not JSON (a proxy's error page): its start, on one line.
+        return None, " ".join(reply.body[:400].decode(errors="replace").split())[:200]
     if isinstance(body, Mapping) and isinstance(body.get("message"), str):
         return body, body["message"]
     return body, ""
@@ -106,6 +107,7 @@ class RetryPolicy:
     max_rate_limit_waits: int = 20
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    request_timeout: float = 120.0
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Capped exponential backoff with jitter for retry number ``attempt``."""
@@ -115,65 +117,8 @@ class RetryPolicy:
         return min(self.backoff_max, delay)
 
 
-class Poster:
-    """POSTs bodies through a ``requests.Session``, preparing what repeats only once.
-
-    ``Session.post`` prepares every request from scratch: it merges the session's
-    headers, auth and hooks and reads the proxy and CA-bundle environment each
-    time, about half of its CPU cost per request. A sender posts thousands of
-    bodies to the same few URLs with the same headers, so this prepares a template
-    per URL once and sends a copy with each body, through ``Session.send`` (the
-    same adapters, hooks and connection pool as ``Session.post``). The environment
-    is read when a URL is first posted to; cookies set by an answer are not sent
-    back (Braze's REST API sets none that matter).
-
-    Args:
-        session: the session to send through.
-        headers: headers for every request (the Authorization header among them).
-        timeout: ``(connect, read)`` seconds.
-    """
-
-    def __init__(
-        self,
-        session: requests.Session,
-        *,
-        headers: Mapping[str, str],
-        timeout: tuple[float, float],
-    ) -> None:
-        self._session = session
-        self._headers = dict(headers)
-        self._timeout = timeout
-        self._templates: dict[str, tuple[requests.PreparedRequest, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        # The headers hold the REST API key: never shown.
-        return f"Poster(urls={sorted(self._templates)!r})"
-
-    def _template(self, url: str) -> tuple[requests.PreparedRequest, dict[str, Any]]:
-        template = self._templates.get(url)
-        if template is None:
-            with self._lock:
-                request = requests.Request("POST", url, headers=self._headers)
-                prepared = self._session.prepare_request(request)
-                environment = dict(
-                    self._session.merge_environment_settings(url, {}, None, None, None)
-                )
-                template = self._templates.setdefault(url, (prepared, environment))
-        return template
-
-    def __call__(self, url: str, body: bytes) -> requests.Response:
-        """POST ``body`` to ``url``; raises what ``requests`` raises."""
-        template, environment = self._template(url)
-        request = template.copy()
-        request.prepare_body(body, None)
-        return self._session.send(
-            request, timeout=self._timeout, allow_redirects=False, **environment
-        )
-
-
 def post_with_retries(
-    post: Callable[[str, bytes], requests.Response],
+    post: Callable[[str, bytes], Reply],
     url: str,
     body: bytes,
     *,
@@ -186,11 +131,12 @@ def post_with_retries(
 ) -> Answer:
     """POST ``body`` to ``url`` with ``post`` (a Poster) until Braze gives a final answer.
 
-    Retries 5xx, connection errors and timeouts with capped exponential backoff
-    and jitter; waits as Braze says after 429; never retries other 4xx.
+    Retries 5xx and transport faults (connection errors, timeouts, answers cut
+    short, undecodable or too long) with capped exponential backoff and jitter;
+    waits as Braze says after 429; never retries other 4xx.
 
     Args:
-        post: sends one body and returns the response.
+        post: sends one body and returns the answer, or raises ``TransportError``.
         url: where to.
         body: the JSON body.
         limiter: the rate limiter shared by the workers.
@@ -213,14 +159,13 @@ def post_with_retries(
         logger.debug("POST %s (%d bytes, attempt %d)", url, len(body), attempts + waits + 1)
         try:
             response = post(url, body)
-        except requests.Timeout:
-            # A timeout after Braze received the request may mean it processed
-            # it: a retry can duplicate events (delivery is at-least-once).
-            status, reason = None, "timed out waiting for Braze (it may have processed the request)"
-        except requests.ConnectionError as err:
-            status, reason = None, f"connection error: {type(err).__name__}"
+        except TransportError as err:
+            # Its message names the cause. A timeout after Braze received the
+            # request may mean it processed it: a retry can duplicate events
+            # (delivery is at-least-once).
+            status, reason = None, str(err)
         else:
-            status = response.status_code
+            status = response.status
             parsed, message = _braze_message(response)
             logger.debug("%s answered HTTP %d", url, status)
             if 200 <= status < 300:

@@ -16,6 +16,7 @@ TIME: Final = "2024-05-01T12:00:00Z"
 QUICK: Final[dict[str, Any]] = {
     "connect_timeout": 0.5,
     "read_timeout": 0.5,
+    "request_timeout": 1.0,
     "max_attempts": 2,
     "backoff_initial": 0.01,
     "backoff_max": 0.02,
