@@ -32,6 +32,7 @@ logger = logging.getLogger("segment_braze")
 # remaining; a value above this is an epoch (about 2001-09-09).
 _EPOCH_THRESHOLD: Final = 1_000_000_000
 _DEFAULT_429_DELAY: Final = 1.0
+_JSON_KINDS: Final = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
 @attrs.frozen(kw_only=True)
@@ -43,17 +44,15 @@ class Answer:
         body: the parsed JSON body (``None`` when absent or not JSON).
         reason: one line saying what happened, for failures.
         retryable_exhausted: the request failed only after the retry budget ran out.
+        ok: Braze accepted the request: a 2xx whose body is Braze's success
+            (``{"message": "success", ...}``), never just any 2xx.
     """
 
     status: int | None
     body: Any = None
     reason: str = ""
     retryable_exhausted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Whether Braze answered 2xx."""
-        return self.status is not None and 200 <= self.status < 300
+    ok: bool = False
 
 
 class Unauthorized(Exception):  # noqa: N818 (internal signal, not an error)
@@ -97,6 +96,37 @@ def _braze_message(reply: Reply) -> tuple[Any, str]:
     return body, ""
 
 
+def success_problem(status: int, reply: Reply, parsed: Any) -> tuple[str, bool] | None:
+    """Why a 2xx answer is not Braze's success, and whether to retry; ``None`` if it is.
+
+    Braze answers every accepted request with a JSON object whose ``message`` is
+    ``"success"``. Anything else in a 2xx came from something in the way (an
+    HTML captive portal, a proxy's page, an empty body): retried like a
+    transport fault, since Braze most likely never saw the request. A JSON
+    object with another ``message`` is Braze's (or looks it) and is not retried.
+    """
+    if isinstance(parsed, Mapping):
+        message = parsed.get("message")
+        if message == "success":
+            return None
+        if isinstance(message, str):
+            shown = " ".join(message.split())[:100]
+            return f'HTTP {status} but Braze\'s message is "{shown}", not "success"', False
+        what = 'a JSON object without "message"'
+    elif parsed is not None:
+        what = f"JSON {_JSON_KINDS.get(type(parsed), type(parsed).__name__)}, not an object"
+    elif not reply.body:
+        what = "an empty body"
+    else:
+        kind = " ".join(reply.headers.get("Content-Type", "no Content-Type").split())[:60]
+        what = f"{kind}, {len(reply.body)} bytes"
+    reason = (
+        f"HTTP {status} but the answer is not Braze's JSON ({what}): "
+        "a proxy or captive portal may be in the way"
+    )
+    return reason, True
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How hard to try: Braze's guidance with a user's overrides."""
@@ -115,6 +145,33 @@ class RetryPolicy:
         # max_attempts must not overflow the float.
         delay = self.backoff_initial * 2.0 ** min(attempt - 1, 64) * rng.uniform(0.75, 1.25)
         return min(self.backoff_max, delay)
+
+
+def _judge(reply: Reply, url: str) -> Answer | tuple[int, str]:
+    """Braze's final answer, or the status and reason of one worth retrying (not 429).
+
+    Raises:
+        Unauthorized: Braze answered 401 or 403.
+    """
+    status = reply.status
+    parsed, message = _braze_message(reply)
+    if 200 <= status < 300:
+        problem = success_problem(status, reply, parsed)
+        if problem is None:
+            return Answer(status=status, body=parsed, ok=True)
+        reason, retry = problem
+        return (status, reason) if retry else Answer(status=status, body=parsed, reason=reason)
+    if status in (401, 403):
+        logger.error("Braze refused the REST API key (HTTP %d) at %s", status, url)
+        raise Unauthorized(status, message)
+    if 300 <= status < 400:
+        location = reply.headers.get("location", "?")
+        return Answer(
+            status=status,
+            reason=f"Braze answered a redirect to {location}, not followed: check rest_endpoint",
+        )
+    reason = f"HTTP {status}" + (f": {message}" if message else "")
+    return (status, reason) if status >= 500 else Answer(status=status, body=parsed, reason=reason)
 
 
 def post_with_retries(
@@ -165,19 +222,12 @@ def post_with_retries(
             # (delivery is at-least-once).
             status, reason = None, str(err)
         else:
-            status = response.status
-            parsed, message = _braze_message(response)
-            logger.debug("%s answered HTTP %d", url, status)
-            if 200 <= status < 300:
-                return Answer(status=status, body=parsed)
-            if status in (401, 403):
-                logger.error("Braze refused the REST API key (HTTP %d) at %s", status, url)
-                raise Unauthorized(status, message)
-            if status == 429:
+            logger.debug("%s answered HTTP %d", url, response.status)
+            if response.status == 429:
                 waits += 1
                 if waits > policy.max_rate_limit_waits:
                     return Answer(
-                        status=status,
+                        status=429,
                         reason=f"rate limited by Braze {waits} times",
                         retryable_exhausted=True,
                     )
@@ -185,16 +235,10 @@ def post_with_retries(
                 logger.warning("rate limited by Braze at %s; waiting %.1f s", url, delay)
                 limiter.pause_for(delay)
                 continue
-            if 300 <= status < 400:
-                location = response.headers.get("location", "?")
-                return Answer(
-                    status=status,
-                    reason=f"Braze answered a redirect to {location}, not followed: "
-                    "check rest_endpoint",
-                )
-            reason = f"HTTP {status}" + (f": {message}" if message else "")
-            if status < 500:
-                return Answer(status=status, body=parsed, reason=reason)
+            judged = _judge(response, url)
+            if isinstance(judged, Answer):
+                return judged
+            status, reason = judged
         attempts += 1
         if attempts >= policy.max_attempts:
             logger.error("giving up on %s after %d attempts: %s", url, attempts, reason)
