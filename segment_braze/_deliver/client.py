@@ -63,6 +63,9 @@ class BrazeClient:
         users_rate_limit: ``(requests, seconds)`` shared by the user-management
             endpoints.
         max_rate_limit_waits: 429 answers tolerated per request before it fails.
+        max_rate_limit_wait: the longest wait after a 429 the client accepts, in
+            seconds; a 429 asking for more (or with an unreadable rate-limit
+            header) fails its request's messages instead of pausing every worker.
         linger: seconds a part-filled batch waits for more messages when the
             input is slow.
         window: messages queued per worker before ``send`` waits (the memory bound).
@@ -97,6 +100,7 @@ class BrazeClient:
         track_rate_limit: tuple[int, float] = (3000, 3.0),
         users_rate_limit: tuple[int, float] = (20000, 60.0),
         max_rate_limit_waits: int = 20,
+        max_rate_limit_wait: float = 300.0,
         linger: float = 0.5,
         window: int = 1000,
         on_failure: Callable[[Any, str], None] | None = None,
@@ -110,6 +114,8 @@ class BrazeClient:
             raise ValueError("workers, max_attempts and window must be at least 1")
         if not request_timeout > 0:
             raise ValueError("request_timeout must be a positive number of seconds")
+        if not max_rate_limit_wait >= 0:
+            raise ValueError("max_rate_limit_wait must be a number of seconds, 0 or more")
         self.settings = settings
         self.workers = workers
         self.policy = RetryPolicy(
@@ -117,6 +123,7 @@ class BrazeClient:
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
             max_rate_limit_waits=max_rate_limit_waits,
+            max_rate_limit_wait=max_rate_limit_wait,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             request_timeout=request_timeout,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import logging
+import math
 import random
 import threading
 import time
@@ -32,6 +34,12 @@ logger = logging.getLogger("segment_braze")
 # remaining; a value above this is an epoch (about 2001-09-09).
 _EPOCH_THRESHOLD: Final = 1_000_000_000
 _DEFAULT_429_DELAY: Final = 1.0
+# The headers that say how long to wait after a 429, in the order they are read.
+_RATE_LIMIT_HEADERS: Final = (
+    ("x-ratelimit-retry-after", "X-Ratelimit-Retry-After"),
+    ("retry-after", "Retry-After"),
+    ("x-ratelimit-reset", "X-RateLimit-Reset"),
+)
 _JSON_KINDS: Final = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
@@ -63,26 +71,68 @@ class Unauthorized(Exception):  # noqa: N818 (internal signal, not an error)
         super().__init__(message)
 
 
-def rate_limit_delay(headers: Mapping[str, str], *, now: float) -> float:
-    """How long Braze asks us to wait after a 429, in seconds.
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
-    ``X-Ratelimit-Retry-After`` (seconds) wins; else ``X-RateLimit-Reset``, read
-    as a UTC epoch when it is above about 10^9 and as seconds remaining below.
+
+def _http_date(text: str) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return when.timestamp()
+
+
+def rate_limit_delay(headers: Mapping[str, str], *, now: float) -> tuple[float, str]:
+    """How long Braze asks us to wait after a 429, and which header said so.
+
+    ``X-Ratelimit-Retry-After`` (seconds) wins, then ``Retry-After`` (seconds or
+    an HTTP date), then ``X-RateLimit-Reset``, read as a UTC epoch when it is above
+    about 10^9 and as seconds remaining below. A header that cannot be read gives
+    way to the next; without any, the wait is 1 second.
+
+    Args:
+        headers: the 429's headers (any case).
+        now: the current UTC epoch time, in seconds.
+
+    Returns:
+        The seconds to wait (never negative), and the header as sent (for
+        example ``'X-RateLimit-Reset: "1714564812"'``) or ``"no rate-limit header"``.
+
+    Raises:
+        ValueError: the rate-limit headers present are all unreadable (not a
+            finite number, nor a date); the message quotes the first one.
     """
     lowered = {key.lower(): value for key, value in headers.items()}
-    for key in ("x-ratelimit-retry-after", "retry-after"):
-        if key in lowered:
-            try:
-                return max(0.0, float(lowered[key]))
-            except ValueError:
-                break
-    if "x-ratelimit-reset" in lowered:
-        try:
-            reset = float(lowered["x-ratelimit-reset"])
-        except ValueError:
-            return _DEFAULT_429_DELAY
-        return max(0.0, reset - now if reset > _EPOCH_THRESHOLD else reset)
-    return _DEFAULT_429_DELAY
+    unreadable = None
+    for key, name in _RATE_LIMIT_HEADERS:
+        if key not in lowered:
+            continue
+        text = lowered[key]
+        said = f'{name}: "{_shown(text)}"'
+        value = _seconds(text)
+        if value is not None:
+            if key == "x-ratelimit-reset" and value > _EPOCH_THRESHOLD:
+                value -= now
+            return max(0.0, value), said
+        if key == "retry-after" and (when := _http_date(text)) is not None:
+            return max(0.0, when - now), said
+        unreadable = unreadable or said
+    if unreadable is not None:
+        raise ValueError(f"{unreadable} is neither a number of seconds nor a time")
+    return _DEFAULT_429_DELAY, "no rate-limit header"
+
+
+def _shown(text: str) -> str:
+    """A header value fit for a one-line reason: printable, at most 40 characters."""
+    printable = "".join(c if c.isprintable() else "?" for c in text)
+    return printable[:40] + ("..." if len(printable) > 40 else "")
 
 
 def _braze_message(reply: Reply) -> tuple[Any, str]:
@@ -135,6 +185,7 @@ class RetryPolicy:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     max_rate_limit_waits: int = 20
+    max_rate_limit_wait: float = 300.0
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     request_timeout: float = 120.0
@@ -145,6 +196,26 @@ class RetryPolicy:
         # max_attempts must not overflow the float.
         delay = self.backoff_initial * 2.0 ** min(attempt - 1, 64) * rng.uniform(0.75, 1.25)
         return min(self.backoff_max, delay)
+
+
+def _rate_limit_wait(reply: Reply, policy: RetryPolicy) -> float | Answer:
+    """Seconds to pause every worker after a 429, or the failure when not to wait.
+
+    A wait over ``max_rate_limit_wait`` (an epoch years ahead, a header asking for
+    days) or an unreadable header fails the request instead of pausing every
+    worker on its word.
+    """
+    try:
+        delay, said = rate_limit_delay(reply.headers, now=time.time())
+    except ValueError as err:
+        return Answer(status=429, reason=f"rate limited by Braze, and {err}: not waiting on it")
+    if delay > policy.max_rate_limit_wait:
+        return Answer(
+            status=429,
+            reason=f"rate limited by Braze, and {said} asks for a wait of {delay:.6g} s, over "
+            f"max_rate_limit_wait ({policy.max_rate_limit_wait:g} s): not waiting on it",
+        )
+    return delay
 
 
 def _judge(reply: Reply, url: str) -> Answer | tuple[int, str]:
@@ -231,7 +302,10 @@ def post_with_retries(
                         reason=f"rate limited by Braze {waits} times",
                         retryable_exhausted=True,
                     )
-                delay = rate_limit_delay(response.headers, now=time.time())
+                delay = _rate_limit_wait(response, policy)
+                if isinstance(delay, Answer):
+                    logger.error("%s: %s", url, delay.reason)
+                    return delay
                 logger.warning("rate limited by Braze at %s; waiting %.1f s", url, delay)
                 limiter.pause_for(delay)
                 continue

@@ -51,6 +51,13 @@ def redirect_with_key(conn: Conn) -> None:
     )
 
 
+def rate_limited_with_key(conn: Conn) -> None:
+    """Answer 429 with the key as the Retry-After value (unreadable, so quoted)."""
+    request = conn.read_request().decode(errors="replace")
+    token = request.split("Bearer ", 1)[1].split("\r\n", 1)[0]
+    conn.send(head("429 Too Many Requests", f"Retry-After: {token}", "Content-Length: 0"))
+
+
 def assert_clean(result: Any, outcomes: Outcomes, caplog: pytest.LogCaptureFixture) -> None:
     """Neither the report, the hooks' reasons, the logs nor an exception hold the key."""
     texts = [repr(result), str(result)]
@@ -82,8 +89,9 @@ class TestQuotingServers:
             echo("400 Bad Request", as_json=True),
             echo("404 Not Found", as_json=False),
             redirect_with_key,
+            rate_limited_with_key,
         ],
-        ids=["500-html", "502-json", "400-json", "404-html", "redirect"],
+        ids=["500-html", "502-json", "400-json", "404-html", "redirect", "429-header"],
     )
     def test_key_blanked(self, behaviour, logs):
         """The quoted key is replaced by [REST API key] in every reason."""
