@@ -23,6 +23,7 @@ from segment_braze.exceptions import (
     DeliveryError,
     InvalidMessage,
     SegmentBrazeError,
+    SenderError,
     SettingsError,
     TransportError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidMessage",
     "Purchase",
     "SegmentBrazeError",
+    "SenderError",
     "Settings",
     "SettingsError",
     "Translation",

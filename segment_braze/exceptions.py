@@ -7,7 +7,8 @@
     ├── SettingsError (also ValueError)    bad or missing connection options
     └── DeliveryError                      the sender could not deliver
         ├── AuthenticationError            Braze answered 401/403: never retried
-        └── TransportError                 connection failures, timeouts
+        ├── SenderError                    an unexpected error stopped sending (chained)
+        └── TransportError                 connection failures, timeouts, broken answers
 
 Per-field problems (an unparseable birthday, a trait Braze would reject) are not
 exceptions: they are warnings on the :class:`~segment_braze.Translation`, so one bad
@@ -25,6 +26,7 @@ __all__ = [
     "DeliveryError",
     "InvalidMessage",
     "SegmentBrazeError",
+    "SenderError",
     "SettingsError",
     "TransportError",
 ]
@@ -71,5 +73,28 @@ class AuthenticationError(DeliveryError):
         super().__init__(message)
 
 
+class SenderError(DeliveryError):
+    """An unexpected error stopped ``BrazeClient.send`` (a bug, or a failing store).
+
+    Sending stops at once; every message is still accounted for: those not
+    delivered before the error are reported failed (``on_failure`` and
+    ``on_outcome`` are called for each). The error that stopped the sender is
+    chained as ``__cause__``; this message names only its type.
+
+    Attributes:
+        report: the ``DeliveryReport`` of the interrupted ``send``.
+    """
+
+    def __init__(self, message: str, *, report: Any = None) -> None:
+        self.report = report
+        super().__init__(message)
+
+
 class TransportError(DeliveryError):
-    """A request failed below HTTP: connection refused or reset, or a timeout."""
+    """A request failed below HTTP, or its answer could not be read.
+
+    Connection refused or reset, a DNS or TLS failure, a timeout (``read_timeout``
+    or the total ``request_timeout``), an answer cut short, undecodable or too
+    long. ``send`` retries these and then fails the request's messages with the
+    reason; it does not raise this exception.
+    """

@@ -29,6 +29,7 @@ from segment_braze import (
     Event,
     Identifier,
     Purchase,
+    SenderError,
     Settings,
     SettingsError,
     Translation,
@@ -1165,8 +1166,10 @@ class TestInternalError:
         monkeypatch.setattr(_delivery._Worker, "add", add)
         outcomes = Outcomes()
         inputs = tracks(200, users=1)
-        with pytest.raises(RuntimeError, match="bug in the sender"):
+        with pytest.raises(SenderError, match="RuntimeError") as caught:
             send(braze, inputs, workers=1, window=500, **outcomes.hooks())
+        assert isinstance(caught.value.__cause__, RuntimeError)
+        assert caught.value.report.total == len(inputs)
         decided = Counter(message["messageId"] for message, _, _ in outcomes.outcomes)
         assert decided == Counter(message["messageId"] for message in inputs)
 

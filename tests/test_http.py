@@ -7,6 +7,7 @@ the rate limiter's clock injected: nothing here really sleeps.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,10 +16,10 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from segment_braze._deliver.exchange import Poster
 from segment_braze._deliver.ratelimit import RateLimiter
 from segment_braze._deliver.transport import (
     Answer,
-    Poster,
     RetryPolicy,
     Unauthorized,
     post_with_retries,
@@ -56,7 +57,8 @@ class TestRateLimitDelay:
             ({"X-RateLimit-Reset": str(int(NOW) - 5)}, 0.0),
             ({"X-RateLimit-Reset": str(NOW + 0.25)}, 0.25),
             ({"X-Ratelimit-Retry-After": "soon", "X-RateLimit-Reset": "9"}, 9.0),
-            ({"X-RateLimit-Reset": "tomorrow"}, 1.0),
+            ({"Retry-After": "Wed, 01 May 2024 12:00:30 GMT"}, 30.0),
+            ({"X-RateLimit-Reset": str(int(NOW) + 86400 * 365 * 30)}, 86400 * 365 * 30),
             ({"X-RateLimit-Limit": "3000", "X-RateLimit-Remaining": "0"}, 1.0),
             ({}, 1.0),
         ],
@@ -74,19 +76,48 @@ class TestRateLimitDelay:
             "reset-epoch-past",
             "reset-epoch-fraction",
             "bad-retry-after-falls-back-to-reset",
-            "bad-reset-default",
+            "retry-after-http-date",
+            "reset-epoch-decades-ahead",
             "no-reset-default",
             "no-headers-default",
         ],
     )
     def test_delay(self, headers, expected):
         """Retry-After wins; X-RateLimit-Reset is an epoch above ~10^9, else seconds."""
-        assert rate_limit_delay(headers, now=NOW) == pytest.approx(expected)
+        delay, _ = rate_limit_delay(headers, now=NOW)
+        assert delay == pytest.approx(expected)
 
     def test_requests_headers(self):
         """The case-insensitive header mapping of requests is read the same way."""
         headers = CaseInsensitiveDict({"X-RateLimit-Reset": str(int(NOW) + 30)})
-        assert rate_limit_delay(headers, now=NOW) == pytest.approx(30.0)
+        delay, said = rate_limit_delay(headers, now=NOW)
+        assert delay == pytest.approx(30.0)
+        assert said == f'X-RateLimit-Reset: "{int(NOW) + 30}"'
+
+    def test_names_the_header(self):
+        """The header that decided the wait is named as sent, or "no rate-limit header"."""
+        assert rate_limit_delay({"x-ratelimit-retry-after": "5"}, now=NOW)[1] == (
+            'X-Ratelimit-Retry-After: "5"'
+        )
+        assert rate_limit_delay({}, now=NOW)[1] == "no rate-limit header"
+
+    @pytest.mark.parametrize(
+        ("headers", "named"),
+        [
+            ({"X-RateLimit-Reset": "tomorrow"}, 'X-RateLimit-Reset: "tomorrow"'),
+            ({"X-Ratelimit-Retry-After": "1e400"}, 'X-Ratelimit-Retry-After: "1e400"'),
+            ({"Retry-After": "nan"}, 'Retry-After: "nan"'),
+            ({"X-RateLimit-Reset": "inf"}, 'X-RateLimit-Reset: "inf"'),
+            ({"Retry-After": "soon", "X-RateLimit-Reset": "later"}, 'Retry-After: "soon"'),
+            ({"X-RateLimit-Reset": "9" * 400}, 'X-RateLimit-Reset: "' + "9" * 40 + '..."'),
+        ],
+        ids=["word", "overflow", "nan", "inf", "all-bad", "long"],
+    )
+    def test_unreadable(self, headers, named):
+        """Headers that are not a finite number or a date raise ValueError naming the first."""
+        with pytest.raises(ValueError, match="neither a number of seconds nor a time") as caught:
+            rate_limit_delay(headers, now=NOW)
+        assert named in str(caught.value)
 
 
 class TestBackoff:
@@ -171,7 +202,7 @@ class Call:
         )
         self.backoffs: list[float] = []
         self.counted: list[bool] = []
-        self.stop = False
+        self.stop = threading.Event()
 
     def __call__(self, path: str = "/users/track") -> Answer:
         """Post BODY to ``path``."""
@@ -184,7 +215,7 @@ class Call:
                 limiter=self.limiter,
                 policy=self.policy,
                 count_request=self.counted.append,
-                should_stop=lambda: self.stop,
+                stop=self.stop,
                 rng=seeded(1),
                 sleep=self.backoffs.append,
             )
@@ -303,7 +334,7 @@ class TestPostWithRetries:
     def test_stop_sends_nothing(self, braze):
         """Once sending is stopped, nothing more is sent."""
         call = Call(braze)
-        call.stop = True
+        call.stop.set()
         answer = call()
         assert answer.status is None
         assert "not sent" in answer.reason

@@ -171,3 +171,30 @@ class TestThreads:
         assert fake.sleeps == []
         rate.acquire()
         assert fake.sleeps == [pytest.approx(1.0)]
+
+
+class TestStop:
+    """A stopped send does not sit out a pause: ``acquire(stop=...)`` gives up."""
+
+    def test_set_stop_gives_up_without_counting(self):
+        """With the stop already set, acquire returns False and counts nothing."""
+        fake = FakeTime()
+        rate = limiter(1, 1.0, fake)
+        stop = threading.Event()
+        stop.set()
+        assert rate.acquire(stop=stop) is False
+        assert rate.acquire() is True
+        assert fake.sleeps == []
+
+    def test_stop_ends_a_long_pause(self):
+        """A real wait on an hour's pause ends as soon as the stop is set."""
+        rate = RateLimiter(100, 1.0)  # the real clock, and waits on the stop
+        rate.pause_for(3600.0)
+        stop = threading.Event()
+        results: list[bool] = []
+        waiter = threading.Thread(target=lambda: results.append(rate.acquire(stop=stop)))
+        waiter.start()
+        stop.set()
+        waiter.join(10.0)  # a guard against a hang, not a timing assertion
+        assert not waiter.is_alive()
+        assert results == [False]

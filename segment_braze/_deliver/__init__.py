@@ -2,8 +2,9 @@
 
 Holds the client (``client``: ``BrazeClient``), one ``send`` call at work
 (``delivery``: the reading loop and worker threads), batching (``batching``),
-HTTP with retries (``transport``), rate limiting (``ratelimit``) and the report
-(``report``).
+Braze's answer traced back to messages (``answers``), Braze's retry rules
+(``transport``), one HTTP exchange with its deadline and cap (``exchange``),
+rate limiting (``ratelimit``) and the report (``report``).
 
 May import the top level, ``_translate`` and ``_cache``; never ``_replay`` or
 ``testing``. Layers above meet it through explicit hooks (``on_outcome``,

@@ -15,10 +15,11 @@ from segment_braze._deliver.batching import (
     Pending,
     fits_alone,
 )
-from segment_braze._deliver.delivery import Run, RunConfig, message_label
+from segment_braze._deliver.delivery import HookRaised, Run, RunConfig, message_label
+from segment_braze._deliver.exchange import Poster, Reply
 from segment_braze._deliver.ratelimit import RateLimiter
 from segment_braze._deliver.report import DeliveryReport, Ledger
-from segment_braze._deliver.transport import Answer, Poster, RetryPolicy, post_with_retries
+from segment_braze._deliver.transport import Answer, RetryPolicy, post_with_retries
 from segment_braze._settings import Settings
 from segment_braze._translate.braze import TRACK_PATH
 from segment_braze._translate.calls import translate
@@ -55,11 +56,16 @@ class BrazeClient:
         backoff_initial: first retry delay in seconds (jittered, then doubling).
         backoff_max: the cap on a retry delay.
         connect_timeout: seconds to connect.
-        read_timeout: seconds to wait for Braze's answer.
+        read_timeout: seconds to wait for each read of Braze's answer.
+        request_timeout: seconds for a whole request, from connecting to the
+            last byte of the answer (a server trickling bytes times out too).
         track_rate_limit: ``(requests, seconds)`` for ``/users/track``.
         users_rate_limit: ``(requests, seconds)`` shared by the user-management
             endpoints.
         max_rate_limit_waits: 429 answers tolerated per request before it fails.
+        max_rate_limit_wait: the longest wait after a 429 the client accepts, in
+            seconds; a 429 asking for more (or with an unreadable rate-limit
+            header) fails its request's messages instead of pausing every worker.
         linger: seconds a part-filled batch waits for more messages when the
             input is slow.
         window: messages queued per worker before ``send`` waits (the memory bound).
@@ -90,9 +96,11 @@ class BrazeClient:
         backoff_max: float = 30.0,
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
+        request_timeout: float = 120.0,
         track_rate_limit: tuple[int, float] = (3000, 3.0),
         users_rate_limit: tuple[int, float] = (20000, 60.0),
         max_rate_limit_waits: int = 20,
+        max_rate_limit_wait: float = 300.0,
         linger: float = 0.5,
         window: int = 1000,
         on_failure: Callable[[Any, str], None] | None = None,
@@ -104,6 +112,10 @@ class BrazeClient:
         settings.require_sending()
         if workers < 1 or max_attempts < 1 or window < 1:
             raise ValueError("workers, max_attempts and window must be at least 1")
+        if not request_timeout > 0:
+            raise ValueError("request_timeout must be a positive number of seconds")
+        if not max_rate_limit_wait >= 0:
+            raise ValueError("max_rate_limit_wait must be a number of seconds, 0 or more")
         self.settings = settings
         self.workers = workers
         self.policy = RetryPolicy(
@@ -111,8 +123,10 @@ class BrazeClient:
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
             max_rate_limit_waits=max_rate_limit_waits,
+            max_rate_limit_wait=max_rate_limit_wait,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            request_timeout=request_timeout,
         )
         self.linger = linger
         self.window = window
@@ -143,6 +157,7 @@ class BrazeClient:
                 "User-Agent": f"segment-braze/{_version()} python-requests/{requests.__version__}",
             },
             timeout=(connect_timeout, read_timeout),
+            deadline=request_timeout,
         )
         self._base = str(settings.rest_endpoint).rstrip("/")
 
@@ -251,12 +266,15 @@ class BrazeClient:
         limiter = self._limiters["track" if path == TRACK_PATH else "users"]
         with self._rng_lock:
             rng = random.Random(self._rng.random())  # noqa: S311 (jitter)
-        post: Callable[[str, bytes], requests.Response] = self._poster
+        post: Callable[[str, bytes], Reply] = self._poster
         if self._before_request is not None:
             hook, poster = self._before_request, self._poster
 
-            def post(url: str, body: bytes) -> requests.Response:
-                hook()
+            def post(url: str, body: bytes) -> Reply:
+                try:
+                    hook()
+                except Exception as err:  # the caller's error: send() re-raises it as it is
+                    raise HookRaised(err) from err
                 return poster(url, body)
 
         return post_with_retries(
@@ -266,7 +284,7 @@ class BrazeClient:
             limiter=limiter,
             policy=self.policy,
             count_request=lambda retry: ledger.request(retry=retry),
-            should_stop=stop.is_set,
+            stop=stop,
             rng=rng,
         )
 

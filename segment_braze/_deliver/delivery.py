@@ -7,7 +7,7 @@ batches and sending them one at a time, so one user's requests keep their order.
 from __future__ import annotations
 
 import collections
-import re
+import logging
 import threading
 import time
 import zlib
@@ -18,6 +18,7 @@ import attrs
 
 from segment_braze import _json
 from segment_braze._cache.cache import AttributeCache
+from segment_braze._deliver.answers import acknowledged_attributes, named_entry, named_failures
 from segment_braze._deliver.batching import (
     MAX_USER_ENTRIES,
     Pending,
@@ -28,22 +29,35 @@ from segment_braze._deliver.batching import (
 from segment_braze._deliver.report import DeliveryReport, Ledger
 from segment_braze._deliver.transport import Answer, Unauthorized
 from segment_braze._translate.braze import TRACK_PATH
-from segment_braze.exceptions import AuthenticationError
+from segment_braze.exceptions import AuthenticationError, SenderError
 
-__all__ = ["Run", "RunConfig", "message_label"]
+__all__ = ["HookRaised", "Run", "RunConfig", "message_label"]
+
+logger = logging.getLogger("segment_braze")
 
 _END: Final = object()
 # Messages a worker is woken for (it also looks every _POLL seconds).
 _CHUNK: Final = 64
 _POLL: Final = 0.02
-# A user-management 400 that names its entry: "external_ids[3]: ...".
-_NAMED_ENTRY: Final = re.compile(r"(?P<key>\w+)\[(?P<index>\d+)\]")
+_HOOK_STOP: Final = "not sent: a hook given to BrazeClient raised"
 _UNAUTHORIZED_CAUSES: Final = {
     401: "the REST API key is wrong, malformed, revoked, or from another Braze "
     "cluster or workspace (check datacenter/rest_endpoint)",
     403: "the REST API key lacks the permission for this endpoint "
     "(users.track, users.identify, users.merge, users.delete)",
 }
+
+
+class HookRaised(Exception):  # noqa: N818 (internal signal, not an error)
+    """The caller's ``before_request`` hook raised ``error``: sending stops.
+
+    ``RunConfig.post`` raises it so that the run tells the caller's own error
+    (re-raised as it is by ``send``) from a fault of the sender.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        super().__init__(type(error).__name__)
 
 
 def message_label(item: Any, default: str) -> str:
@@ -68,7 +82,8 @@ class RunConfig:
         on_outcome: the caller's hook for each message's fate.
         attribute_cache: acknowledges delivered attributes, when set.
         prepare: turns one input item into a pending message (or accounts for it).
-        post: sends one body to a path, with retries, and returns Braze's answer.
+        post: sends one body to a path, with retries, and returns Braze's answer;
+            raises ``HookRaised`` when the caller's ``before_request`` hook raised.
     """
 
     workers: int
@@ -105,23 +120,29 @@ class Run:
                 if self.ledger.hook_error is not None:
                     # The caller's hook is broken: failures would no longer reach
                     # its dead-letter store, so stop sending.
-                    self.halt("not sent: a hook given to BrazeClient raised")
+                    self.halt(_HOOK_STOP)
                 if self.stop.is_set():
                     self.fail_unsent(item, message_label(item, f"#{position}"))
                     continue
-                pending = config.prepare(item, position, self.ledger)
+                pending = self.prepare(item, position)
                 if pending is not None:
                     workers[zlib.crc32(pending.user_key.encode()) % len(workers)].put(pending)
         finally:
             for worker in workers:
                 worker.end()
+            # Each worker's waits end when the run stops and each request has a
+            # total deadline (request_timeout), so these joins are bounded.
             for worker in workers:
                 worker.thread.join()
+        report = self.ledger.report()
         if self.crash is not None:
-            raise self.crash
+            raise SenderError(
+                f"sending stopped on an unexpected error ({type(self.crash).__name__}); "
+                "every message not delivered before it is reported failed",
+                report=report,
+            ) from self.crash
         if self.ledger.hook_error is not None:
             raise self.ledger.hook_error
-        report = self.ledger.report()
         if self.unauthorized is not None:
             status = self.unauthorized.status
             error = AuthenticationError(
@@ -131,6 +152,25 @@ class Run:
             )
             raise error
         return report
+
+    def prepare(self, item: Any, position: int) -> Pending | None:
+        """Prepare one input item; an unexpected error fails only that message."""
+        try:
+            return self.config.prepare(item, position, self.ledger)
+        except Exception as err:  # one bad message costs only itself
+            label = message_label(item, f"#{position}")
+            logger.exception("message %s could not be prepared (%s)", label, type(err).__name__)
+            self.ledger.failed(
+                item, label, f"not sent: unexpected error preparing it ({type(err).__name__})", None
+            )
+            return None
+
+    def crashed(self, err: BaseException) -> None:
+        """Remember the first unexpected error of a worker and stop sending."""
+        with self.lock:
+            if self.crash is None:
+                self.crash = err
+        self.halt(f"not sent: the sender stopped on an unexpected error ({type(err).__name__})")
 
     def fail_unsent(self, item: Any, label: str) -> None:
         """Account for a message that will not be sent, with the stop's reason."""
@@ -177,6 +217,7 @@ class _Worker:
         # message in hand: if the worker fails, drain() accounts for both.
         self.unread: collections.deque[Any] = collections.deque()
         self.current: Pending | None = None
+        self.ended = False  # the worker has taken _END from its inbox
         self.batch = TrackBatch(legacy_limits=self.config.legacy_limits)
         self.deferred: list[Pending] = []
         self.deferred_users: set[str] = set()
@@ -238,6 +279,7 @@ class _Worker:
                 while self.unread:
                     item = self.unread.popleft()
                     if item is _END:
+                        self.ended = True
                         self.flush()
                         return
                     self.took()
@@ -245,24 +287,29 @@ class _Worker:
                     self.add(item)
                     self.current = None
                 last = time.monotonic()
-        except BaseException as err:  # noqa: BLE001 (re-raised by send(), never swallowed)
+        except BaseException as err:  # noqa: BLE001 (raised by send() as SenderError)
             # A bug here must not hang send(): record it, account for every
-            # message this worker holds or will be given, and let send() re-raise.
-            self.run.crash = err
-            self.run.halt("not sent: internal error in the sender")
+            # message this worker holds or will be given, and let send() raise.
+            self.run.crashed(err)
             self.drain(self.run.stop_reason)
 
     def drain(self, reason: str) -> None:
+        """Fail every message this worker holds or will still be given."""
+        # The batch and the deferred messages stay in place while they are sent
+        # (see flush), so whatever was in flight is here too; `done` keeps the
+        # ones already decided from being counted twice.
         held = [*self.batch.messages, *self.deferred]
         if self.current is not None:
             held.append(self.current)
         self.finish_failed(held, reason, None)
-        while True:
+        # After _END (a failure in the last flush) nothing more will come.
+        while not self.ended:
             self.unread.extend(self.take())
             while self.unread:
                 item = self.unread.popleft()
                 if item is _END:
-                    return
+                    self.ended = True
+                    break
                 self.took()
                 self.finish_failed([item], reason, None)
 
@@ -292,20 +339,23 @@ class _Worker:
     def flush(self) -> None:
         """Send everything waiting: track objects first, then their entries."""
         self.flush_track()
-        deferred, self.deferred, self.deferred_entries = self.deferred, [], 0
-        self.deferred_users = set()
+        # The deferred messages stay in self.deferred until they are decided: if
+        # sending them fails unexpectedly, drain() finds them there.
+        deferred = self.deferred
         ready = [message for message in deferred if not message.done]
         for path, key, entries, owners in operation_batches(ready):
             self.send_operations(path, key, entries, owners)
         self.finish_delivered(deferred)
+        self.deferred, self.deferred_entries, self.deferred_users = [], 0, set()
 
     def flush_track(self) -> None:
         batch = self.batch.messages
-        self.batch = TrackBatch(legacy_limits=self.config.legacy_limits)
         if batch:
             self.send_track(batch)
             # A message with entries still to send is finished by flush().
             self.finish_delivered([message for message in batch if not message.operations])
+        # Replaced only now, for drain() to find the batch if sending it failed.
+        self.batch = TrackBatch(legacy_limits=self.config.legacy_limits)
 
     def finish_delivered(self, messages: list[Pending]) -> None:
         items = []
@@ -323,6 +373,11 @@ class _Worker:
             return Answer(
                 status=err.status, reason=f"Braze refused the REST API key (HTTP {err.status})"
             )
+        except HookRaised as raised:
+            # The caller's own error: send() re-raises it as it is.
+            self.ledger.hook_failed(raised.error)
+            self.run.halt(_HOOK_STOP)
+            return Answer(status=None, reason=_HOOK_STOP)
 
     def send_track(self, messages: list[Pending]) -> None:
         work = [messages]
@@ -336,7 +391,7 @@ class _Worker:
                 # Braze: payload over 4 MB; split and resend the halves.
                 middle = len(group) // 2
                 work.extend((group[middle:], group[:middle]))
-            elif answer.status == 400 and (named := self.named_failures(owners, answer)):
+            elif answer.status == 400 and (named := named_failures(owners, answer)):
                 # Braze named the offending objects: only their messages fail,
                 # the others were not processed and go again.
                 for message, reason in named.items():
@@ -347,45 +402,13 @@ class _Worker:
             else:
                 self.finish_failed(group, answer.reason, answer.status)
 
-    def named_failures(
-        self, owners: dict[str, list[Pending]], answer: Answer
-    ) -> dict[Pending, str]:
-        named: dict[Pending, str] = {}
-        errors = answer.body.get("errors") if isinstance(answer.body, Mapping) else None
-        if not isinstance(errors, list):
-            return named
-        for error in errors:
-            if not isinstance(error, Mapping):
-                continue
-            array, index = error.get("input_array"), error.get("index")
-            if array in owners and isinstance(index, int) and 0 <= index < len(owners[array]):
-                owner = owners[array][index]
-                reason = f"Braze rejected {array}[{index}]: {error.get('type', 'invalid')}"
-                named.setdefault(owner, reason)
-        return named
-
     def accepted(
         self, group: list[Pending], owners: dict[str, list[Pending]], answer: Answer
     ) -> None:
-        named = self.named_failures(owners, answer)
-        for message, reason in named.items():
+        for message, reason in named_failures(owners, answer).items():
             self.finish_failed([message], reason, answer.status)
         cache = self.config.attribute_cache
-        if cache is None:
-            return
-        rejected = set()
-        errors = answer.body.get("errors") if isinstance(answer.body, Mapping) else None
-        for error in errors if isinstance(errors, list) else ():
-            if isinstance(error, Mapping) and error.get("input_array") == "attributes":
-                rejected.add(error.get("index"))
-        acknowledged = []
-        index = 0
-        for message in group:
-            for obj in message.attribute_objects:
-                if index not in rejected:
-                    acknowledged.append(obj)
-                index += 1
-        if acknowledged:
+        if cache is not None and (acknowledged := acknowledged_attributes(group, answer)):
             cache.acknowledge(acknowledged)
 
     def send_operations(
@@ -399,15 +422,13 @@ class _Worker:
             answer = self.post(path, _json.dumps({key: [entry for entry, _ in live]}))
             if answer.ok:
                 return
-            named = _NAMED_ENTRY.match(answer.reason.removeprefix(f"HTTP {answer.status}: "))
-            if answer.status == 400 and named and named["key"] == key:
-                index = int(named["index"])
-                if index < len(live):
-                    # Braze named the offending entry: only its message fails, the
-                    # others were not processed and go again.
-                    self.finish_failed([live[index][1]], answer.reason, answer.status)
-                    del live[index]
-                    continue
+            index = named_entry(answer, key)
+            if index is not None and index < len(live):
+                # Braze named the offending entry: only its message fails, the
+                # others were not processed and go again.
+                self.finish_failed([live[index][1]], answer.reason, answer.status)
+                del live[index]
+                continue
             self.finish_failed([owner for _, owner in live], answer.reason, answer.status)
             return
 

@@ -96,9 +96,13 @@ class Ledger:
         try:
             hook(*args)
         except Exception as err:  # noqa: BLE001 (re-raised by send(), never swallowed)
-            with self._lock:
-                if self.hook_error is None:
-                    self.hook_error = err
+            self.hook_failed(err)
+
+    def hook_failed(self, error: Exception) -> None:
+        """Keep the first exception a caller's hook raised, for ``send`` to re-raise."""
+        with self._lock:
+            if self.hook_error is None:
+                self.hook_error = error
 
     def delivered(self, message: Any) -> None:
         """Count a message as delivered."""

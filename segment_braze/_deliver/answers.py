@@ -1,0 +1,73 @@
+"""Reading Braze's answer back onto the messages of a request.
+
+Braze names the objects and entries it refused (``errors`` in a 2xx or 400 answer
+to ``/users/track``, ``external_ids[3]: ...`` in a user-management 400); these
+functions trace each name back to the message that produced it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from segment_braze._deliver.batching import Pending
+from segment_braze._deliver.transport import Answer
+
+__all__ = ["acknowledged_attributes", "named_entry", "named_failures"]
+
+# A user-management 400 that names its entry: "external_ids[3]: ...".
+_NAMED_ENTRY: Final = re.compile(r"(?P<key>\w+)\[(?P<index>\d+)\]")
+
+
+def _errors(answer: Answer) -> list[Any]:
+    errors = answer.body.get("errors") if isinstance(answer.body, Mapping) else None
+    return errors if isinstance(errors, list) else []
+
+
+def named_failures(owners: Mapping[str, Sequence[Pending]], answer: Answer) -> dict[Pending, str]:
+    """The messages owning the objects Braze's ``errors`` names, each with its reason.
+
+    Args:
+        owners: for each array of the ``/users/track`` body, the message that
+            owns each index (from ``track_body``).
+        answer: Braze's answer to that body.
+    """
+    named: dict[Pending, str] = {}
+    for error in _errors(answer):
+        if not isinstance(error, Mapping):
+            continue
+        array, index = error.get("input_array"), error.get("index")
+        if not isinstance(array, str) or array not in owners or not isinstance(index, int):
+            continue
+        if 0 <= index < len(owners[array]):
+            owner = owners[array][index]
+            reason = f"Braze rejected {array}[{index}]: {error.get('type', 'invalid')}"
+            named.setdefault(owner, reason)
+    return named
+
+
+def acknowledged_attributes(group: Sequence[Pending], answer: Answer) -> list[dict[str, Any]]:
+    """The attributes objects of an accepted request that Braze did not refuse."""
+    rejected = set()
+    for error in _errors(answer):
+        if isinstance(error, Mapping) and error.get("input_array") == "attributes":
+            rejected.add(error.get("index"))
+    acknowledged = []
+    index = 0
+    for message in group:
+        for obj in message.attribute_objects:
+            if index not in rejected:
+                acknowledged.append(obj)
+            index += 1
+    return acknowledged
+
+
+def named_entry(answer: Answer, key: str) -> int | None:
+    """The index of the entry a user-management 400 names under ``key``, if any."""
+    if answer.status != 400:
+        return None
+    named = _NAMED_ENTRY.match(answer.reason.removeprefix(f"HTTP {answer.status}: "))
+    if named is None or named["key"] != key:
+        return None
+    return int(named["index"])
