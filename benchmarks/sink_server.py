@@ -24,12 +24,13 @@ import asyncio
 import collections
 import json
 import resource
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from standin_server import ServerProcess, rate
 
 __all__ = ["SinkProcess"]
 
@@ -143,7 +144,7 @@ async def serve(latency: float, rate_limit: tuple[int, float] | None) -> None:
         await stop.wait()
 
 
-class SinkProcess:
+class SinkProcess(ServerProcess):
     """Runs the sink as a child process; a context manager with ``url``, ``stats()``."""
 
     def __init__(
@@ -152,65 +153,14 @@ class SinkProcess:
         command = [sys.executable, str(Path(__file__).resolve()), "--latency", str(latency)]
         if rate_limit is not None:
             command += ["--rate-limit", f"{rate_limit[0]}/{rate_limit[1]}"]
-        self._process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self.url = str(self._ask(None)["url"])
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def _ask(self, command: str | None) -> dict[str, Any]:
-        stdin: IO[str] | None = self._process.stdin
-        stdout: IO[str] | None = self._process.stdout
-        if stdin is None or stdout is None:
-            raise RuntimeError("the sink process has no pipes")
-        if command is not None:
-            stdin.write(command + "\n")
-            stdin.flush()
-        line = stdout.readline()
-        if not line:
-            raise RuntimeError("the sink process ended")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def stats(self) -> dict[str, Any]:
-        """What the sink received so far."""
-        return self._ask("stats")
-
-    def reset(self) -> None:
-        """Forget every request received."""
-        self._ask("reset")
-
-    def close(self) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        try:
-            self._process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-
-    def __enter__(self) -> SinkProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _rate(text: str) -> tuple[int, float]:
-    requests, _, seconds = text.partition("/")
-    return int(requests), float(seconds)
+        super().__init__(command)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument(
-        "--rate-limit", type=_rate, metavar="N/SECONDS", help="answer 429 beyond N per SECONDS"
+        "--rate-limit", type=rate, metavar="N/SECONDS", help="answer 429 beyond N per SECONDS"
     )
     args = parser.parse_args(argv)
     asyncio.run(serve(args.latency, args.rate_limit))

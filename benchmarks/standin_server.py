@@ -29,11 +29,11 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from segment_braze.testing import BrazeStandIn
 
-__all__ = ["StandInProcess", "max_in_window"]
+__all__ = ["ServerProcess", "StandInProcess", "max_in_window", "rate"]
 
 
 def _stats(braze: BrazeStandIn) -> dict[str, Any]:
@@ -86,7 +86,60 @@ def max_in_window(times: list[float], window: float) -> int:
     return most
 
 
-class StandInProcess:
+class ServerProcess:
+    """A benchmark server run as a child process, spoken to over its stdin/stdout."""
+
+    def __init__(self, command: list[str]) -> None:
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.url = str(self._ask(None)["url"])
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def _ask(self, command: str | None) -> dict[str, Any]:
+        stdin: IO[str] | None = self._process.stdin
+        stdout: IO[str] | None = self._process.stdout
+        if stdin is None or stdout is None:
+            raise RuntimeError("the server process has no pipes")
+        if command is not None:
+            stdin.write(command + "\n")
+            stdin.flush()
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError("the server process ended")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def stats(self) -> dict[str, Any]:
+        """What the server received so far (see the module docstring)."""
+        return self._ask("stats")
+
+    def reset(self) -> None:
+        """Forget every request received."""
+        self._ask("reset")
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class StandInProcess(ServerProcess):
     """Runs this script as a child process; a context manager.
 
     Args:
@@ -102,56 +155,11 @@ class StandInProcess:
         command += ["--latency", str(latency)]
         if rate_limit is not None:
             command += ["--rate-limit", f"{rate_limit[0]}/{rate_limit[1]}"]
-        self._process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self.url = str(self._ask(None)["url"])
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def _ask(self, command: str | None) -> dict[str, Any]:
-        stdin: IO[str] | None = self._process.stdin
-        stdout: IO[str] | None = self._process.stdout
-        if stdin is None or stdout is None:
-            raise RuntimeError("the stand-in process has no pipes")
-        if command is not None:
-            stdin.write(command + "\n")
-            stdin.flush()
-        line = stdout.readline()
-        if not line:
-            raise RuntimeError("the stand-in process ended")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def stats(self) -> dict[str, Any]:
-        """What the stand-in received so far (see the module docstring)."""
-        return self._ask("stats")
-
-    def reset(self) -> None:
-        """Forget every request and object received."""
-        self._ask("reset")
-
-    def close(self) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        try:
-            self._process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-
-    def __enter__(self) -> StandInProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        super().__init__(command)
 
 
-def _rate(text: str) -> tuple[int, float]:
+def rate(text: str) -> tuple[int, float]:
+    """Read ``N/SECONDS`` (a ``--rate-limit`` argument)."""
     requests, _, seconds = text.partition("/")
     return int(requests), float(seconds)
 
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", required=True, help="the REST API key to accept")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument(
-        "--rate-limit", type=_rate, metavar="N/SECONDS", help="answer 429 beyond N per SECONDS"
+        "--rate-limit", type=rate, metavar="N/SECONDS", help="answer 429 beyond N per SECONDS"
     )
     args = parser.parse_args(argv)
     serve(args.key, args.latency, args.rate_limit)
