@@ -489,6 +489,36 @@ class TestReplay:
         assert not (tmp_path / "replay.attributes.sqlite").exists()
 
 
+class TestInputShapes:
+    """Every input shape reaches Braze: pretty-printed and concatenated streams, broken values."""
+
+    def test_pretty_printed_stream(self, braze, tmp_path):
+        """Pretty-printed output as jq writes it, piped in, is replayed message by message."""
+        stream = "".join(json.dumps(track(n), indent=2) + "\n" for n in range(5))
+        state = tmp_path / "state.sqlite"
+        result = cli("replay", "-", "--state", state, braze=braze, stdin=stream)
+        assert result.returncode == 0, result.stderr
+        assert numbers(braze) == dict.fromkeys(range(5), 1)
+        assert "           5  delivered" in result.stdout.splitlines()
+
+    def test_concatenated_stream_with_one_broken_value(self, braze, tmp_path):
+        """One broken value is reported and dead-lettered with file and line; the rest go."""
+        values = [json.dumps(track(n), indent=2) for n in range(4)]
+        values[2] = values[2].replace('"event": "Played",', '"event": "Played"')
+        path = tmp_path / "webhooks.log"
+        path.write_text(" ".join(values[:2]) + "\n" + "\n".join(values[2:]) + "\n")
+        broken_line = path.read_text().splitlines().index("{", 2) + 1
+        dead = tmp_path / "dead.jsonl"
+        args = ("replay", path, "--state", tmp_path / "s.sqlite", "--dead-letter", dead)
+        result = cli(*args, braze=braze)
+        assert result.returncode == 1
+        assert numbers(braze) == {0: 1, 1: 1, 3: 1}
+        assert f"{path}:{broken_line}: not JSON: Expecting ',' delimiter at line" in result.stderr
+        (entry,) = [json.loads(line) for line in dead.read_text().splitlines()]
+        assert (entry["source"], entry["outcome"]) == (f"{path}:{broken_line}", "invalid")
+        assert entry["line"] == values[2]
+
+
 class TestReplayProcesses:
     """``replay --processes N``: the same guarantees as one process, the work spread."""
 

@@ -2,7 +2,8 @@
 
 Folders are read recursively in name order (Segment's archive names sort by
 time). Gzip is detected by its magic bytes, never by the name; what is inside
-is read by :mod:`segment_braze._replay.records` (JSON Lines, arrays, batch envelopes).
+is read value by value by :mod:`segment_braze._replay.stream` (JSON Lines, and
+values spread over lines: arrays, batch envelopes, pretty-printed messages).
 A file that cannot be opened, or whose gzip stream is corrupt, becomes an error
 record: reading never stops at a bad input.
 """
@@ -18,7 +19,8 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Final
 
-from segment_braze._replay.records import Lines, Readable, Record, records
+from segment_braze._replay.records import Record
+from segment_braze._replay.stream import Lines, Readable, records
 from segment_braze._replay.usage import UsageError
 
 __all__ = ["STDIN", "Meter", "Record", "expand_paths", "read_source", "total_bytes"]
