@@ -37,6 +37,7 @@ from segment_braze._replay.inputs import (
     read_source,
     total_bytes,
 )
+from segment_braze._replay.layout import received_long_before
 from segment_braze._replay.pipeline import dry_run, send
 from segment_braze._replay.progress import Progress
 from segment_braze._replay.state import ReplayState
@@ -215,6 +216,7 @@ class _Resources:
     """What a send or replay opened, closed by the ExitStack that holds them."""
 
     files: list[str]
+    unread: int = 0  # files skipped unread: received over a day before --since
     state: ReplayState | None = None
     dead_letter: DeadLetter | None = None
     cache: AttributeCache | None = None
@@ -242,6 +244,11 @@ def _open(
         dead_letter = DeadLetter(args.dead_letter)
         stack.callback(dead_letter.close)
     files = _inputs(paths, quiet=args.quiet, exclude=exclude)
+    unread = 0
+    since = getattr(args, "since", None)
+    if since is not None:
+        kept = [name for name in files if not received_long_before(name, since)]
+        unread, files = len(files) - len(kept), kept
     if not dry:
         cache = attribute_cache(
             args.dedup or ("sqlite" if state_path is not None else "none"),
@@ -252,7 +259,7 @@ def _open(
         )
         if cache is not None:
             stack.callback(cache.close)
-    return _Resources(files=files, state=state, dead_letter=dead_letter, cache=cache)
+    return _Resources(files=files, unread=unread, state=state, dead_letter=dead_letter, cache=cache)
 
 
 def _transmit(
@@ -333,6 +340,7 @@ def _deliver(
         tally,
         command=args.command,
         files=len(opened.files),
+        unread=opened.unread,
         dry_run=dry,
         recorded=recorded,
         state=state_path,

@@ -66,6 +66,7 @@ def delivery_summary(
     *,
     command: str,
     files: int,
+    unread: int = 0,
     dry_run: bool = False,
     recorded: dict[str, int] | None = None,
     state: str | None = None,
@@ -75,6 +76,13 @@ def delivery_summary(
     lines = [
         f"segment-braze {command}: {_plural(tally['read'], 'message')}"
         f" read from {_plural(files, 'input')}",
+    ]
+    if unread:
+        lines.append(
+            f"{_plural(unread, 'file')} skipped unread: Segment received them more than a day"
+            " before --since"
+        )
+    lines += [
         _row(tally["delivered"], sent),
         _row(tally["failed"], "failed"),
         *_reasons(tally.failed),
