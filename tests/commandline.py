@@ -101,10 +101,11 @@ def numbers(braze):
 
 
 def recorded(state):
-    """Messages the state file records, as another process sees it."""
+    """Messages the state file records as delivered or failed, as another process sees it."""
     try:
         with closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as db:
-            return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+            query = "SELECT count(*) FROM messages WHERE status IN (1, 2)"  # delivered, failed
+            return int(db.execute(query).fetchone()[0])
     except sqlite3.Error:
         return 0  # not created yet
 

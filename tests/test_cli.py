@@ -238,11 +238,14 @@ class TestReplay:
         assert "           9  delivered" in report
         assert "           2  invalid input" in report
         assert "           1  dropped" in report
-        assert "           4  duplicates skipped (messageId seen before in this run)" in report
+        assert (
+            "           4  duplicates skipped (the same source and messageId within 24 hours)"
+            in report
+        )
         outcomes = collections.Counter(
             json.loads(line)["outcome"] for line in dead.read_text().splitlines()
         )
-        assert outcomes == {"invalid": 2, "dropped": 1}
+        assert outcomes == {"invalid": 2, "dropped": 1, "duplicate": 4}
         # Run again: nothing is sent twice.
         requests_before = len(braze.requests)
         again = cli(*args, braze=braze)
@@ -320,7 +323,10 @@ class TestReplay:
         assert result.returncode == 0, result.stderr
         report = result.stdout.splitlines()
         assert "           2  would be sent (dry run)" in report
-        assert "           1  duplicates skipped (messageId seen before in this run)" in report
+        assert (
+            "           1  duplicates skipped (the same source and messageId within 24 hours)"
+            in report
+        )
         assert "Braze objects: 0 attributes objects, 2 events, 0 purchases, 0 user operations" in (
             report
         )
@@ -441,7 +447,10 @@ class TestReplayProcesses:
                 recorded(state),
             )
         assert runs[2] == runs[1]
-        assert "           4  duplicates skipped (messageId seen before in this run)" in runs[2][0]
+        assert (
+            "           4  duplicates skipped (the same source and messageId within 24 hours)"
+            in runs[2][0]
+        )
 
     def test_resumes_a_replay_of_one_process(self, braze, tmp_path):
         """A replay resumed with --processes skips what was delivered and sends the rest once."""
@@ -489,7 +498,10 @@ class TestReplayProcesses:
         report = two.stdout.splitlines()
         assert "           4  would be sent (dry run)" in report
         assert "           2  outside --since/--until" in report  # track(1), page(9)
-        assert "           1  duplicates skipped (messageId seen before in this run)" in report
+        assert (
+            "           1  duplicates skipped (the same source and messageId within 24 hours)"
+            in report
+        )
         assert not state.exists()
 
     def test_refused_key_records_nothing(self, braze, tmp_path):

@@ -235,7 +235,12 @@ def _open(
     exclude: list[Path] = []  # never read our own files from an input folder
     cache_file = None
     if state_path is not None:
-        state = ReplayState(state_path, dry_run=dry, retry_failed=bool(args.retry_failed))
+        state = ReplayState(
+            state_path,
+            dry_run=dry,
+            retry_failed=bool(args.retry_failed),
+            window=round(args.dedup_window * 3_600_000),
+        )
         stack.callback(state.close)
         cache_file = _default_cache(state_path)
         exclude += [*_state_files(state_path), *_state_files(cache_file)]
@@ -341,6 +346,7 @@ def _deliver(
         command=args.command,
         files=len(opened.files),
         unread=opened.unread,
+        dedup_window=getattr(args, "dedup_window", None),
         dry_run=dry,
         recorded=recorded,
         state=state_path,

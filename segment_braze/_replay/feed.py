@@ -20,9 +20,11 @@ from typing import Any, Final, NamedTuple
 import attrs
 
 from segment_braze._replay.config import TimeWindow
+from segment_braze._replay.identity import Identity, identify
 from segment_braze._replay.inputs import Record
+from segment_braze._replay.layout import folder_source
 from segment_braze._replay.processes import ProcessTranslator, Translated
-from segment_braze._replay.state import Claim, ReplayState, message_key
+from segment_braze._replay.state import Claim, ReplayState, Verdict
 from segment_braze._replay.tally import DeadLetter, Tally
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate
@@ -46,7 +48,7 @@ def _never_processed(reason: str) -> bool:
 @attrs.define(kw_only=True)
 class _Entry:
     record: Record
-    key: str | None
+    identity: Identity | None
     translation: Translation  # held, so that its id() stays unique while in flight
 
 
@@ -54,7 +56,7 @@ class _Screened(NamedTuple):
     """A record on its way to translation, with what is already known of it."""
 
     record: Record
-    key: str | None = None
+    identity: Identity | None = None
     verdict: str | None = None  # a count to add instead of translating
     error: str | None = None  # why the record is invalid
 
@@ -96,6 +98,7 @@ class Feed:
         self._processes = processes
         self._lock = threading.Lock()
         self._in_flight: dict[int, _Entry] = {}
+        self._folder: tuple[str, str | None] = ("", None)  # the last input, its source
         self.key_refused = False
 
     def translations(self) -> Generator[Translation, None, None]:
@@ -115,7 +118,7 @@ class Feed:
             pass
 
     def _translated_here(self, *, dry: bool) -> Generator[Translation, None, None]:
-        tally, state = self._tally, self._state
+        tally = self._tally
         for record in self._records:
             if self.key_refused:
                 return  # the rest stays unread, to be sent by the next run
@@ -123,24 +126,21 @@ class Feed:
             screened = self._screen(record)
             if screened is None:
                 continue
-            key = screened.key
-            if state is not None and key is not None:
-                claim = state.claim(key)
-                if claim is not Claim.NEW:
-                    tally.add(claim.value)
-                    continue
+            identity = screened.identity
+            if not self._claimed(record, identity):
+                continue
             try:
                 translation = translate(record.value, self._settings)
             except InvalidMessage as err:
-                self._release(key)
+                self._release(identity)
                 self._invalid(record, f"invalid message: {err}")
                 continue
             tally.translation(translation)
-            if self._accepted(record, key, translation.dropped):
+            if self._accepted(record, identity, translation.dropped):
                 if dry:
-                    self._settle_dry(key)
+                    self._settle_dry(identity)
                 else:
-                    yield self._hold(record, key, translation)
+                    yield self._hold(record, identity, translation)
 
     def _translated_elsewhere(self, *, dry: bool) -> Generator[Translation, None, None]:
         translator = ProcessTranslator(self._settings, workers=self._processes - 1, keep=not dry)
@@ -170,19 +170,19 @@ class Feed:
             if self._window is not None and not self._window.contains(message):
                 yield _Screened(record=record, verdict="outside window"), None
                 continue
-            key = message_key(message) if state is not None else None
-            if precheck and key is not None and state is not None:
-                decided = state.decided(key)
+            identity = self._identity(record) if state is not None else None
+            if precheck and identity is not None and state is not None:
+                decided = state.decided(identity)
                 if decided is not None:
                     yield _Screened(record=record, verdict=decided.value), None
                     continue
-            yield _Screened(record=record, key=key), message
+            yield _Screened(record=record, identity=identity), message
 
     def _settle(
         self, screened: _Screened, result: Translated | None, *, dry: bool
     ) -> Translation | None:
         """Account for one record in input order; return the translation to send."""
-        tally, record, key = self._tally, screened.record, screened.key
+        tally, record, identity = self._tally, screened.record, screened.identity
         tally.add("read")
         if result is None:
             # Passed through untranslated: invalid input, outside the window, or
@@ -192,25 +192,22 @@ class Feed:
             elif screened.verdict is not None:
                 tally.add(screened.verdict)
             return None
-        if self._state is not None and key is not None:
-            claim = self._state.claim(key)
-            if claim is not Claim.NEW:
-                tally.add(claim.value)
-                return None
+        if not self._claimed(record, identity):
+            return None
         if result.error is not None:
-            self._release(key)
+            self._release(identity)
             self._invalid(record, f"invalid message: {result.error}")
             return None
         if result.counts is not None:
             tally.objects(result.counts)
-        if not self._accepted(record, key, result.dropped):
+        if not self._accepted(record, identity, result.dropped):
             return None
         if dry:
-            self._settle_dry(key)
+            self._settle_dry(identity)
             return None
         if result.translation is None:  # pragma: no cover - kept unless dropped
             raise RuntimeError("a worker process returned no translation to send")
-        return self._hold(record, key, result.translation)
+        return self._hold(record, identity, result.translation)
 
     def _screen(self, record: Record) -> _Screened | None:
         """Account for an invalid record or one outside the window; else find its key."""
@@ -220,33 +217,67 @@ class Feed:
         if self._window is not None and not self._window.contains(record.value):
             self._tally.add("outside window")
             return None
-        key = message_key(record.value) if self._state is not None else None
-        return _Screened(record=record, key=key)
+        identity = self._identity(record) if self._state is not None else None
+        return _Screened(record=record, identity=identity)
 
-    def _accepted(self, record: Record, key: str | None, dropped: str | None) -> bool:
+    def _identity(self, record: Record) -> Identity:
+        """The identity of a record's message; the folder's source is looked up per file."""
+        name, folder = self._folder
+        if name != record.source:
+            folder = folder_source(record.source)
+            self._folder = (record.source, folder)
+        return identify(record.value, folder)
+
+    def _claimed(self, record: Record, identity: Identity | None) -> bool:
+        """Claim a message in the state; a duplicate or earlier one is accounted here."""
+        if self._state is None or identity is None:
+            return True
+        verdict = self._state.claim(identity, (record.source, record.line, record.item))
+        if verdict.claim is Claim.NEW:
+            return True
+        self._tally.add(verdict.claim.value)
+        if verdict.claim is Claim.DUPLICATE and self._dead_letter is not None:
+            reason = self._duplicate(identity, verdict)
+            self._dead_letter.write(record, "duplicate", reason, duplicate_of=verdict.first)
+        return False
+
+    def _duplicate(self, identity: Identity, verdict: Verdict) -> str:
+        """Why a message is a duplicate, for the dead-letter file."""
+        if identity.id.startswith("h:"):
+            rule = "identical, and no messageId"
+        elif verdict.same:
+            rule = "same source, messageId and time"
+        else:
+            hours = self._state.window / 3_600_000 if self._state is not None else 0
+            rule = f"same source and messageId within {hours:g} hours"
+        return f"duplicate of {verdict.first} ({rule})"
+
+    def _accepted(self, record: Record, identity: Identity | None, dropped: str | None) -> bool:
         """Whether a translated message goes on; a dropped one is accounted here."""
         if dropped is None:
             return True
-        self._release(key)
+        self._release(identity)
         self._tally.drop(dropped)
         if self._dead_letter is not None:
             self._dead_letter.write(record, "dropped", dropped)
         return False
 
-    def _hold(self, record: Record, key: str | None, translation: Translation) -> Translation:
+    def _hold(
+        self, record: Record, identity: Identity | None, translation: Translation
+    ) -> Translation:
         """Keep a message in flight until the sender reports its fate."""
         with self._lock:
             self._in_flight[id(translation)] = _Entry(
-                record=record, key=key, translation=translation
+                record=record, identity=identity, translation=translation
             )
         self._tally.add("in flight")
         return translation
 
-    def _settle_dry(self, key: str | None) -> None:
+    def _settle_dry(self, identity: Identity | None) -> None:
         """A dry run: account for a message as if Braze had accepted it."""
         self._tally.add("delivered")
-        if self._state is not None and key is not None:
-            self._state.finish(key, "delivered")
+        if self._state is not None and identity is not None:
+            self._state.finish(identity, "delivered")
 
     def outcome(self, item: Any, outcome: str, reason: str | None) -> None:
         """``BrazeClient``'s ``on_outcome``: record a message's fate (any thread)."""
@@ -255,11 +286,11 @@ class Feed:
         if entry is None:
             return
         self._tally.add("in flight", -1)
-        key, state = entry.key, self._state
+        identity, state = entry.identity, self._state
         if outcome == "delivered":
             self._tally.add("delivered")
-            if state is not None and key is not None:
-                state.finish(key, "delivered")
+            if state is not None and identity is not None:
+                state.finish(identity, "delivered")
             return
         reason = reason or outcome
         if _KEY_REFUSED in reason:
@@ -272,15 +303,15 @@ class Feed:
         # message rather than losing its record.
         if self._dead_letter is not None:
             self._dead_letter.write(entry.record, outcome, reason)
-        if state is not None and key is not None:
+        if state is not None and identity is not None:
             if outcome == "failed" and not _never_processed(reason):
-                state.finish(key, "failed")
+                state.finish(identity, "failed")
             else:
-                state.release(key)
+                state.release(identity)
 
-    def _release(self, key: str | None) -> None:
-        if self._state is not None and key is not None:
-            self._state.release(key)
+    def _release(self, identity: Identity | None) -> None:
+        if self._state is not None and identity is not None:
+            self._state.release(identity)
 
     def _invalid(self, record: Record, reason: str) -> None:
         self._tally.add("invalid")

@@ -67,6 +67,7 @@ def delivery_summary(
     command: str,
     files: int,
     unread: int = 0,
+    dedup_window: float | None = None,
     dry_run: bool = False,
     recorded: dict[str, int] | None = None,
     state: str | None = None,
@@ -90,8 +91,11 @@ def delivery_summary(
         _row(tally["dropped"], "dropped"),
         *_reasons(tally.dropped),
     ]
+    rule = "the same source, messageId and time"
+    if dedup_window:
+        rule = f"the same source and messageId within {dedup_window:g} hours"
     for name, label in (
-        ("duplicate", "duplicates skipped (messageId seen before in this run)"),
+        ("duplicate", f"duplicates skipped ({rule})"),
         ("done earlier", "skipped, delivered by an earlier run"),
         ("failed earlier", "skipped, failed in an earlier run (--retry-failed sends them)"),
         ("outside window", "outside --since/--until"),
