@@ -41,12 +41,13 @@ def command(*args):
     return [sys.executable, "-m", "segment_braze", *map(str, args)]  # pragma: no cover
 
 
-def cli(*args, braze=None, env=None, stdin=None, timeout=60):
+def cli(*args, braze=None, env=None, stdin=None, timeout=60, cwd=None):
     """Run segment-braze; check the key never shows and no traceback escapes."""
     result = subprocess.run(
         command(*args),
         env=env if env is not None else environment(braze),
         input=stdin,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -102,6 +102,12 @@ def _parser() -> _Parser:
         help="JSON settings: Settings field names, or a Segment Braze destination export",
     )
     common.add_argument(
+        "--transform",
+        metavar="MODULE:FUNCTION",
+        help="your function, imported by name, run on each message before anything else:"
+        " it returns the message to translate (possibly changed) or None to drop it",
+    )
+    common.add_argument(
         "--quiet", action="store_true", help="no progress bar or progress lines on stderr"
     )
     common.add_argument(

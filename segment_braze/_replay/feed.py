@@ -26,6 +26,7 @@ from segment_braze._replay.layout import folder_source
 from segment_braze._replay.processes import ProcessTranslator, Translated
 from segment_braze._replay.state import Claim, ReplayState, Verdict
 from segment_braze._replay.tally import DeadLetter, Tally
+from segment_braze._replay.transform import DROPPED, apply, load
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate
 from segment_braze._translate.translation import Translation
@@ -74,6 +75,9 @@ class Feed:
         dead_letter: the dead-letter file, or ``None``.
         processes: processes in all; above 1, ``processes - 1`` worker
             processes translate while this one reads, claims and sends.
+        transform: ``--transform MODULE:FUNCTION``, run on each message before
+            de-duplication and translation (in the worker processes, if any), or
+            None.
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class Feed:
         window: TimeWindow | None = None,
         dead_letter: DeadLetter | None = None,
         processes: int = 1,
+        transform: str | None = None,
     ) -> None:
         self._records = records
         self._settings = settings
@@ -96,6 +101,8 @@ class Feed:
         self._window = window
         self._dead_letter = dead_letter
         self._processes = processes
+        self._transform_spec = transform
+        self._transform = load(transform) if transform is not None else None
         self._lock = threading.Lock()
         self._in_flight: dict[int, _Entry] = {}
         self._folder: tuple[str, str | None] = ("", None)  # the last input, its source
@@ -123,14 +130,14 @@ class Feed:
             if self.key_refused:
                 return  # the rest stays unread, to be sent by the next run
             tally.add("read")
-            screened = self._screen(record)
-            if screened is None:
+            message = self._admit(record)
+            if message is None:
                 continue
-            identity = screened.identity
+            identity = self._identity(record, message) if self._state is not None else None
             if not self._claimed(record, identity):
                 continue
             try:
-                translation = translate(record.value, self._settings)
+                translation = translate(message, self._settings)
             except InvalidMessage as err:
                 self._release(identity)
                 self._invalid(record, f"invalid message: {err}")
@@ -143,7 +150,12 @@ class Feed:
                     yield self._hold(record, identity, translation)
 
     def _translated_elsewhere(self, *, dry: bool) -> Generator[Translation, None, None]:
-        translator = ProcessTranslator(self._settings, workers=self._processes - 1, keep=not dry)
+        translator = ProcessTranslator(
+            self._settings,
+            workers=self._processes - 1,
+            keep=not dry,
+            transform=self._transform_spec,
+        )
         try:
             for screened, result in translator.map(self._screened()):
                 if self.key_refused:
@@ -170,7 +182,11 @@ class Feed:
             if self._window is not None and not self._window.contains(message):
                 yield _Screened(record=record, verdict="outside window"), None
                 continue
-            identity = self._identity(record) if state is not None else None
+            if self._transform is not None:
+                # The workers transform it, then say who it is.
+                yield _Screened(record=record), (message, self._folder_of(record))
+                continue
+            identity = self._identity(record, message) if state is not None else None
             if precheck and identity is not None and state is not None:
                 decided = state.decided(identity)
                 if decided is not None:
@@ -182,7 +198,7 @@ class Feed:
         self, screened: _Screened, result: Translated | None, *, dry: bool
     ) -> Translation | None:
         """Account for one record in input order; return the translation to send."""
-        tally, record, identity = self._tally, screened.record, screened.identity
+        tally, record = self._tally, screened.record
         tally.add("read")
         if result is None:
             # Passed through untranslated: invalid input, outside the window, or
@@ -192,6 +208,13 @@ class Feed:
             elif screened.verdict is not None:
                 tally.add(screened.verdict)
             return None
+        if result.transformed:  # dropped by the transform, or it raised
+            if result.error is not None:
+                self._invalid(record, result.error)
+            else:
+                self._drop(record, DROPPED)
+            return None
+        identity = result.identity if result.identity is not None else screened.identity
         if not self._claimed(record, identity):
             return None
         if result.error is not None:
@@ -209,24 +232,40 @@ class Feed:
             raise RuntimeError("a worker process returned no translation to send")
         return self._hold(record, identity, result.translation)
 
-    def _screen(self, record: Record) -> _Screened | None:
-        """Account for an invalid record or one outside the window; else find its key."""
+    def _admit(self, record: Record) -> dict[str, Any] | None:
+        """The message to claim and translate; None when it is accounted here already.
+
+        Invalid input and messages outside the window stop here, and so do those
+        the transform drops or fails on (before de-duplication, as the transform
+        may change the messageId).
+        """
         if record.error is not None:
             self._invalid(record, record.error)
             return None
-        if self._window is not None and not self._window.contains(record.value):
+        message: dict[str, Any] = record.value
+        if self._window is not None and not self._window.contains(message):
             self._tally.add("outside window")
             return None
-        identity = self._identity(record) if self._state is not None else None
-        return _Screened(record=record, identity=identity)
+        if self._transform is None:
+            return message
+        applied = apply(self._transform, message, copy=True)
+        if applied.error is not None:
+            self._invalid(record, applied.error)
+        elif applied.message is None:
+            self._drop(record, DROPPED)
+        return applied.message
 
-    def _identity(self, record: Record) -> Identity:
-        """The identity of a record's message; the folder's source is looked up per file."""
+    def _folder_of(self, record: Record) -> str | None:
+        """The source id of the segment-logs folder a record was read from (one look per file)."""
         name, folder = self._folder
         if name != record.source:
             folder = folder_source(record.source)
             self._folder = (record.source, folder)
-        return identify(record.value, folder)
+        return folder
+
+    def _identity(self, record: Record, message: dict[str, Any]) -> Identity:
+        """The identity of a record's message (after the transform, if any)."""
+        return identify(message, self._folder_of(record))
 
     def _claimed(self, record: Record, identity: Identity | None) -> bool:
         """Claim a message in the state; a duplicate or earlier one is accounted here."""
@@ -257,10 +296,13 @@ class Feed:
         if dropped is None:
             return True
         self._release(identity)
-        self._tally.drop(dropped)
-        if self._dead_letter is not None:
-            self._dead_letter.write(record, "dropped", dropped)
+        self._drop(record, dropped)
         return False
+
+    def _drop(self, record: Record, reason: str) -> None:
+        self._tally.drop(reason)
+        if self._dead_letter is not None:
+            self._dead_letter.write(record, "dropped", reason)
 
     def _hold(
         self, record: Record, identity: Identity | None, translation: Translation
