@@ -164,3 +164,22 @@ class TestBrokenValues:
         found = read(text)
         assert [line for line, _ in found] == [1, 2, 3, 4]
         assert [mid for _, mid in found][::3] == ["m1", "m4"]
+
+    def test_line_too_long(self):
+        """A line over the limit is reported at its line and skipped unread; reading goes on."""
+        long_line = json.dumps(message(2, padding="x" * 500))
+        text = "\n".join([json.dumps(message(1)), long_line, json.dumps(message(3))]) + "\n"
+        stream = io.BytesIO(text.encode())
+        found = [(r.line, r.error or r.message_id) for r in records(Lines(stream, limit=300), "in")]
+        assert found == [(1, "m1"), (2, "not read: a line longer than 300 bytes"), (3, "m3")]
+
+    def test_line_too_long_inside_a_value(self):
+        """A line over the limit inside a pretty-printed value ends that value."""
+        text = pretty(message(1)) + '{\n  "a": "' + "x" * 500 + '"\n}\n' + pretty(message(3))
+        found = list(records(Lines(io.BytesIO(text.encode()), limit=300), "in"))
+        assert [r.message_id for r in found if r.error is None] == ["m1", "m3"]
+        (broken,) = [r for r in found if r.error]
+        assert broken.line == starts(text)[1]
+        assert broken.error.endswith(
+            "(a line longer than 300 bytes was skipped) (1 more line skipped up to the next value)"
+        )

@@ -8,7 +8,8 @@ that spans lines: jq's pretty-printed output, a pretty-printed array or
 envelope, a webhook log. The lines that follow are gathered until the
 brackets close, then decoded element by element
 (:func:`segment_braze._replay.records.decode`). Memory holds one value at a
-time, and at most ``max_value`` bytes of it.
+time, and at most ``max_value`` bytes of it; a longer line is skipped unread, so
+a file with no line breaks (say, binary data) is never read whole.
 
 A value that does not parse costs only itself, and reading resumes at the next
 value where one can be found:
@@ -34,11 +35,11 @@ import attrs
 
 from segment_braze._replay.records import Bad, Record, bad_line, decode, expand, parse
 
-__all__ = ["MAX_VALUE", "Lines", "Readable", "records"]
+__all__ = ["MAX_VALUE", "LineTooLong", "Lines", "Readable", "records"]
 
 _BOM: Final = b"\xef\xbb\xbf"
 MAX_VALUE: Final = 256 * 1024 * 1024
-"""The largest value read, in bytes: a larger one is reported and skipped."""
+"""The largest value (and line) read, in bytes: a larger one is reported and skipped."""
 # A JSON string: UTF-8 continuation bytes are never '"' or '\\', so bytes do.
 _STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKETS: Final = re.compile(rb"[][{}]")
@@ -50,24 +51,43 @@ _SEVERAL_VALUES: Final = "not JSON: Extra data"
 class Readable(Protocol):
     """A binary stream read line by line."""
 
-    def readline(self) -> bytes:
-        """The next line, with its end; ``b""`` at the end of the stream."""
+    def readline(self, size: int = -1, /) -> bytes:
+        """The next line, with its end, of at most ``size`` bytes; ``b""`` at the end."""
         ...  # pragma: no cover
 
 
-class Lines:
-    """Numbered lines of a byte stream."""
+class LineTooLong(Exception):  # noqa: N818 (a condition of the input, not an error of ours)
+    """A line longer than the limit: it was skipped, unread."""
 
-    def __init__(self, stream: Readable) -> None:
+
+class Lines:
+    """Numbered lines of a byte stream, each at most ``limit`` bytes.
+
+    Args:
+        stream: the stream.
+        limit: the longest line read, in bytes; a longer one is skipped unread
+            (next() raises :class:`LineTooLong`), so memory holds at most this much.
+    """
+
+    def __init__(self, stream: Readable, *, limit: int = MAX_VALUE) -> None:
         self.stream = stream
+        self.limit = limit
         self.count = 0
 
     def next(self) -> bytes | None:
-        """The next line (a leading byte-order mark removed), or ``None`` at the end."""
-        line = self.stream.readline()
+        """The next line (a leading byte-order mark removed), or ``None`` at the end.
+
+        Raises:
+            LineTooLong: the line is longer than ``limit``; it was skipped.
+        """
+        line = self.stream.readline(self.limit + 1)
         if not line:
             return None
         self.count += 1
+        if len(line) > self.limit and not line.endswith(b"\n"):
+            while (rest := self.stream.readline(self.limit)) and not rest.endswith(b"\n"):
+                pass
+            raise LineTooLong
         if self.count == 1 and line.startswith(_BOM):
             line = line[len(_BOM) :]
         return line
@@ -82,7 +102,14 @@ def records(lines: Lines, source: str, *, max_value: int = MAX_VALUE) -> Iterato
         max_value: the largest value read, in bytes.
     """
     scanner = _Scanner(source, max_value)
-    while (line := lines.next()) is not None:
+    while True:
+        try:
+            line = lines.next()
+        except LineTooLong:
+            yield from scanner.too_long(lines.count, lines.limit)
+            continue
+        if line is None:
+            break
         if scanner.value is not None:
             yield from scanner.line(line, lines.count)
         elif line.strip():
@@ -134,6 +161,7 @@ class _Value:
     broken: bool = False  # its lines are skipped up to the next value
     too_large: bool = False
     skipped: int = 0
+    long_line: int = 0  # the limit a line of it went over, or 0
 
 
 class _Scanner:
@@ -159,6 +187,16 @@ class _Scanner:
                 yield from self.start(line, number, parsed)
             else:
                 yield from expand(parsed, self.source, number)
+
+    def too_long(self, number: int, limit: int) -> Iterator[Record]:
+        """A line over ``limit`` bytes, skipped unread: it breaks the value it is in."""
+        value = self.value
+        if value is None:
+            error = f"not read: a line longer than {_size(limit)}"
+            yield Record(source=self.source, line=number, error=error)
+        else:
+            value.broken = True
+            value.long_line = limit
 
     def end(self) -> Iterator[Record]:
         if self.value is not None:
@@ -227,6 +265,8 @@ class _Scanner:
             return
         note = f" ({_lines(value.skipped, 'more ')} skipped up to the next value)"
         note = note if value.skipped else ""
+        if value.long_line:
+            note = f" (a line longer than {_size(value.long_line)} was skipped){note}"
         data = b"".join(value.lines).rstrip()
         try:
             text = data.decode("utf-8")
