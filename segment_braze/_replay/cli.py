@@ -104,8 +104,9 @@ def _parser() -> _Parser:
     common.add_argument(
         "--transform",
         metavar="MODULE:FUNCTION",
-        help="your function, imported by name, run on each message before anything else:"
-        " it returns the message to translate (possibly changed) or None to drop it",
+        help="your function, imported by name, run on each message before de-duplication"
+        " and translation: it returns the message to translate (possibly changed) or None"
+        " to drop it",
     )
     common.add_argument(
         "--quiet", action="store_true", help="no progress bar or progress lines on stderr"
