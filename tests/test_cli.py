@@ -13,14 +13,29 @@ import io
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
+from commandline import (
+    BATCH,
+    KEY,
+    WORKERS,
+    child_processes,
+    cli,
+    command,
+    environment,
+    jsonl,
+    numbers,
+    output_lines,
+    page,
+    recorded,
+    running,
+    track,
+    write_gz,
+)
 
 from segment_braze._replay.cli import main
 from segment_braze._replay.config import TimeWindow, attribute_cache, load_settings, parse_moment
@@ -29,120 +44,6 @@ from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
 from segment_braze.exceptions import SettingsError
 from segment_braze.testing import BrazeStandIn, Fault
-
-KEY = "rest-key-5e1d2c3b-never-printed"
-SCRIPT = Path(sys.executable).with_name("segment-braze")
-WORKERS = 2
-BATCH = 75  # Braze: at most 75 objects per /users/track request
-
-
-def environment(braze=None, *, key=KEY, **extra):
-    """The command's environment: ours without BRAZE_*, plus the stand-in's endpoint."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("BRAZE_")}
-    if braze is not None:
-        env |= {
-            "BRAZE_REST_API_KEY": key,
-            "BRAZE_REST_ENDPOINT": braze.url,
-            "BRAZE_ALLOW_CUSTOM_ENDPOINT": "1",
-        }
-    return env | extra
-
-
-def command(*args):
-    """The argv of the installed console script (``python -m`` where it is missing)."""
-    if SCRIPT.exists():
-        return [str(SCRIPT), *map(str, args)]
-    return [sys.executable, "-m", "segment_braze", *map(str, args)]  # pragma: no cover
-
-
-def cli(*args, braze=None, env=None, stdin=None, timeout=60):
-    """Run segment-braze; check the key never shows and no traceback escapes."""
-    result = subprocess.run(
-        command(*args),
-        env=env if env is not None else environment(braze),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert KEY not in result.stdout
-    assert KEY not in result.stderr
-    assert "Traceback" not in result.stderr
-    return result
-
-
-def track(n, *, day=1, message_id=True, **fields):
-    """A track call numbered ``n`` (properties.n), for one of seven users."""
-    message = {
-        "type": "track",
-        "event": "Played",
-        "userId": f"user-{n % 7}",
-        "properties": {"n": n},
-        "timestamp": f"2024-05-{day:02d}T12:00:00Z",
-    }
-    if message_id:
-        message["messageId"] = f"msg-{n}"
-    return message | fields
-
-
-def page(n):
-    """A page call, which default settings drop (page tracking is off)."""
-    return {
-        "type": "page",
-        "userId": "user-1",
-        "name": "Home",
-        "timestamp": "2024-05-01T12:00:00Z",
-        "messageId": f"page-{n}",
-    }
-
-
-def jsonl(items):
-    """JSON Lines of messages; strings are written as they are (corrupt lines)."""
-    return "".join((item if isinstance(item, str) else json.dumps(item)) + "\n" for item in items)
-
-
-def write_gz(path, items):
-    """Write a gzipped JSON Lines archive, as Segment's S3 archives are."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(jsonl(items).encode()))
-    return path
-
-
-def numbers(braze):
-    """How many times each numbered event reached Braze."""
-    return collections.Counter(event["properties"]["n"] for event in braze.accepted_events)
-
-
-def recorded(state):
-    """Messages the state file records, as another process sees it."""
-    try:
-        with closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as db:
-            return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
-    except sqlite3.Error:
-        return 0  # not created yet
-
-
-def child_processes(pid):
-    """The process ids of a process's children (Linux), or [] where unknown."""
-    children = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        children += [int(child) for child in task.read_text().split()]
-    return children
-
-
-def running(pid):
-    """Whether a process exists and has not exited (a zombie has exited)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def output_lines(result):
-    """The JSON lines a translate run printed."""
-    return [json.loads(line) for line in result.stdout.splitlines()]
 
 
 @pytest.fixture
@@ -337,11 +238,14 @@ class TestReplay:
         assert "           9  delivered" in report
         assert "           2  invalid input" in report
         assert "           1  dropped" in report
-        assert "           4  duplicates skipped (messageId seen before in this run)" in report
+        assert (
+            "           4  duplicates skipped (the same source and messageId within 24 hours)"
+            in report
+        )
         outcomes = collections.Counter(
             json.loads(line)["outcome"] for line in dead.read_text().splitlines()
         )
-        assert outcomes == {"invalid": 2, "dropped": 1}
+        assert outcomes == {"invalid": 2, "dropped": 1, "duplicate": 4}
         # Run again: nothing is sent twice.
         requests_before = len(braze.requests)
         again = cli(*args, braze=braze)
@@ -419,7 +323,10 @@ class TestReplay:
         assert result.returncode == 0, result.stderr
         report = result.stdout.splitlines()
         assert "           2  would be sent (dry run)" in report
-        assert "           1  duplicates skipped (messageId seen before in this run)" in report
+        assert (
+            "           1  duplicates skipped (the same source and messageId within 24 hours)"
+            in report
+        )
         assert "Braze objects: 0 attributes objects, 2 events, 0 purchases, 0 user operations" in (
             report
         )
@@ -489,6 +396,36 @@ class TestReplay:
         assert not (tmp_path / "replay.attributes.sqlite").exists()
 
 
+class TestInputShapes:
+    """Every input shape reaches Braze: pretty-printed and concatenated streams, broken values."""
+
+    def test_pretty_printed_stream(self, braze, tmp_path):
+        """Pretty-printed output as jq writes it, piped in, is replayed message by message."""
+        stream = "".join(json.dumps(track(n), indent=2) + "\n" for n in range(5))
+        state = tmp_path / "state.sqlite"
+        result = cli("replay", "-", "--state", state, braze=braze, stdin=stream)
+        assert result.returncode == 0, result.stderr
+        assert numbers(braze) == dict.fromkeys(range(5), 1)
+        assert "           5  delivered" in result.stdout.splitlines()
+
+    def test_concatenated_stream_with_one_broken_value(self, braze, tmp_path):
+        """One broken value is reported and dead-lettered with file and line; the rest go."""
+        values = [json.dumps(track(n), indent=2) for n in range(4)]
+        values[2] = values[2].replace('"event": "Played",', '"event": "Played"')
+        path = tmp_path / "webhooks.log"
+        path.write_text(" ".join(values[:2]) + "\n" + "\n".join(values[2:]) + "\n")
+        broken_line = path.read_text().splitlines().index("{", 2) + 1
+        dead = tmp_path / "dead.jsonl"
+        args = ("replay", path, "--state", tmp_path / "s.sqlite", "--dead-letter", dead)
+        result = cli(*args, braze=braze)
+        assert result.returncode == 1
+        assert numbers(braze) == {0: 1, 1: 1, 3: 1}
+        assert f"{path}:{broken_line}: not JSON: Expecting ',' delimiter at line" in result.stderr
+        (entry,) = [json.loads(line) for line in dead.read_text().splitlines()]
+        assert (entry["source"], entry["outcome"]) == (f"{path}:{broken_line}", "invalid")
+        assert entry["line"] == values[2]
+
+
 class TestReplayProcesses:
     """``replay --processes N``: the same guarantees as one process, the work spread."""
 
@@ -510,7 +447,10 @@ class TestReplayProcesses:
                 recorded(state),
             )
         assert runs[2] == runs[1]
-        assert "           4  duplicates skipped (messageId seen before in this run)" in runs[2][0]
+        assert (
+            "           4  duplicates skipped (the same source and messageId within 24 hours)"
+            in runs[2][0]
+        )
 
     def test_resumes_a_replay_of_one_process(self, braze, tmp_path):
         """A replay resumed with --processes skips what was delivered and sends the rest once."""
@@ -558,7 +498,10 @@ class TestReplayProcesses:
         report = two.stdout.splitlines()
         assert "           4  would be sent (dry run)" in report
         assert "           2  outside --since/--until" in report  # track(1), page(9)
-        assert "           1  duplicates skipped (messageId seen before in this run)" in report
+        assert (
+            "           1  duplicates skipped (the same source and messageId within 24 hours)"
+            in report
+        )
         assert not state.exists()
 
     def test_refused_key_records_nothing(self, braze, tmp_path):

@@ -144,10 +144,13 @@ class TestArrays:
         assert records[0][1] == "m1"
         assert "Unterminated array" in records[1][1]
 
-    def test_extra_data_after_the_array(self, write):
-        """Anything after the closing bracket is reported."""
+    def test_text_after_the_array_is_the_next_value(self, write):
+        """Text after the closing bracket is read as the next value: here one bad line."""
         path = write("a.json", '[\n {"type": "track", "messageId": "m1"}\n]\ntrailing\n')
-        assert "Extra data" in read(path)[-1][1]
+        assert read(path) == [
+            (f"{path}:2", "m1"),
+            (f"{path}:4", "not JSON: Expecting value at column 1"),
+        ]
 
 
 class TestEnvelopes:
@@ -357,7 +360,8 @@ class TestAnyMessages:
 
     @settings(max_examples=40, deadline=None)
     @given(
-        messages=MESSAGES, form=st.sampled_from(["lines", "gzip", "array", "pretty", "envelope"])
+        messages=MESSAGES,
+        form=st.sampled_from(["lines", "gzip", "array", "pretty", "envelope", "jq", "spaces"]),
     )
     def test_round_trip(self, tmp_path_factory, messages, form):
         """Messages written in any supported format are read back as written."""
@@ -369,8 +373,12 @@ class TestAnyMessages:
             data = json.dumps(messages).encode()
         elif form == "pretty":
             data = json.dumps(messages, indent=2).encode()
-        else:
+        elif form == "envelope":
             data = json.dumps({"batch": messages}, indent=1).encode()
+        elif form == "jq":
+            data = "\n".join(json.dumps(message, indent=2) for message in messages).encode()
+        else:
+            data = " ".join(json.dumps(message) for message in messages).encode()
         path = tmp_path_factory.mktemp("any") / "input"
         path.write_bytes(data)
         records = list(read_source(str(path)))

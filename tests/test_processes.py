@@ -10,6 +10,7 @@ import pytest
 from helpers import identify, page, track
 
 from segment_braze import Settings, translate
+from segment_braze._replay.identity import Identity
 from segment_braze._replay.processes import (
     Counts,
     ProcessTranslator,
@@ -115,3 +116,30 @@ class TestProcessTranslator:
         future.set_exception(BrokenProcessPool("a process terminated abruptly"))
         with pytest.raises(UsageError, match="worker process ended unexpectedly"):
             list(_settle([(0, {"type": "track"})], future))
+
+
+class TestTransformInWorkers:
+    """With --transform, a worker runs it first and says who the returned message is."""
+
+    def test_transform_then_translate(self, tmp_path, monkeypatch):
+        """Dropped and failed messages stop at the transform; the rest carry their identity."""
+        (tmp_path / "worker_rules.py").write_text(
+            "def rules(message):\n"
+            "    if message['messageId'] == 't-0':\n"
+            "        return None\n"
+            "    if message['messageId'] == 't-1':\n"
+            "        raise KeyError('x')\n"
+            "    return message | {'messageId': 'renamed-' + message['messageId']}\n"
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        batch = [(track(messageId=f"t-{n}"), "src-folder") for n in range(3)]
+        dropped, failed, kept = translate_chunk(
+            SETTINGS, batch, keep=True, transform="worker_rules:rules"
+        )
+        assert dropped == Translated(error=None, dropped="dropped by transform", transformed=True)
+        assert failed == Translated(error="transform raised KeyError: 'x'", transformed=True)
+        assert kept.identity == Identity(
+            source="src-folder", id="m:renamed-t-2", time=kept.identity.time
+        )
+        assert kept.translation is not None
+        assert not kept.transformed

@@ -15,12 +15,14 @@ from typing import Any, Final, NoReturn
 
 from segment_braze._replay.commands import EXIT_FAILED, PROG, run_replay, run_send, run_translate
 from segment_braze._replay.config import parse_moment
+from segment_braze._replay.state import MAX_WINDOW
 from segment_braze._replay.usage import UsageError
 from segment_braze.exceptions import AuthenticationError, SettingsError
 
 __all__ = ["main"]
 
 _EXIT_USAGE: Final = 2
+_MAX_WINDOW_HOURS: Final = MAX_WINDOW // 3_600_000
 _EXIT_INTERRUPTED: Final = 130
 
 _EPILOG: Final = """\
@@ -73,6 +75,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= _MAX_WINDOW_HOURS:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of hours from 0 to {_MAX_WINDOW_HOURS:,}, not {text!r}"
+        )
+    return value
+
+
 def _moment(text: str) -> Any:
     try:
         return parse_moment(text)
@@ -86,6 +100,13 @@ def _parser() -> _Parser:
         "--settings",
         metavar="FILE",
         help="JSON settings: Settings field names, or a Segment Braze destination export",
+    )
+    common.add_argument(
+        "--transform",
+        metavar="MODULE:FUNCTION",
+        help="your function, imported by name, run on each message before de-duplication"
+        " and translation: it returns the message to translate (possibly changed) or None"
+        " to drop it",
     )
     common.add_argument(
         "--quiet", action="store_true", help="no progress bar or progress lines on stderr"
@@ -169,8 +190,9 @@ def _parser() -> _Parser:
         "replay",
         parents=[common, sending],
         help="send Segment archives to Braze, resumably and without duplicates",
-        description="Send archives (files or folders, in name order) to Braze. Progress"
-        " is kept in --state: run the same command again to resume after any stop.",
+        description="Send archives (files or folders; Segment's S3 layout in time order"
+        " across sources) to Braze. Progress is kept in --state: run the same command"
+        " again to resume after any stop.",
         **kwargs,
     )
     replay.set_defaults(run=run_replay)
@@ -181,6 +203,15 @@ def _parser() -> _Parser:
     )
     replay.add_argument(
         "--until", metavar="TIME", type=_moment, help="only messages before TIME (ISO 8601)"
+    )
+    replay.add_argument(
+        "--dedup-window",
+        metavar="HOURS",
+        type=_hours,
+        default=24.0,
+        help="skip a message as a duplicate when its source sent the same messageId within"
+        " HOURS of it, by the messages' times, as Segment does (default 24; 0 turns this"
+        " off: only the same message, with the same time, is skipped)",
     )
     replay.add_argument(
         "--dry-run", action="store_true", help="translate and summarise; send and record nothing"

@@ -37,11 +37,13 @@ from segment_braze._replay.inputs import (
     read_source,
     total_bytes,
 )
+from segment_braze._replay.layout import received_long_before
 from segment_braze._replay.pipeline import dry_run, send
 from segment_braze._replay.progress import Progress
 from segment_braze._replay.state import ReplayState
 from segment_braze._replay.summary import delivery_summary, translate_summary
 from segment_braze._replay.tally import DeadLetter, Tally
+from segment_braze._replay.transform import DROPPED, Transform, apply, load
 from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate
@@ -127,6 +129,7 @@ def _progress(
 
 def run_translate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """``segment-braze translate``: one JSON line per input message."""
+    transform = load(args.transform) if args.transform else None
     settings = _settings(args, env)
     files = _inputs(args.paths or [STDIN], quiet=args.quiet)
     tally, meter = Tally(), Meter()
@@ -135,7 +138,7 @@ def run_translate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         for record in _records(files, meter):
             tally.add("read")
-            line = _translation_line(record, settings, tally, progress.note)
+            line = _translation_line(record, settings, tally, progress.note, transform)
             out.write(_json.dumps(line) + b"\n")
         out.flush()
     finally:
@@ -146,34 +149,56 @@ def run_translate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _translation_line(
-    record: Record, settings: Settings, tally: Tally, note: Callable[[str], None]
+    record: Record,
+    settings: Settings,
+    tally: Tally,
+    note: Callable[[str], None],
+    transform: Transform | None,
 ) -> dict[str, Any]:
-    error = record.error
+    error, message, message_id = record.error, record.value, record.message_id
+    if error is None and transform is not None:
+        applied = apply(transform, message, copy=False)  # nothing else keeps the message
+        error, message = applied.error, applied.message
+        if error is None and message is None:
+            tally.drop(DROPPED)
+            return _line(record, message_id, dropped=DROPPED)
     if error is None:
         try:
-            translation = translate(record.value, settings)
+            translation = translate(message, settings)
         except InvalidMessage as err:
             error = f"invalid message: {err}"
     if error is not None:
         tally.add("invalid")
         note(f"{record.where}: {error}")
-        return {
-            "messageId": record.message_id,
-            "requests": [],
-            "dropped": None,
-            "warnings": [],
-            "error": error,
-            "source": record.where,
-        }
+        return _line(record, message_id, error=error)
     tally.translation(translation)
     if translation.dropped is not None:
         tally.drop(translation.dropped)
+    return _line(
+        record,
+        translation.message_id,
+        requests=[{"path": r.path, "body": r.body} for r in translation.requests()],
+        dropped=translation.dropped,
+        warnings=[{"path": path, "warning": text} for path, text in translation.warnings],
+    )
+
+
+def _line(
+    record: Record,
+    message_id: str | None,
+    *,
+    requests: list[dict[str, Any]] | None = None,
+    dropped: str | None = None,
+    warnings: list[dict[str, str]] | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """One line of ``translate``'s output."""
     return {
-        "messageId": translation.message_id,
-        "requests": [{"path": r.path, "body": r.body} for r in translation.requests()],
-        "dropped": translation.dropped,
-        "warnings": [{"path": path, "warning": text} for path, text in translation.warnings],
-        "error": None,
+        "messageId": message_id,
+        "requests": requests or [],
+        "dropped": dropped,
+        "warnings": warnings or [],
+        "error": error,
         "source": record.where,
     }
 
@@ -215,6 +240,7 @@ class _Resources:
     """What a send or replay opened, closed by the ExitStack that holds them."""
 
     files: list[str]
+    unread: int = 0  # files skipped unread: received over a day before --since
     state: ReplayState | None = None
     dead_letter: DeadLetter | None = None
     cache: AttributeCache | None = None
@@ -233,7 +259,12 @@ def _open(
     exclude: list[Path] = []  # never read our own files from an input folder
     cache_file = None
     if state_path is not None:
-        state = ReplayState(state_path, dry_run=dry, retry_failed=bool(args.retry_failed))
+        state = ReplayState(
+            state_path,
+            dry_run=dry,
+            retry_failed=bool(args.retry_failed),
+            window=round(args.dedup_window * 3_600_000),
+        )
         stack.callback(state.close)
         cache_file = _default_cache(state_path)
         exclude += [*_state_files(state_path), *_state_files(cache_file)]
@@ -242,6 +273,11 @@ def _open(
         dead_letter = DeadLetter(args.dead_letter)
         stack.callback(dead_letter.close)
     files = _inputs(paths, quiet=args.quiet, exclude=exclude)
+    unread = 0
+    since = getattr(args, "since", None)
+    if since is not None:
+        kept = [name for name in files if not received_long_before(name, since)]
+        unread, files = len(files) - len(kept), kept
     if not dry:
         cache = attribute_cache(
             args.dedup or ("sqlite" if state_path is not None else "none"),
@@ -252,7 +288,7 @@ def _open(
         )
         if cache is not None:
             stack.callback(cache.close)
-    return _Resources(files=files, state=state, dead_letter=dead_letter, cache=cache)
+    return _Resources(files=files, unread=unread, state=state, dead_letter=dead_letter, cache=cache)
 
 
 def _transmit(
@@ -290,6 +326,8 @@ def _deliver(
     paths: Sequence[str],
     state_path: str | None,
 ) -> int:
+    if args.transform:
+        load(args.transform)  # a bad one is a usage error before anything is opened
     settings = _settings(args, env)
     dry = bool(getattr(args, "dry_run", False))
     if not dry:
@@ -320,6 +358,7 @@ def _deliver(
             window=window,
             dead_letter=opened.dead_letter,
             processes=getattr(args, "processes", 1),
+            transform=args.transform,
         )
         if dry:
             dry_run(feed)
@@ -333,6 +372,8 @@ def _deliver(
         tally,
         command=args.command,
         files=len(opened.files),
+        unread=opened.unread,
+        dedup_window=getattr(args, "dedup_window", None),
         dry_run=dry,
         recorded=recorded,
         state=state_path,

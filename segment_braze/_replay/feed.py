@@ -20,10 +20,13 @@ from typing import Any, Final, NamedTuple
 import attrs
 
 from segment_braze._replay.config import TimeWindow
+from segment_braze._replay.identity import Identity, identify
 from segment_braze._replay.inputs import Record
+from segment_braze._replay.layout import folder_source
 from segment_braze._replay.processes import ProcessTranslator, Translated
-from segment_braze._replay.state import Claim, ReplayState, message_key
+from segment_braze._replay.state import Claim, ReplayState, Verdict
 from segment_braze._replay.tally import DeadLetter, Tally
+from segment_braze._replay.transform import DROPPED, apply, load
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate
 from segment_braze._translate.translation import Translation
@@ -46,7 +49,7 @@ def _never_processed(reason: str) -> bool:
 @attrs.define(kw_only=True)
 class _Entry:
     record: Record
-    key: str | None
+    identity: Identity | None
     translation: Translation  # held, so that its id() stays unique while in flight
 
 
@@ -54,7 +57,7 @@ class _Screened(NamedTuple):
     """A record on its way to translation, with what is already known of it."""
 
     record: Record
-    key: str | None = None
+    identity: Identity | None = None
     verdict: str | None = None  # a count to add instead of translating
     error: str | None = None  # why the record is invalid
 
@@ -72,6 +75,9 @@ class Feed:
         dead_letter: the dead-letter file, or ``None``.
         processes: processes in all; above 1, ``processes - 1`` worker
             processes translate while this one reads, claims and sends.
+        transform: ``--transform MODULE:FUNCTION``, run on each message before
+            de-duplication and translation (in the worker processes, if any), or
+            None.
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class Feed:
         window: TimeWindow | None = None,
         dead_letter: DeadLetter | None = None,
         processes: int = 1,
+        transform: str | None = None,
     ) -> None:
         self._records = records
         self._settings = settings
@@ -94,8 +101,11 @@ class Feed:
         self._window = window
         self._dead_letter = dead_letter
         self._processes = processes
+        self._transform_spec = transform
+        self._transform = load(transform) if transform is not None else None
         self._lock = threading.Lock()
         self._in_flight: dict[int, _Entry] = {}
+        self._folder: tuple[str, str | None] = ("", None)  # the last input, its source
         self.key_refused = False
 
     def translations(self) -> Generator[Translation, None, None]:
@@ -115,35 +125,37 @@ class Feed:
             pass
 
     def _translated_here(self, *, dry: bool) -> Generator[Translation, None, None]:
-        tally, state = self._tally, self._state
+        tally = self._tally
         for record in self._records:
             if self.key_refused:
                 return  # the rest stays unread, to be sent by the next run
             tally.add("read")
-            screened = self._screen(record)
-            if screened is None:
+            message = self._admit(record)
+            if message is None:
                 continue
-            key = screened.key
-            if state is not None and key is not None:
-                claim = state.claim(key)
-                if claim is not Claim.NEW:
-                    tally.add(claim.value)
-                    continue
+            identity = self._identity(record, message) if self._state is not None else None
+            if not self._claimed(record, identity):
+                continue
             try:
-                translation = translate(record.value, self._settings)
+                translation = translate(message, self._settings)
             except InvalidMessage as err:
-                self._release(key)
+                self._release(identity)
                 self._invalid(record, f"invalid message: {err}")
                 continue
             tally.translation(translation)
-            if self._accepted(record, key, translation.dropped):
+            if self._accepted(record, identity, translation.dropped):
                 if dry:
-                    self._settle_dry(key)
+                    self._settle_dry(identity)
                 else:
-                    yield self._hold(record, key, translation)
+                    yield self._hold(record, identity, translation)
 
     def _translated_elsewhere(self, *, dry: bool) -> Generator[Translation, None, None]:
-        translator = ProcessTranslator(self._settings, workers=self._processes - 1, keep=not dry)
+        translator = ProcessTranslator(
+            self._settings,
+            workers=self._processes - 1,
+            keep=not dry,
+            transform=self._transform_spec,
+        )
         try:
             for screened, result in translator.map(self._screened()):
                 if self.key_refused:
@@ -170,19 +182,23 @@ class Feed:
             if self._window is not None and not self._window.contains(message):
                 yield _Screened(record=record, verdict="outside window"), None
                 continue
-            key = message_key(message) if state is not None else None
-            if precheck and key is not None and state is not None:
-                decided = state.decided(key)
+            if self._transform is not None:
+                # The workers transform it, then say who it is.
+                yield _Screened(record=record), (message, self._folder_of(record))
+                continue
+            identity = self._identity(record, message) if state is not None else None
+            if precheck and identity is not None and state is not None:
+                decided = state.decided(identity)
                 if decided is not None:
                     yield _Screened(record=record, verdict=decided.value), None
                     continue
-            yield _Screened(record=record, key=key), message
+            yield _Screened(record=record, identity=identity), message
 
     def _settle(
         self, screened: _Screened, result: Translated | None, *, dry: bool
     ) -> Translation | None:
         """Account for one record in input order; return the translation to send."""
-        tally, record, key = self._tally, screened.record, screened.key
+        tally, record = self._tally, screened.record
         tally.add("read")
         if result is None:
             # Passed through untranslated: invalid input, outside the window, or
@@ -192,61 +208,118 @@ class Feed:
             elif screened.verdict is not None:
                 tally.add(screened.verdict)
             return None
-        if self._state is not None and key is not None:
-            claim = self._state.claim(key)
-            if claim is not Claim.NEW:
-                tally.add(claim.value)
-                return None
+        if result.transformed:  # dropped by the transform, or it raised
+            if result.error is not None:
+                self._invalid(record, result.error)
+            else:
+                self._drop(record, DROPPED)
+            return None
+        identity = result.identity if result.identity is not None else screened.identity
+        if not self._claimed(record, identity):
+            return None
         if result.error is not None:
-            self._release(key)
+            self._release(identity)
             self._invalid(record, f"invalid message: {result.error}")
             return None
         if result.counts is not None:
             tally.objects(result.counts)
-        if not self._accepted(record, key, result.dropped):
+        if not self._accepted(record, identity, result.dropped):
             return None
         if dry:
-            self._settle_dry(key)
+            self._settle_dry(identity)
             return None
         if result.translation is None:  # pragma: no cover - kept unless dropped
             raise RuntimeError("a worker process returned no translation to send")
-        return self._hold(record, key, result.translation)
+        return self._hold(record, identity, result.translation)
 
-    def _screen(self, record: Record) -> _Screened | None:
-        """Account for an invalid record or one outside the window; else find its key."""
+    def _admit(self, record: Record) -> dict[str, Any] | None:
+        """The message to claim and translate; None when it is accounted here already.
+
+        Invalid input and messages outside the window stop here, and so do those
+        the transform drops or fails on (before de-duplication, as the transform
+        may change the messageId).
+        """
         if record.error is not None:
             self._invalid(record, record.error)
             return None
-        if self._window is not None and not self._window.contains(record.value):
+        message: dict[str, Any] = record.value
+        if self._window is not None and not self._window.contains(message):
             self._tally.add("outside window")
             return None
-        key = message_key(record.value) if self._state is not None else None
-        return _Screened(record=record, key=key)
+        if self._transform is None:
+            return message
+        applied = apply(self._transform, message, copy=True)
+        if applied.error is not None:
+            self._invalid(record, applied.error)
+        elif applied.message is None:
+            self._drop(record, DROPPED)
+        return applied.message
 
-    def _accepted(self, record: Record, key: str | None, dropped: str | None) -> bool:
+    def _folder_of(self, record: Record) -> str | None:
+        """The source id of the segment-logs folder a record was read from (one look per file)."""
+        name, folder = self._folder
+        if name != record.source:
+            folder = folder_source(record.source)
+            self._folder = (record.source, folder)
+        return folder
+
+    def _identity(self, record: Record, message: dict[str, Any]) -> Identity:
+        """The identity of a record's message (after the transform, if any)."""
+        return identify(message, self._folder_of(record))
+
+    def _claimed(self, record: Record, identity: Identity | None) -> bool:
+        """Claim a message in the state; a duplicate or earlier one is accounted here."""
+        if self._state is None or identity is None:
+            return True
+        verdict = self._state.claim(identity, (record.source, record.line, record.item))
+        if verdict.claim is Claim.NEW:
+            return True
+        self._tally.add(verdict.claim.value)
+        if verdict.claim is Claim.DUPLICATE and self._dead_letter is not None:
+            reason = self._duplicate(identity, verdict)
+            self._dead_letter.write(record, "duplicate", reason, duplicate_of=verdict.first)
+        return False
+
+    def _duplicate(self, identity: Identity, verdict: Verdict) -> str:
+        """Why a message is a duplicate, for the dead-letter file."""
+        if identity.id.startswith("h:"):
+            rule = "identical, and no messageId"
+        elif verdict.same:
+            rule = "same source, messageId and time"
+        else:
+            hours = self._state.window / 3_600_000 if self._state is not None else 0
+            rule = f"same source and messageId within {hours:g} hours"
+        return f"duplicate of {verdict.first} ({rule})"
+
+    def _accepted(self, record: Record, identity: Identity | None, dropped: str | None) -> bool:
         """Whether a translated message goes on; a dropped one is accounted here."""
         if dropped is None:
             return True
-        self._release(key)
-        self._tally.drop(dropped)
-        if self._dead_letter is not None:
-            self._dead_letter.write(record, "dropped", dropped)
+        self._release(identity)
+        self._drop(record, dropped)
         return False
 
-    def _hold(self, record: Record, key: str | None, translation: Translation) -> Translation:
+    def _drop(self, record: Record, reason: str) -> None:
+        self._tally.drop(reason)
+        if self._dead_letter is not None:
+            self._dead_letter.write(record, "dropped", reason)
+
+    def _hold(
+        self, record: Record, identity: Identity | None, translation: Translation
+    ) -> Translation:
         """Keep a message in flight until the sender reports its fate."""
         with self._lock:
             self._in_flight[id(translation)] = _Entry(
-                record=record, key=key, translation=translation
+                record=record, identity=identity, translation=translation
             )
         self._tally.add("in flight")
         return translation
 
-    def _settle_dry(self, key: str | None) -> None:
+    def _settle_dry(self, identity: Identity | None) -> None:
         """A dry run: account for a message as if Braze had accepted it."""
         self._tally.add("delivered")
-        if self._state is not None and key is not None:
-            self._state.finish(key, "delivered")
+        if self._state is not None and identity is not None:
+            self._state.finish(identity, "delivered")
 
     def outcome(self, item: Any, outcome: str, reason: str | None) -> None:
         """``BrazeClient``'s ``on_outcome``: record a message's fate (any thread)."""
@@ -255,11 +328,11 @@ class Feed:
         if entry is None:
             return
         self._tally.add("in flight", -1)
-        key, state = entry.key, self._state
+        identity, state = entry.identity, self._state
         if outcome == "delivered":
             self._tally.add("delivered")
-            if state is not None and key is not None:
-                state.finish(key, "delivered")
+            if state is not None and identity is not None:
+                state.finish(identity, "delivered")
             return
         reason = reason or outcome
         if _KEY_REFUSED in reason:
@@ -272,15 +345,15 @@ class Feed:
         # message rather than losing its record.
         if self._dead_letter is not None:
             self._dead_letter.write(entry.record, outcome, reason)
-        if state is not None and key is not None:
+        if state is not None and identity is not None:
             if outcome == "failed" and not _never_processed(reason):
-                state.finish(key, "failed")
+                state.finish(identity, "failed")
             else:
-                state.release(key)
+                state.release(identity)
 
-    def _release(self, key: str | None) -> None:
-        if self._state is not None and key is not None:
-            self._state.release(key)
+    def _release(self, identity: Identity | None) -> None:
+        if self._state is not None and identity is not None:
+            self._state.release(identity)
 
     def _invalid(self, record: Record, reason: str) -> None:
         self._tally.add("invalid")

@@ -1,8 +1,12 @@
 """Reading Segment messages from files, folders and stdin.
 
-Folders are read recursively in name order (Segment's archive names sort by
-time). Gzip is detected by its magic bytes, never by the name; what is inside
-is read by :mod:`segment_braze._replay.records` (JSON Lines, arrays, batch envelopes).
+Folders are read recursively: in time order for the files in Segment's S3
+layout (``segment-logs/<source>/<received-day>/<file>``, every source under one
+``segment-logs`` folder merged by day and file time, see
+:mod:`segment_braze._replay.layout`), in name order for other files. Gzip is
+detected by its magic bytes, never by the name; what is inside is read value by
+value by :mod:`segment_braze._replay.stream` (JSON Lines, and values spread over
+lines: arrays, batch envelopes, pretty-printed messages).
 A file that cannot be opened, or whose gzip stream is corrupt, becomes an error
 record: reading never stops at a bad input.
 """
@@ -18,7 +22,9 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Final
 
-from segment_braze._replay.records import Lines, Readable, Record, records
+from segment_braze._replay.layout import order_key
+from segment_braze._replay.records import Record
+from segment_braze._replay.stream import Lines, Readable, records
 from segment_braze._replay.usage import UsageError
 
 __all__ = ["STDIN", "Meter", "Record", "expand_paths", "read_source", "total_bytes"]
@@ -62,7 +68,10 @@ class Meter:
 
 
 def expand_paths(paths: Sequence[str], *, exclude: Collection[Path] = ()) -> tuple[list[str], int]:
-    """List the files to read: files as given, folders recursively in name order.
+    """List the files to read: files as given, folders recursively.
+
+    A folder's files in Segment's S3 layout come in time order across sources;
+    its other files in name order.
 
     Args:
         paths: files, folders, or ``-`` for stdin.
@@ -109,8 +118,7 @@ def _folder(root: Path, exclude: Collection[Path]) -> tuple[list[str], int]:
                 continue
             if path.resolve() in exclude:
                 continue
-            # Segment's archive names (and its per-day folders) sort by time.
-            found.append((path.relative_to(root).parts, str(path)))
+            found.append((order_key(str(path), path.relative_to(root).parts), str(path)))
     found.sort()
     return [path for _, path in found], skipped
 

@@ -31,6 +31,8 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import attrs
 
+from segment_braze._replay.identity import Identity, identify
+from segment_braze._replay.transform import DROPPED, apply, load
 from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate
@@ -89,31 +91,53 @@ class Translated(NamedTuple):
         counts: its objects, None when ``error`` is set.
         translation: the translation to send; None unless it was asked for and
             the message is neither invalid nor dropped.
+        identity: with ``--transform``, the identity of the message it returned
+            (the main process de-duplicates on it).
+        transformed: with ``--transform``, whether the transform decided the
+            message's fate (dropped it, or raised): then nothing else ran.
     """
 
     error: str | None
     dropped: str | None = None
     counts: Counts | None = None
     translation: Translation | None = None
+    identity: Identity | None = None
+    transformed: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return tuple.__new__, (type(self), tuple(self))
 
 
-def translate_chunk(settings: Settings, messages: list[Any], *, keep: bool) -> list[Translated]:
+def translate_chunk(
+    settings: Settings, messages: list[Any], *, keep: bool, transform: str | None = None
+) -> list[Translated]:
     """Translate messages (in a worker process).
 
     Args:
         settings: the translation settings.
-        messages: Segment messages.
+        messages: Segment messages; with ``transform``, ``(message, folder)``
+            pairs, the folder being the source id of its ``segment-logs`` folder.
         keep: return the translations to send (else only what the summary needs).
+        transform: ``MODULE:FUNCTION`` to run on each message first, or None.
     """
+    function = load(transform) if transform is not None else None
     results = []
-    for message in messages:
+    for item in messages:
+        identity = None
+        message = item
+        if function is not None:
+            message, folder = item
+            applied = apply(function, message, copy=False)
+            if applied.message is None:
+                dropped = DROPPED if applied.error is None else None
+                results.append(Translated(error=applied.error, dropped=dropped, transformed=True))
+                continue
+            message = applied.message
+            identity = identify(message, folder)
         try:
             translation = translate(message, settings)
         except InvalidMessage as err:
-            results.append(Translated(error=str(err)))
+            results.append(Translated(error=str(err), identity=identity))
             continue
         sent = keep and translation.dropped is None
         results.append(
@@ -122,6 +146,7 @@ def translate_chunk(settings: Settings, messages: list[Any], *, keep: bool) -> l
                 dropped=translation.dropped,
                 counts=count_objects(translation),
                 translation=translation if sent else None,
+                identity=identity,
             )
         )
     return results
@@ -150,11 +175,16 @@ class ProcessTranslator:
         settings: the translation settings (the REST API key stays here).
         workers: worker processes.
         keep: return the translations (to send); a dry run needs only counts.
+        transform: ``MODULE:FUNCTION`` each worker imports and runs first, or None;
+            the messages are then ``(message, folder)`` pairs (see translate_chunk).
     """
 
-    def __init__(self, settings: Settings, *, workers: int, keep: bool) -> None:
+    def __init__(
+        self, settings: Settings, *, workers: int, keep: bool, transform: str | None = None
+    ) -> None:
         self._settings = attrs.evolve(settings, rest_api_key=None)
         self._keep = keep
+        self._transform = transform
         self._ahead = workers * (1 + _AHEAD)
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
@@ -180,7 +210,11 @@ class ProcessTranslator:
                 future = None
                 if messages:
                     future = self._pool.submit(
-                        translate_chunk, self._settings, messages, keep=self._keep
+                        translate_chunk,
+                        self._settings,
+                        messages,
+                        keep=self._keep,
+                        transform=self._transform,
                     )
                 window.append((chunk, future))
                 if len(window) > self._ahead:

@@ -1,27 +1,27 @@
-"""Segment archive formats: from lines of bytes to :class:`Record` values.
+"""From JSON values to :class:`Record` values: messages, arrays and batch envelopes.
 
-The format is detected from the content: JSON Lines (each line one message, one
-array of messages, or one Segment batch envelope ``{"batch": [...]}``), or a
-whole-file JSON document (an array, an envelope, or one message) spread over
-several lines. JSON Lines are streamed; a whole-file document is read into
-memory. Every record carries its file and line number, and a line that is not
-JSON or not a Segment message is a record with ``error`` set.
+A JSON value read from an input becomes one record per Segment message: a
+message is itself, an array gives one record per element, and a Segment batch
+envelope ``{"batch": [...]}`` one per message of the batch, with the envelope's
+``context``, ``integrations`` and ``sentAt`` applied. A value that spans several
+lines (pretty-printed) is walked element by element, so each record knows the
+line it starts on. :mod:`segment_braze._replay.stream` finds the values in a
+stream of lines. A value that is not JSON, or not a Segment message, is a record
+with ``error`` set.
 """
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterator
-from typing import Any, Final, Protocol
+from collections.abc import Generator, Iterator
+from typing import Any, Final
 
 import attrs
 
 from segment_braze import _json
 
-__all__ = ["Lines", "Readable", "Record", "records"]
+__all__ = ["Bad", "Record", "bad_line", "decode", "expand", "parse"]
 
-_BOM: Final = b"\xef\xbb\xbf"
 # Segment: in a batch request, context and integrations apply to every call;
 # the batch's sentAt is when the library sent them all.
 _ENVELOPE_DEFAULTS: Final = ("context", "integrations", "sentAt")
@@ -64,87 +64,7 @@ class Record:
         return None
 
 
-class Readable(Protocol):
-    """A binary stream read line by line."""
-
-    def readline(self) -> bytes:
-        """The next line, with its end; ``b""`` at the end of the stream."""
-        ...  # pragma: no cover
-
-    def read(self) -> bytes:
-        """Everything left."""
-        ...  # pragma: no cover
-
-
-class Lines:
-    """Numbered lines of a byte stream."""
-
-    def __init__(self, stream: Readable) -> None:
-        self.stream = stream
-        self.count = 0
-
-    def next(self) -> bytes | None:
-        """The next line (a leading byte-order mark removed), or ``None`` at the end."""
-        line = self.stream.readline()
-        if not line:
-            return None
-        self.count += 1
-        if self.count == 1 and line.startswith(_BOM):
-            line = line[len(_BOM) :]
-        return line
-
-    def rest(self) -> bytes:
-        """Everything not read yet."""
-        return self.stream.read()
-
-
-def records(lines: Lines, source: str) -> Iterator[Record]:
-    """The records of one input, whatever its format (detected from its first content)."""
-    held: list[bytes] = []  # the lines read before the format is known
-    first = _next_content(lines, held)
-    if first is None:
-        return
-    first_number = lines.count
-    parsed = _parse(first.rstrip(b"\r\n"))
-    if not isinstance(parsed, _Bad):
-        yield from _expand(parsed, source, first_number)
-        yield from _json_lines(lines, source)
-        return
-    second = _next_content(lines, held)
-    if first.strip() in (b"[", b"{") or (
-        second is not None and isinstance(_parse(second.rstrip(b"\r\n")), _Bad)
-    ):
-        # A lone bracket, or two lines that are not JSON on their own: a document
-        # spread over lines (pretty-printed). JSON Lines that merely start with
-        # bad lines are read as lines after all (see _document).
-        yield from _document(b"".join(held) + lines.rest(), source)
-        return
-    yield _bad_line(first, parsed, source, first_number)
-    if second is not None:
-        yield from _expand(_parse(second.rstrip(b"\r\n")), source, lines.count)
-    yield from _json_lines(lines, source)
-
-
-def _next_content(lines: Lines, held: list[bytes]) -> bytes | None:
-    while (line := lines.next()) is not None:
-        held.append(line)
-        if line.strip():
-            return line
-    return None
-
-
-def _json_lines(lines: Lines, source: str) -> Iterator[Record]:
-    while (line := lines.next()) is not None:
-        if not line.strip():
-            continue
-        parsed = _parse(line.rstrip(b"\r\n"))
-        if isinstance(parsed, _Bad):
-            yield _bad_line(line, parsed, source, lines.count)
-        else:
-            yield from _expand(parsed, source, lines.count)
-
-
-class _Bad:
+class Bad:
     """A line that is not JSON, and why."""
 
     __slots__ = ("reason",)
@@ -157,7 +77,8 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse(data: bytes) -> Any:
+def parse(data: bytes) -> Any:
+    """The JSON value of ``data``, or :class:`Bad` saying why it is not JSON."""
     try:
         return _json.loads(data)
     except ValueError:
@@ -166,17 +87,19 @@ def _parse(data: bytes) -> Any:
     try:
         return json.loads(data, parse_constant=_refuse_constant)
     except json.JSONDecodeError as err:
-        return _Bad(_decode_error(err.msg, err.colno))
+        return Bad(_decode_error(err.msg, err.colno))
     except ValueError as err:  # UnicodeDecodeError, NaN
-        return _Bad(f"not JSON: {err}")
+        return Bad(f"not JSON: {err}")
 
 
-def _decode_error(message: str, column: int) -> str:
+def _decode_error(message: str, column: int, line: int | None = None) -> str:
     # The standard library's messages end in " at" where the position follows.
-    return f"not JSON: {message.removesuffix(' at')} at column {column}"
+    where = f"column {column}" if line is None else f"line {line} column {column}"
+    return f"not JSON: {message.removesuffix(' at')} at {where}"
 
 
-def _bad_line(line: bytes, bad: _Bad, source: str, number: int) -> Record:
+def bad_line(line: bytes, bad: Bad, source: str, number: int) -> Record:
+    """The record of a line that is not JSON, keeping its text for the dead-letter file."""
     text = line.decode("utf-8", errors="replace").rstrip("\r\n")
     return Record(source=source, line=number, error=bad.reason, text=text)
 
@@ -217,7 +140,7 @@ def _with_defaults(message: Any, envelope: dict[str, Any]) -> Any:
     return merged
 
 
-def _expand(value: Any, source: str, line: int) -> Iterator[Record]:
+def expand(value: Any, source: str, line: int) -> Iterator[Record]:
     """The records of one JSON value on one line: a message, an array, an envelope."""
     if _is_envelope(value):
         for index, item in enumerate(value["batch"]):
@@ -229,35 +152,35 @@ def _expand(value: Any, source: str, line: int) -> Iterator[Record]:
         yield _message(value, source, line, None)
 
 
-def _document(data: bytes, source: str) -> Iterator[Record]:
-    """Records of a whole-file JSON document, each with the line it starts on."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None:
-        reader = _DocumentReader(text, source)
-        records = reader.records()
-        first = next(records, None)
-        if reader.decoded:
-            if first is not None:
-                yield first
-            yield from records
-            return
-    # Not one document after all: read it as JSON Lines, reporting each bad line.
-    yield from _json_lines(Lines(io.BytesIO(data)), source)
+def decode(text: str, source: str, first_line: int, *, note: str = "") -> Iterator[Record]:
+    """The records of the JSON values in ``text``, which starts on line ``first_line``.
+
+    Each message gets the line it starts on: an array or envelope spread over
+    lines is walked element by element. At the first syntax error one record
+    says where and why, and the rest of ``text`` is skipped; when nothing of
+    ``text`` could be read, that record keeps ``text`` for the dead-letter file.
+
+    Args:
+        text: one or more JSON values separated by whitespace.
+        source: the input's name.
+        first_line: the line ``text`` starts on.
+        note: words added to the reason of a syntax error.
+    """
+    return _Walker(text, source, first_line, note).records()
 
 
-class _DocumentReader:
-    """Walks a JSON document element by element, so each knows its line."""
+class _Walker:
+    """Walks JSON values element by element, so each message knows its line."""
 
-    def __init__(self, text: str, source: str) -> None:
+    def __init__(self, text: str, source: str, first_line: int, note: str) -> None:
         self.text = text
         self.source = source
+        self.note = note
         self.decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+        self.first_line = first_line
         self.counted_to = 0
-        self.line = 1
-        self.decoded = 0  # values decoded: none means this is not one document
+        self.line = first_line
+        self.decoded = 0  # values decoded so far
 
     def line_at(self, position: int) -> int:
         self.line += self.text.count("\n", self.counted_to, position)
@@ -272,35 +195,46 @@ class _DocumentReader:
 
     def fail(self, err: ValueError, position: int) -> Record:
         if isinstance(err, json.JSONDecodeError):
-            line = self.line_at(err.pos)
+            position = err.pos
             column = err.pos - self.text.rfind("\n", 0, err.pos)
-            reason = _decode_error(err.msg, column)
+            line = self.line_at(position)
+            message = err.msg
         else:
-            line, reason = self.line_at(position), f"not JSON: {err}"
+            line, column, message = self.line_at(position), 0, str(err)
+        if self.decoded:
+            # Part of the text was read: the error names its own line.
+            reason = _decode_error(message, column) + "; the rest of this value is skipped"
+            return Record(source=self.source, line=line, error=reason + self.note)
+        # Nothing was read: the record stands for the whole text, from its first line.
+        reason = _decode_error(message, column, None if line == self.first_line else line)
         return Record(
-            source=self.source,
-            line=line,
-            error=f"{reason}; the rest of this file is skipped",
+            source=self.source, line=self.first_line, error=reason + self.note, text=self.text
         )
 
     def records(self) -> Iterator[Record]:
-        start = self.skip(0)
-        if self.text.startswith("[", start):
-            yield from self.array(start, envelope=None)
-            return
+        position = self.skip(0)
+        while position < len(self.text):
+            if self.text.startswith("[", position):
+                end = yield from self.array(position, envelope=None)
+            else:
+                end = yield from self.value(position)
+            if end is None:
+                return
+            position = self.skip(end)
+
+    def value(self, start: int) -> Generator[Record, None, int | None]:
+        """One value that is not an array: a message, or an envelope walked by element."""
         try:
             value, end = self.decoder.raw_decode(self.text, start)
         except ValueError as err:
             yield self.fail(err, start)
-            return
-        self.decoded += 1
-        if self.skip(end) != len(self.text):
-            yield self.fail(json.JSONDecodeError("Extra data", self.text, self.skip(end)), end)
-            return
+            return None
         if _is_envelope(value):
-            yield from self.array(self.batch_start(start), envelope=value)
-        else:
-            yield _message(value, self.source, self.line_at(start), None)
+            walked = yield from self.array(self.batch_start(start), envelope=value)
+            return None if walked is None else end
+        self.decoded += 1
+        yield _message(value, self.source, self.line_at(start), None)
+        return end
 
     def batch_start(self, position: int) -> int:
         """Where the ``batch`` array of a (valid) envelope object starts."""
@@ -313,14 +247,17 @@ class _DocumentReader:
             _, position = self.decoder.raw_decode(self.text, position)
             position = self.skip(self.skip(position) + 1)  # past ","
 
-    def array(self, position: int, *, envelope: dict[str, Any] | None) -> Iterator[Record]:
+    def array(
+        self, position: int, *, envelope: dict[str, Any] | None
+    ) -> Generator[Record, None, int | None]:
+        """The elements of an array; returns where it ends, or None after an error."""
         position = self.skip(position + 1)  # past "["
         while position < len(self.text) and self.text[position] != "]":
             try:
                 value, end = self.decoder.raw_decode(self.text, position)
             except ValueError as err:
                 yield self.fail(err, position)
-                return
+                return None
             self.decoded += 1
             if envelope is not None:
                 value = _with_defaults(value, envelope)
@@ -331,10 +268,9 @@ class _DocumentReader:
             elif not self.text.startswith("]", position):
                 error = json.JSONDecodeError("Expecting ',' delimiter", self.text, position)
                 yield self.fail(error, position)
-                return
+                return None
         if position >= len(self.text):
             error = json.JSONDecodeError("Unterminated array", self.text, position)
             yield self.fail(error, position)
-        elif envelope is None and self.skip(position + 1) != len(self.text):
-            extra = self.skip(position + 1)
-            yield self.fail(json.JSONDecodeError("Extra data", self.text, extra), extra)
+            return None
+        return position + 1

@@ -1,110 +1,146 @@
-"""The resumable state of a replay: an SQLite file of the messages Braze decided.
+"""The resumable state of a replay: an SQLite file of the messages each run claimed.
 
-One file per replay (``--state``), with three tables::
+One file per replay (``--state``); :mod:`segment_braze._replay.statefile` opens
+it and holds its tables. A message is known by its identity (:mod:`segment_braze._replay.identity`):
+its source, its ``messageId`` (or a digest of its content) and its time. So the
+state does not depend on file names or line numbers: the same archive found
+under another path, or piped on stdin, resumes just the same.
 
-    meta(name, value)                   format marker and schema version
-    runs(id, started_at, finished_at)   one row per run of the command
-    messages(key, status, run)          one row per message whose fate Braze
-                                        decided: status 1 delivered, 2 failed
-
-A message's key is ``m:<messageId>``, or ``h:<digest of its content>`` when it
-has none, so the state does not depend on file names or line numbers: the same
-archive found under another path, or piped on stdin, resumes just the same.
-
-The file is the duplicate filter too: a key already recorded is skipped, and so
-is a key in flight in this run. Memory holds only the keys in flight; every
-decided key lives in SQLite.
+Every message is claimed before it is sent, and the claim applies Segment's
+duplicate rule: a message is a **duplicate** when this run already claimed a
+message of the same source and id within ``window`` milliseconds of it (by the
+messages' times), or the file holds one from an earlier run; a duplicate is
+skipped and the answer says where the message it duplicates was read. A
+message the file holds with the very same time is the **same message**: when an
+earlier run delivered it, it is skipped as done, whatever the window (0 turns
+the window off). A message a version-1 state (0.1.0) recorded by its
+``messageId`` alone counts as delivered or failed earlier. Each claim is one
+indexed lookup, in memory first, then in the file.
 
 Outcomes are committed in small transactions, in WAL mode: before each request
-the sender makes (:meth:`ReplayState.commit`, called by the sender's session),
-and otherwise at most ``commit_after`` seconds after an outcome arrives. So a
+the sender makes (:meth:`ReplayState.commit`, called by the sender's hook), and
+otherwise at most ``commit_after`` seconds after an outcome arrives. So a
 worker's outcomes are on disk before it sends its next batch, and a process
 killed at any point, even with SIGKILL, re-sends at most one batch per worker:
 the one in flight, or the last one answered, never both.
 
-Outcomes wait in memory until that commit writes them all, in one statement.
-Claims read the file through a second, read-only connection, which in WAL mode
-never waits for the writer. That is exact because a key leaves memory only once
-the commit that records it has finished: at any moment, a key this run decided
-is either still held in memory or committed, and a claim checks memory first.
+Memory holds only the messages claimed and not yet committed (in flight, or
+with an outcome waiting for the next commit, which writes them all in one
+statement). Claims read the file through a second, read-only connection, which
+in WAL mode never waits for the writer. That is exact because a message leaves
+memory only once the commit that records it has finished: at any moment, a
+message this run claimed is either still held in memory or committed, and a
+claim checks memory first.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-import hashlib
-import json
-import sqlite3
-import sys
-import tempfile
 import threading
-from collections.abc import Mapping
-from pathlib import Path
-from typing import IO, Any, Final, Literal
+from typing import Final, Literal, NamedTuple
 
-from segment_braze._replay.usage import UsageError
+from segment_braze._replay.identity import Identity
+from segment_braze._replay.statefile import DELIVERED, FAILED, SEEN, open_state
 
-__all__ = ["Claim", "ReplayState", "message_key"]
+__all__ = ["DAY", "MAX_WINDOW", "Claim", "Position", "ReplayState", "Verdict"]
 
-_FORMAT: Final = "segment-braze replay state"
-_VERSION: Final = "1"
-_DELIVERED: Final = 1
-_FAILED: Final = 2
-_STATUS: Final = {"delivered": _DELIVERED, "failed": _FAILED}
-_SCHEMA: Final = (
-    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT)",
-    "CREATE TABLE messages (key TEXT PRIMARY KEY, status INTEGER NOT NULL,"
-    " run INTEGER NOT NULL) WITHOUT ROWID",
+DAY: Final = 86_400_000
+"""Segment's look-back window for duplicate messageIds, in milliseconds."""
+MAX_WINDOW: Final = 3650 * DAY
+"""The longest window: far below the distance from any time to ``NO_TIME``."""
+_STATUS: Final = {"delivered": DELIVERED, "failed": FAILED}
+# Usually no row, rarely more than one: choosing among them costs less than a sort.
+_WITHIN: Final = (
+    "SELECT time, status, run, file, line, item FROM messages"
+    " WHERE source = ? AND id = ? AND time BETWEEN ? AND ?"
 )
+_UPSERT: Final = (
+    "INSERT INTO messages (source, id, time, status, run, file, line, item)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, id, time) DO UPDATE SET"
+    " status = excluded.status, run = excluded.run, file = excluded.file,"
+    " line = excluded.line, item = excluded.item"
+)
+
+# A recorded message: time, status, run, file, line, item.
+_Row = tuple[int, int, int, int | None, int | None, int | None]
+
+Position = tuple[str, int, int | None]
+"""Where a message was read: the input's name, its line, its item on that line."""
 
 
 class Claim(enum.Enum):
     """What the state says about a message about to be sent."""
 
     NEW = "new"
-    """Not decided yet, nor in flight: send it (it is now in flight)."""
+    """Not claimed yet, nor a duplicate: send it (it is now in flight)."""
     DUPLICATE = "duplicate"
-    """Seen in this run already (in flight, or decided)."""
+    """A duplicate of a message claimed in this run or recorded by an earlier one."""
     DONE_EARLIER = "done earlier"
     """Delivered by an earlier run."""
     FAILED_EARLIER = "failed earlier"
     """Failed in an earlier run; not retried without ``retry_failed``."""
 
 
-def message_key(message: Mapping[str, Any]) -> str:
-    """The state key of a Segment message: its ``messageId``, or a content digest."""
-    message_id = message.get("messageId")
-    if isinstance(message_id, str) and message_id:
-        return f"m:{message_id}"
-    canonical = json.dumps(
-        message, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    )
-    digest = hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=16)
-    return f"h:{digest.hexdigest()}"
+class Verdict(NamedTuple):
+    """A claim's answer.
+
+    Attributes:
+        claim: what to do with the message.
+        first: for a duplicate, where the message it duplicates was read
+            (``file:line``, as the records say it).
+        same: for a duplicate, whether it is a copy of the same message (the same
+            time), rather than another within the window.
+    """
+
+    claim: Claim
+    first: str | None = None
+    same: bool = False
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+class _Claimed:
+    """A message claimed in this run and not committed yet."""
+
+    __slots__ = ("file", "item", "legacy", "line", "source", "status", "time")
+
+    def __init__(
+        self, source: int, time: int, file: int, line: int, item: int | None, *, legacy: bool
+    ) -> None:
+        self.source = source  # the source's number
+        self.time = time
+        self.status = 0  # 0 while in flight
+        self.file = file
+        self.line = line
+        self.item = item
+        self.legacy = legacy  # claimed again over a version-1 row (--retry-failed)
+
+
+_NEW: Final = Verdict(Claim.NEW)
+_EARLIER: Final = {claim: Verdict(claim) for claim in (Claim.DONE_EARLIER, Claim.FAILED_EARLIER)}
+
+
+def _place(name: str, line: int | None, item: int | None) -> str:
+    place = f"{name}:{line}" if line else name
+    return place if item is None else f"{place} item {item}"
 
 
 class ReplayState:
-    """The record of which messages Braze decided, shared by every run of a replay.
+    """The record of which messages each run claimed, shared by every run of a replay.
 
-    Thread-safe: the reading thread claims keys, the sender's worker threads
-    finish them.
+    Thread-safe: the reading thread claims messages, the sender's worker
+    threads finish them.
 
     Args:
         path: the SQLite file (created when missing).
         dry_run: read the state but never write it; a missing file is not created.
         retry_failed: treat messages that failed in an earlier run as new.
+        window: the duplicate window in milliseconds (0: only the same message).
         commit_every: commit after this many outcomes at the latest.
         commit_after: commit at most this many seconds after an outcome arrives.
 
     Raises:
         UsageError: the file is not a replay state, is from a newer version, or
             another replay is using it.
+        ValueError: a window below 0 or above :data:`MAX_WINDOW`.
     """
 
     def __init__(
@@ -113,59 +149,45 @@ class ReplayState:
         *,
         dry_run: bool = False,
         retry_failed: bool = False,
+        window: int = DAY,
         commit_every: int = 500,
         commit_after: float = 0.1,
     ) -> None:
+        if not 0 <= window <= MAX_WINDOW:
+            raise ValueError(f"the duplicate window must be 0 to {MAX_WINDOW} ms, not {window}")
         self.path = path
         # Whether earlier runs recorded messages (read when the file is opened).
         self.resuming = False
         self.dry_run = dry_run
         self.retry_failed = retry_failed
+        self.window = window
         self._commit_every = commit_every
         # Locks are taken in this order: a connection's (_read_lock, _write_lock;
-        # one lock in a dry run), then _lock. _lock guards the two collections
-        # below and is held only to read or change them, never around SQLite.
+        # one lock in a dry run), then _lock. _lock guards the collections below
+        # and is held only to read or change them, never around SQLite.
         self._lock = threading.Lock()
-        self._in_flight: set[str] = set()  # claimed, no outcome yet
-        self._outcomes: dict[str, int] = {}  # outcome known, not committed yet: status
-        self._temp: tempfile.TemporaryDirectory[str] | None = None
-        self._lock_file: IO[str] | None = None
-        if dry_run and not Path(path).exists():
-            self._temp = tempfile.TemporaryDirectory(prefix="segment-braze-")
-            path = str(Path(self._temp.name, "state.sqlite"))
-        else:
-            self._lock_file = _exclusive(path)
-        try:
-            self._db = sqlite3.connect(
-                path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as err:
-            self._unlock()
-            raise UsageError(f"cannot open the state file {self.path}: {err}") from err
-        try:
-            self.run = self._open()
-        except sqlite3.DatabaseError as err:
-            self._db.close()
-            self._unlock()
-            raise UsageError(f"{self.path} is not a replay state file ({err})") from err
-        except UsageError:
-            self._db.close()
-            self._unlock()
-            raise
-        # The writer: outcomes, commits, the run's row. The sender's threads
-        # and the committer thread take turns with it under _write_lock.
+        self._claimed: dict[tuple[str, str], list[_Claimed]] = {}  # not committed yet
+        self._settled: list[tuple[tuple[str, str], _Claimed]] = []  # outcome known
+        self._in_flight = 0
+        self._files: dict[str, int] = {}  # input names this run met, and their ids
+        self._names: dict[int, str] = {}
+        self._new_files: list[tuple[int, str]] = []  # not committed yet
+        opened = open_state(path, dry_run=dry_run)
+        self._file_state = opened
+        self._db, self._reader = opened.db, opened.reader
+        self.run = opened.run
+        self.resuming = opened.resuming
+        self._legacy = opened.legacy  # whether a version-1 state's rows are there
+        self._next_file = opened.next_file
+        self._sources = opened.sources  # every source's number
+        self._new_sources: list[tuple[int, str]] = []  # not committed yet
+        self._last_file = ("", 0)  # the input of the last claim, and its number
+        # The writer (outcomes, commits, the run's row): the sender's threads and
+        # the committer thread take turns with it under _write_lock. The reader
+        # (claims and decided()) has its own lock, but for a dry run, which reads
+        # its own open transaction through the writer.
         self._write_lock = threading.Lock()
-        self._reader, self._read_lock = self._db, self._write_lock
-        if not dry_run:
-            # The reader: claims and decided(). A dry run never commits, so it
-            # reads its own open transaction through the writer instead.
-            try:
-                self._reader = _reader(path)
-            except sqlite3.Error as err:  # pragma: no cover - the writer opened it
-                self._db.close()
-                self._unlock()
-                raise UsageError(f"cannot open the state file {self.path}: {err}") from err
-            self._read_lock = threading.Lock()
+        self._read_lock = self._write_lock if dry_run else threading.Lock()
         self._stop = threading.Event()
         self._committer: threading.Thread | None = None
         if not dry_run:
@@ -177,98 +199,153 @@ class ReplayState:
             )
             self._committer.start()
 
-    def _open(self) -> int:
-        db = self._db
-        db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL: a commit survives the process being killed (only a power cut
-        # can lose the last ones); FULL would fsync every small transaction.
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("BEGIN IMMEDIATE")
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-        if not tables:
-            for statement in _SCHEMA:
-                db.execute(statement)
-            db.executemany(
-                "INSERT INTO meta (name, value) VALUES (?, ?)",
-                [("format", _FORMAT), ("version", _VERSION)],
-            )
-        else:
-            meta = dict(db.execute("SELECT name, value FROM meta")) if "meta" in tables else {}
-            if meta.get("format") != _FORMAT:
-                db.execute("ROLLBACK")
-                raise UsageError(f"{self.path} is not a segment-braze replay state file")
-            if meta.get("version") != _VERSION:
-                db.execute("ROLLBACK")
-                raise UsageError(
-                    f"{self.path} was written by another version of segment-braze"
-                    f" (state version {meta.get('version')}, this one reads {_VERSION})"
-                )
-        self.resuming = db.execute("SELECT 1 FROM messages LIMIT 1").fetchone() is not None
-        run = db.execute("INSERT INTO runs (started_at) VALUES (?)", (_now(),)).lastrowid
-        if not self.dry_run:
-            db.execute("COMMIT")
-            db.execute("BEGIN")
-        return int(run or 0)
+    def claim(self, identity: Identity, position: Position) -> Verdict:
+        """Say whether to send a message; a NEW one is now in flight.
 
-    def claim(self, key: str) -> Claim:
-        """Say whether to send the message with ``key``; a NEW key is now in flight."""
-        # The read lock serialises claims, so no other claim can add ``key``
-        # between the two checks of memory below; a commit can only take keys
-        # out of memory, and only once they are in the file.
+        Args:
+            identity: the message's identity.
+            position: where it was read, for the report of its duplicates.
+        """
+        source, key, time = identity
+        slot = (source, key)
+        # The read lock serialises claims, so no other claim can add a message
+        # between the checks of memory and the file below; a commit can only
+        # take messages out of memory, and only once they are in the file.
         with self._read_lock:
             with self._lock:
-                if key in self._in_flight or key in self._outcomes:
-                    return Claim.DUPLICATE
-            decided = self._decided(key)
-            if decided is not None:
-                return decided
+                entries = self._claimed.get(slot)
+                held = self._held(entries, time) if entries else None
+            row, earlier, legacy = self._lookup(identity)
+            if earlier is not None:
+                return _EARLIER[earlier]
+            if held is not None:
+                first = _place(self._names[held.file], held.line, held.item)
+                return Verdict(Claim.DUPLICATE, first=first, same=held.time == time)
+            if row is not None and (row[2] == self.run or row[0] != time):
+                first = self._where(row[3], row[4], row[5])
+                return Verdict(Claim.DUPLICATE, first=first, same=row[0] == time)
+            name, line, item = position
+            file = self._last_file[1] if name == self._last_file[0] else self._file(name)
+            number = self._sources.get(source) or self._source(source)
+            entry = _Claimed(number, time, file, line, item, legacy=legacy)
             with self._lock:
-                self._in_flight.add(key)
-            return Claim.NEW
+                if entries is None:
+                    self._claimed[slot] = [entry]
+                else:
+                    entries.append(entry)
+                self._in_flight += 1
+            return _NEW
 
-    def decided(self, key: str) -> Claim | None:
-        """What the file already says of ``key``, without claiming it.
+    def _lookup(self, identity: Identity) -> tuple[_Row | None, Claim | None, bool]:
+        """Look a message up in the file (called with the read lock held).
 
         Returns:
-            ``DONE_EARLIER`` or ``FAILED_EARLIER`` (decided by an earlier run and
-            not to be sent again), ``DUPLICATE`` (decided in this run), or ``None``
-            when :meth:`claim` may answer ``NEW``. A key that is not ``None`` here
-            answers the same in every later :meth:`claim` of this run, because
-            only a ``NEW`` claim can change its row.
+            The recorded message nearest in time within the window (the same
+            message first), what an earlier run decided of this very message
+            (``None``: nothing that stops it), and whether a version-1 row names it.
+        """
+        source, key, time = identity
+        number = self._sources.get(source)
+        if number is not None:  # else no message of that source was ever recorded
+            rows: list[_Row] = self._reader.execute(
+                _WITHIN, (number, key, time - self.window, time + self.window)
+            ).fetchall()
+            if rows:
+                row = min(rows, key=lambda row: abs(row[0] - time))  # the same one first
+                same_earlier = row[2] != self.run and row[0] == time
+                return row, self._earlier(row[1]) if same_earlier else None, False
+        if self._legacy:
+            found = self._reader.execute("SELECT status FROM legacy WHERE key = ?", (key,))
+            status = found.fetchone()
+            if status is not None:
+                return None, self._earlier(int(status[0])), True
+        return None, None, False
+
+    def _held(self, entries: list[_Claimed], time: int) -> _Claimed | None:
+        """The message held in memory that one at ``time`` duplicates (called under _lock)."""
+        best, nearest = None, self.window + 1
+        for entry in entries:
+            distance = abs(entry.time - time)
+            if distance < nearest:
+                best, nearest = entry, distance
+        return best
+
+    def _earlier(self, status: int) -> Claim | None:
+        """What an earlier run's record of the same message says; None: send it."""
+        if status == DELIVERED:
+            return Claim.DONE_EARLIER
+        if status == FAILED and not self.retry_failed:
+            return Claim.FAILED_EARLIER
+        return None  # seen but not decided, or a failure to retry: look at it again
+
+    def _source(self, name: str) -> int:
+        """The number of a source, given one if it is new (called with the read lock held)."""
+        number = self._sources.get(name)
+        if number is None:
+            number = len(self._sources) + 1
+            self._sources[name] = number
+            with self._lock:
+                self._new_sources.append((number, name))
+        return number
+
+    def _file(self, name: str) -> int:
+        """The id of an input's name (called with the read lock held)."""
+        file = self._files.get(name)
+        if file is None:
+            row = self._reader.execute("SELECT id FROM files WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                file = int(row[0])
+            else:
+                file, self._next_file = self._next_file, self._next_file + 1
+                with self._lock:
+                    self._new_files.append((file, name))
+            self._files[name] = file
+            self._names[file] = name
+        self._last_file = (name, file)
+        return file
+
+    def _where(self, file: int | None, line: int | None, item: int | None) -> str:
+        """Where a recorded message was read (called with the read lock held)."""
+        name = self._names.get(file) if file is not None else None
+        if name is None and file is not None:
+            row = self._reader.execute("SELECT name FROM files WHERE id = ?", (file,)).fetchone()
+            name = row[0] if row is not None else None
+        return _place(name or "an earlier run's input", line, item)
+
+    def decided(self, identity: Identity) -> Claim | None:
+        """What earlier runs decided of this very message, without claiming it.
+
+        Returns:
+            ``DONE_EARLIER`` or ``FAILED_EARLIER`` when an earlier run recorded the
+            same message (or a version-1 state its ``messageId``) as not to be sent
+            again, else ``None``. A message that is not ``None`` here answers the
+            same in every later :meth:`claim` of this run: no claim of this run can
+            change that record.
         """
         with self._read_lock:
-            with self._lock:
-                if key in self._outcomes:
-                    return Claim.DUPLICATE
-            return self._decided(key)
+            return self._lookup(identity)[1]
 
-    def _decided(self, key: str) -> Claim | None:
-        # Called with the read lock held.
-        row = self._reader.execute(
-            "SELECT status, run FROM messages WHERE key = ?", (key,)
-        ).fetchone()
-        if row is None:
-            return None
-        status, run = row
-        if run == self.run:
-            return Claim.DUPLICATE
-        if status == _DELIVERED:
-            return Claim.DONE_EARLIER
-        if not self.retry_failed:
-            return Claim.FAILED_EARLIER
-        return None
+    def release(self, identity: Identity) -> None:
+        """Settle a claimed message Braze did not decide (dropped, invalid, never sent).
 
-    def release(self, key: str) -> None:
-        """Forget a claimed key without recording it (dropped, invalid, never sent)."""
+        Later copies in this run are still its duplicates; later runs look at it again.
+        """
+        self._settle(identity, SEEN)
+
+    def finish(self, identity: Identity, outcome: Literal["delivered", "failed"]) -> None:
+        """Record what Braze decided for a claimed message (written by the next commit)."""
+        self._settle(identity, _STATUS[outcome])
+
+    def _settle(self, identity: Identity, status: int) -> None:
+        slot = (identity.source, identity.id)
         with self._lock:
-            self._in_flight.discard(key)
-
-    def finish(self, key: str, outcome: Literal["delivered", "failed"]) -> None:
-        """Record what Braze decided for a claimed key (written by the next commit)."""
-        with self._lock:
-            self._in_flight.discard(key)
-            self._outcomes[key] = _STATUS[outcome]
-            due = len(self._outcomes) >= self._commit_every
+            for entry in self._claimed.get(slot, ()):
+                if entry.time == identity.time and not entry.status:
+                    entry.status = status
+                    self._settled.append((slot, entry))
+                    self._in_flight -= 1
+                    break
+            due = len(self._settled) >= self._commit_every
         if due:
             self.commit()
 
@@ -284,23 +361,35 @@ class ReplayState:
     def _commit(self) -> None:
         # Called with the write lock held.
         with self._lock:
-            rows = dict(self._outcomes)
-        if not rows:
+            settled, self._settled = self._settled, []
+            files, self._new_files = self._new_files, []
+            sources, self._new_sources = self._new_sources, []
+        if not settled and not files and not sources:
             return
-        self._db.executemany(
-            "INSERT INTO messages (key, status, run) VALUES (?, ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET status = excluded.status, run = excluded.run",
-            [(key, status, self.run) for key, status in rows.items()],
+        db, run = self._db, self.run
+        db.executemany("INSERT INTO sources (id, name) VALUES (?, ?)", sources)
+        db.executemany("INSERT INTO files (id, name) VALUES (?, ?)", files)
+        db.executemany(
+            _UPSERT,
+            [
+                (e.source, key, e.time, e.status, run, e.file, e.line, e.item)
+                for (_, key), e in settled
+            ],
+        )
+        db.executemany(
+            "DELETE FROM legacy WHERE key = ?", [(key,) for (_, key), e in settled if e.legacy]
         )
         if not self.dry_run:
-            self._db.execute("COMMIT")
-            self._db.execute("BEGIN")
-        # Only now may claims find these keys in the file rather than in memory
+            db.execute("COMMIT")
+            db.execute("BEGIN")
+        # Only now may claims find these messages in the file rather than in memory
         # (a dry run's reader is the writer, which sees its own transaction).
         with self._lock:
-            for key, status in rows.items():
-                if self._outcomes.get(key) == status:
-                    del self._outcomes[key]
+            for slot, entry in settled:
+                entries = self._claimed[slot]
+                entries.remove(entry)
+                if not entries:
+                    del self._claimed[slot]
 
     def _commit_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -308,15 +397,19 @@ class ReplayState:
 
     @property
     def in_flight(self) -> int:
-        """How many claimed keys are not decided yet."""
+        """How many claimed messages have no outcome yet."""
         with self._lock:
-            return len(self._in_flight)
+            return self._in_flight
 
     def recorded(self) -> dict[str, int]:
         """How many messages the state records as delivered and as failed."""
         with self._write_lock:
             self._commit()
             rows = dict(self._db.execute("SELECT status, count(*) FROM messages GROUP BY status"))
+            for status, count in self._db.execute(
+                "SELECT status, count(*) FROM legacy GROUP BY status"
+            ):
+                rows[status] = rows.get(status, 0) + count
         return {name: rows.get(status, 0) for name, status in _STATUS.items()}
 
     def close(self) -> None:
@@ -324,57 +417,15 @@ class ReplayState:
         self._stop.set()
         if self._committer is not None:
             self._committer.join()
-        if self._reader is not self._db:
-            # First: the last connection to close folds the WAL into the file.
-            with self._read_lock:
-                self._reader.close()
+        # The claims are over (the caller is the reading thread); the sender's
+        # threads may still be settling outcomes, hence the write lock.
         with self._write_lock:
-            if self.dry_run:
-                self._db.execute("ROLLBACK")
-            else:
+            if not self.dry_run:
                 self._commit()
-                self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_now(), self.run))
-                self._db.execute("COMMIT")
-            self._db.close()
-        self._unlock()
-
-    def _unlock(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()  # closing releases the lock
-            self._lock_file = None
-        if self._temp is not None:
-            self._temp.cleanup()
-            self._temp = None
+            self._file_state.close()
 
     def __enter__(self) -> ReplayState:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _reader(path: str) -> sqlite3.Connection:
-    """A read-only connection to the state file, for one thread at a time."""
-    reader = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    # Autocommit: each statement is its own read transaction, so it sees every
-    # commit that finished before it started.
-    reader.execute("PRAGMA query_only=ON")
-    return reader
-
-
-def _exclusive(path: str) -> IO[str] | None:
-    """Lock ``<path>.lock`` for this process; the OS releases it if the process dies."""
-    if sys.platform == "win32":  # pragma: no cover - no flock: one replay at a time is on you
-        return None
-    import fcntl  # noqa: PLC0415 (POSIX only)
-
-    try:
-        handle = open(f"{path}.lock", "a")  # noqa: SIM115 (held until close())
-    except OSError as err:
-        raise UsageError(f"cannot use the state file {path}: {err.strerror or err}") from err
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise UsageError(f"another segment-braze replay is using the state file {path}") from None
-    return handle

@@ -84,6 +84,8 @@ def delivery_summary(
     *,
     command: str,
     files: int,
+    unread: int = 0,
+    dedup_window: float | None = None,
     dry_run: bool = False,
     recorded: dict[str, int] | None = None,
     state: str | None = None,
@@ -93,6 +95,13 @@ def delivery_summary(
     lines = [
         f"segment-braze {command}: {_plural(tally['read'], 'message')}"
         f" read from {_plural(files, 'input')}",
+    ]
+    if unread:
+        lines.append(
+            f"{_plural(unread, 'file')} skipped unread: Segment received them more than a day"
+            " before --since"
+        )
+    lines += [
         _row(tally["delivered"], sent),
         _row(tally["failed"], "failed"),
         *_reasons(tally.failed),
@@ -101,8 +110,11 @@ def delivery_summary(
         *_routing(tally),
         *_reasons(tally.dropped),
     ]
+    rule = "the same source, messageId and time"
+    if dedup_window:
+        rule = f"the same source and messageId within {dedup_window:g} hours"
     for name, label in (
-        ("duplicate", "duplicates skipped (messageId seen before in this run)"),
+        ("duplicate", f"duplicates skipped ({rule})"),
         ("done earlier", "skipped, delivered by an earlier run"),
         ("failed earlier", "skipped, failed in an earlier run (--retry-failed sends them)"),
         ("outside window", "outside --since/--until"),

@@ -99,8 +99,17 @@ class DeadLetter:
             ) from err
         self._lock = threading.Lock()
 
-    def write(self, record: Record, outcome: str, reason: str) -> None:
-        """Write one message (or unreadable input) and why it was not delivered."""
+    def write(
+        self, record: Record, outcome: str, reason: str, *, duplicate_of: str | None = None
+    ) -> None:
+        """Write one message (or unreadable input) and why it was not delivered.
+
+        Args:
+            record: the message, or the input that could not be read.
+            outcome: ``failed``, ``dropped``, ``invalid`` or ``duplicate``.
+            reason: why.
+            duplicate_of: for a duplicate, where the message it duplicates was read.
+        """
         entry: dict[str, Any] = {
             "source": record.where,
             "messageId": record.message_id,
@@ -110,6 +119,8 @@ class DeadLetter:
         }
         if record.text is not None:
             entry["line"] = record.text
+        if duplicate_of is not None:
+            entry["duplicate_of"] = duplicate_of
         data = _json.dumps(entry) + b"\n"
         with self._lock:
             self._file.write(data)
