@@ -14,9 +14,14 @@ from urllib.parse import urlsplit
 
 from segment_braze.exceptions import SettingsError
 
+#: How an endpoint error advises a library user; the command line says instead
+#: which environment variable to set.
+LIBRARY_ADVICE = "pass allow_custom_endpoint=True"
+
 __all__ = [
     "CLUSTERS",
     "CLUSTER_BY_HOST",
+    "LIBRARY_ADVICE",
     "agree",
     "cluster",
     "is_braze",
@@ -93,7 +98,7 @@ def rest_endpoint(value: str | None, *, custom: bool) -> str | None:
     if not custom and (parts.scheme != "https" or not is_braze(netloc)):
         raise SettingsError(
             f"rest_endpoint {normal!r} is not an https:// Braze host (*.braze.com,"
-            " *.braze.eu); pass allow_custom_endpoint=True for a proxy or test server"
+            f" *.braze.eu); {LIBRARY_ADVICE} for a proxy or test server"
         )
     return normal
 
@@ -117,7 +122,7 @@ def sdk_endpoint(value: str | None, *, custom: bool) -> str | None:
     if not custom and not is_braze(host):
         raise SettingsError(
             f"sdk_endpoint {host!r} is not a Braze host (*.braze.com, *.braze.eu);"
-            " pass allow_custom_endpoint=True for a custom host"
+            f" {LIBRARY_ADVICE} for a custom host"
         )
     return host
 

@@ -15,7 +15,6 @@ from segment_braze._replay.processes import (
     Counts,
     ProcessTranslator,
     Translated,
-    _settle,
     count_objects,
     translate_chunk,
 )
@@ -114,8 +113,27 @@ class TestProcessTranslator:
         """A worker that died (killed, out of memory) ends the run with a usage error."""
         future: Future[list[Translated]] = Future()
         future.set_exception(BrokenProcessPool("a process terminated abruptly"))
-        with pytest.raises(UsageError, match="worker process ended unexpectedly"):
-            list(_settle([(0, {"type": "track"})], future))
+        translator = ProcessTranslator(SETTINGS, workers=1, keep=False)
+        try:
+            with pytest.raises(UsageError, match="worker process ended unexpectedly"):
+                list(translator._settle([(0, {"type": "track"})], future))
+        finally:
+            translator.close()
+
+    def test_a_chunk_the_pipe_cannot_carry_is_translated_here(self):
+        """A pickling failure (a message nested too deeply) costs time, not the message."""
+        future: Future[list[Translated]] = Future()
+        future.set_exception(RecursionError("maximum recursion depth exceeded while pickling"))
+        chunk = [(0, track(messageId="t-0")), (1, None), (2, track(messageId="t-2"))]
+        translator = ProcessTranslator(SETTINGS, workers=1, keep=True)
+        try:
+            results = list(translator._settle(chunk, future))
+        finally:
+            translator.close()
+        assert [tag for tag, _ in results] == [0, 1, 2]
+        assert results[1][1] is None
+        assert results[0][1].translation.message_id == "t-0"
+        assert results[2][1].error is None
 
 
 class TestTransformInWorkers:

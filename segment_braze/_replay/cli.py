@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any, Final, NoReturn
 
 from segment_braze._replay.commands import EXIT_FAILED, PROG, run_replay, run_send, run_translate
-from segment_braze._replay.config import parse_moment
+from segment_braze._replay.config import ENV_KEY, parse_moment
 from segment_braze._replay.state import MAX_WINDOW
 from segment_braze._replay.usage import UsageError
-from segment_braze.exceptions import AuthenticationError, SettingsError
+from segment_braze.exceptions import SegmentBrazeError
 
 __all__ = ["main"]
 
 _EXIT_USAGE: Final = 2
 _MAX_WINDOW_HOURS: Final = MAX_WINDOW // 3_600_000
-_EXIT_INTERRUPTED: Final = 130
+_EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT
+_EXIT_TERMINATED: Final = 143  # 128 + SIGTERM
 
 _EPILOG: Final = """\
 environment:
@@ -35,7 +40,7 @@ environment:
   BRAZE_ALLOW_CUSTOM_ENDPOINT=1 accept a non-Braze endpoint (a proxy, a stand-in)
 
 exit status: 0 all delivered or deliberately dropped; 1 some failed or invalid;
-2 usage or settings error. See docs/cli.md."""
+2 usage, settings or state error; 130 Ctrl-C; 143 SIGTERM. See docs/cli.md."""
 
 
 _UNRECOGNIZED: Final = "unrecognized arguments: "
@@ -238,32 +243,83 @@ def _version() -> str:
     return __version__
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, Kubernetes): stopped exactly like Ctrl-C."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    del signum, frame
+    raise _Terminated
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM like Ctrl-C while the command runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _environment(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The environment to read; the key leaves the process's own environment.
+
+    Worker processes (``--processes``) inherit the process environment: the REST
+    API key, once read, is removed from it so that no child ever holds it.
+    """
+    if environ is not None:
+        return environ
+    env = dict(os.environ)
+    os.environ.pop(ENV_KEY, None)
+    return env
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run ``segment-braze`` and return its exit status.
 
     Args:
         argv: the arguments after the program name (default ``sys.argv[1:]``).
-        environ: the environment (default ``os.environ``).
+        environ: the environment (default ``os.environ``, from which the REST API
+            key is then removed once read).
     """
-    env = os.environ if environ is None else environ
+    env = _environment(environ)
+    command_name = ""
     try:
-        args = _parser().parse_args(argv)
-        command: Callable[[argparse.Namespace, Mapping[str, str]], int] = args.run
-        return command(args, env)
-    except (UsageError, SettingsError, AuthenticationError) as err:
+        with _sigterm_as_interrupt():
+            args = _parser().parse_args(argv)
+            command_name = args.command
+            command: Callable[[argparse.Namespace, Mapping[str, str]], int] = args.run
+            return command(args, env)
+    except SegmentBrazeError as err:
+        # Usage, settings, state, a refused key, a stopped sender: one line.
         _error(str(err))
         return _EXIT_USAGE
     except SystemExit as stop:  # --help and --version
         return stop.code if isinstance(stop.code, int) else 0
-    except KeyboardInterrupt:
-        _error("interrupted (a replay resumes where it stopped: run the same command again)")
-        return _EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:
+        how = "terminated (SIGTERM)" if isinstance(stop, _Terminated) else "interrupted"
+        if command_name == "replay":
+            _error(f"{how}: the state is saved; run the same command again to resume")
+        elif command_name == "send":
+            _error(f"{how}: the summary above covers what was sent (send keeps no state)")
+        else:
+            _error(how)
+        return _EXIT_TERMINATED if isinstance(stop, _Terminated) else _EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of stdout went away (| head): stop quietly, as the docs of
         # the signal module advise.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
+    except OSError as err:
+        # A full disk, a file that went away: what and where, never a traceback.
+        where = f" ({err.filename})" if err.filename else ""
+        _error(f"{err.strerror or type(err).__name__}{where}")
+        return _EXIT_USAGE
 
 
 def _error(message: str) -> None:

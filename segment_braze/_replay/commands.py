@@ -47,7 +47,7 @@ from segment_braze._replay.transform import DROPPED, Transform, apply, load
 from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate
-from segment_braze.exceptions import AuthenticationError, InvalidMessage, SettingsError
+from segment_braze.exceptions import AuthenticationError, InvalidMessage, SenderError, SettingsError
 
 __all__ = ["EXIT_FAILED", "PROG", "run_replay", "run_send", "run_translate"]
 
@@ -337,37 +337,47 @@ def _deliver(
         window = TimeWindow(since=args.since, until=args.until)
     tally, meter = Tally(), Meter()
     refused: AuthenticationError | None = None
-    with ExitStack() as stack:
-        opened = _open(args, stack, paths=paths, state_path=state_path, settings=settings, dry=dry)
-
-        sent = "would be sent" if dry else "delivered"
-
-        def status() -> tuple[int, str]:
-            failed = tally["failed"] + tally["invalid"]
-            return tally.done, f"{tally['delivered']:,} {sent}, {failed:,} failed"
-
-        progress = _progress(args, opened.files, meter, tally, status)
-        stack.callback(progress.close)
-        _log_to(stack, progress.note, quiet=args.quiet)
-        feed = Feed(
-            records=_records(opened.files, meter),
-            settings=settings,
-            tally=tally,
-            note=progress.note,
-            state=opened.state,
-            window=window,
-            dead_letter=opened.dead_letter,
-            processes=getattr(args, "processes", 1),
-            transform=args.transform,
-        )
-        if dry:
-            dry_run(feed)
-        else:
-            refused = _transmit(
-                args, stack, settings=settings, feed=feed, opened=opened, tally=tally
+    stopped: BaseException | None = None  # Ctrl-C, SIGTERM, a stopped sender
+    opened: _Resources | None = None
+    recorded = None
+    try:
+        with ExitStack() as stack:
+            opened = _open(
+                args, stack, paths=paths, state_path=state_path, settings=settings, dry=dry
             )
-        progress.close()
-        recorded = opened.state.recorded() if opened.state is not None else None
+            progress = _progress(args, opened.files, meter, tally, _status(tally, dry=dry))
+            stack.callback(progress.close)
+            _log_to(stack, progress.note, quiet=args.quiet)
+            feed = Feed(
+                records=_records(opened.files, meter),
+                settings=settings,
+                tally=tally,
+                note=progress.note,
+                state=opened.state,
+                window=window,
+                dead_letter=opened.dead_letter,
+                processes=getattr(args, "processes", 1),
+                transform=args.transform,
+            )
+            try:
+                if dry:
+                    dry_run(feed)
+                else:
+                    refused = _transmit(
+                        args, stack, settings=settings, feed=feed, opened=opened, tally=tally
+                    )
+            except (KeyboardInterrupt, SenderError) as err:
+                # The ExitStack still saves the state; the summary says what was done.
+                stopped = err
+            progress.close()
+            if opened.state is not None:
+                recorded = opened.state.recorded()
+    except KeyboardInterrupt as err:  # a second Ctrl-C while closing: no summary
+        if opened is None or stopped is None:
+            raise
+        stopped = err
+    if opened is None:  # pragma: no cover - _open either returns or raises
+        raise UsageError("nothing was opened")
     summary = delivery_summary(
         tally,
         command=args.command,
@@ -379,6 +389,19 @@ def _deliver(
         state=state_path,
     )
     print("\n".join(summary), flush=True)
+    if stopped is not None:
+        raise stopped
     if refused is not None:
         raise refused
     return EXIT_FAILED if tally.unsuccessful else 0
+
+
+def _status(tally: Tally, *, dry: bool) -> Callable[[], tuple[int, str]]:
+    """The progress line's counts."""
+    sent = "would be sent" if dry else "delivered"
+
+    def status() -> tuple[int, str]:
+        failed = tally["failed"] + tally["invalid"]
+        return tally.done, f"{tally['delivered']:,} {sent}, {failed:,} failed"
+
+    return status

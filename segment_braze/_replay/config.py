@@ -17,6 +17,7 @@ from typing import Any, Final
 import attrs
 
 from segment_braze._cache.cache import AttributeCache
+from segment_braze._endpoints import LIBRARY_ADVICE
 from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
 from segment_braze._translate.dates import parse_time
@@ -70,7 +71,20 @@ def load_settings(path: str | None, environ: Mapping[str, str]) -> LoadedSetting
         UsageError: the file cannot be read or is not a JSON object.
     """
     config = _read_json_object(path) if path is not None else {}
+    # Only the operator's environment may send the key to a non-Braze host: a
+    # settings file (which may come from elsewhere) cannot allow it.
+    config.pop("allow_custom_endpoint", None)
     env = _from_environment(environ)
+    try:
+        return _load(path, config, env)
+    except SettingsError as err:
+        advice = str(err).replace(LIBRARY_ADVICE, f"set {ENV_CUSTOM_ENDPOINT}=1 in the environment")
+        if advice == str(err):
+            raise
+        raise SettingsError(advice) from None
+
+
+def _load(path: str | None, config: dict[str, Any], env: dict[str, Any]) -> LoadedSettings:
     if env.keys() & set(_WHERE):
         config = {key: value for key, value in config.items() if key not in _WHERE}
     fields = attrs.fields_dict(Settings)
@@ -138,7 +152,9 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     flag = environ.get(ENV_CUSTOM_ENDPOINT, "").strip().lower()
     if flag in _TRUE:
         values["allow_custom_endpoint"] = True
-    elif flag and flag not in _FALSE:
+    elif flag in _FALSE:
+        values["allow_custom_endpoint"] = False
+    elif flag:
         raise SettingsError(f"{ENV_CUSTOM_ENDPOINT} must be 1 or 0, not {flag!r}")
     return values
 

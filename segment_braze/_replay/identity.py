@@ -54,6 +54,47 @@ def message_time(message: Mapping[str, Any]) -> int | None:
     return None
 
 
+def _canonical(message: Mapping[str, Any]) -> bytes:
+    """The message as canonical JSON (sorted keys), for a content digest."""
+    try:
+        text = json.dumps(
+            message, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        )
+    except (RecursionError, ValueError, TypeError):
+        # Nested too deeply for the encoder (or keys that do not sort): walk it
+        # with an explicit stack instead, so one hostile message costs only itself.
+        text = _walked(message)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _walked(value: Any) -> str:
+    parts: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Mark):
+            parts.append(item.text)
+        elif isinstance(item, Mapping):
+            parts.append("{")
+            stack.append(_Mark("}"))
+            for key in sorted(item, key=str, reverse=True):
+                stack.append(item[key])
+                stack.append(_Mark(json.dumps(str(key), ensure_ascii=False) + ":"))
+        elif isinstance(item, list | tuple):
+            parts.append("[")
+            stack.append(_Mark("]"))
+            stack.extend(reversed(item))
+        else:
+            parts.append(json.dumps(item, ensure_ascii=False, default=str) + ",")
+    return "".join(parts)
+
+
+class _Mark(NamedTuple):
+    """Structure written as it is (a bracket, a key), not a value."""
+
+    text: str
+
+
 def identify(message: Mapping[str, Any], folder: str | None = None) -> Identity:
     """The identity of a Segment message.
 
@@ -69,10 +110,7 @@ def identify(message: Mapping[str, Any], folder: str | None = None) -> Identity:
     if isinstance(message_id, str) and message_id:
         key = f"m:{message_id}"
     else:
-        canonical = json.dumps(
-            message, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-        )
-        digest = hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=16)
+        digest = hashlib.blake2b(_canonical(message), digest_size=16)
         key = f"h:{digest.hexdigest()}"
     time = message_time(message)
     return Identity(source=source, id=key, time=NO_TIME if time is None else time)

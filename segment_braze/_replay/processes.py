@@ -22,6 +22,7 @@ import itertools
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Iterable, Iterator
@@ -218,9 +219,9 @@ class ProcessTranslator:
                     )
                 window.append((chunk, future))
                 if len(window) > self._ahead:
-                    yield from _settle(*window.popleft())
+                    yield from self._settle(*window.popleft())
             while window:
-                yield from _settle(*window.popleft())
+                yield from self._settle(*window.popleft())
         finally:
             for _, future in window:
                 if future is not None:
@@ -230,16 +231,24 @@ class ProcessTranslator:
         """Stop the workers: queued chunks are dropped, running ones finish."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-
-def _settle(
-    chunk: list[tuple[T, Any]], future: Future[list[Translated]] | None
-) -> Iterator[tuple[T, Translated | None]]:
-    try:
-        results = iter(future.result() if future is not None else ())
-    except BrokenProcessPool as err:
-        raise UsageError(
-            "a translating worker process ended unexpectedly (killed, or out of memory);"
-            " run the same command again to resume"
-        ) from err
-    for tag, message in chunk:
-        yield tag, (next(results) if message is not None else None)
+    def _settle(
+        self, chunk: list[tuple[T, Any]], future: Future[list[Translated]] | None
+    ) -> Iterator[tuple[T, Translated | None]]:
+        try:
+            results = iter(future.result() if future is not None else ())
+        except BrokenProcessPool as err:
+            raise UsageError(
+                "a translating worker process ended unexpectedly (killed, or out of memory);"
+                " run the same command again to resume"
+            ) from err
+        except (pickle.PicklingError, RecursionError, ValueError, TypeError, AttributeError):
+            # A message the pipe cannot carry (nested too deeply to pickle): this
+            # chunk is translated here instead, so it costs only time.
+            messages = [message for _, message in chunk if message is not None]
+            results = iter(
+                translate_chunk(
+                    self._settings, messages, keep=self._keep, transform=self._transform
+                )
+            )
+        for tag, message in chunk:
+            yield tag, (next(results) if message is not None else None)
