@@ -17,8 +17,9 @@ from segment_braze._translate.braze import (
     UserAttributes,
     UserOperation,
 )
+from segment_braze._translate.identity import TOO_LONG, identifier_of, identify_alias, too_long
 from segment_braze._translate.products import order_purchases, revenue_purchase
-from segment_braze._translate.profile import context_traits, identify_attributes
+from segment_braze._translate.profile import context_traits, identify_attributes, push_token
 from segment_braze._translate.routing import blocked
 from segment_braze._translate.segment import (
     Alias,
@@ -42,10 +43,6 @@ from segment_braze.exceptions import InvalidMessage
 __all__ = ["translate"]
 
 _DEFAULT_SETTINGS: Final = Settings()
-# Braze: external_id is at most 987 bytes.
-_MAX_EXTERNAL_ID_BYTES: Final = 987
-# Braze: device_id of a push token is 8 to 255 bytes.
-_DEVICE_ID_BYTES: Final = range(8, 256)
 _EVENT_RESERVED: Final = frozenset({"time", "event_name"})
 _FILTERED: Final = "filtered"
 # Segment's e-commerce spec: money going back; never a Braze purchase.
@@ -91,45 +88,8 @@ def _blocked(
     return Translation(message_id=message_id, dropped=reason, warnings=tuple(warnings))
 
 
-def _too_long(external_id: str) -> bool:
-    # Hot path: UTF-8 takes at most 4 bytes per character, so a short id needs no
-    # encoding to be known within the limit.
-    if len(external_id) <= _MAX_EXTERNAL_ID_BYTES // 4:
-        return False
-    return len(external_id.encode()) > _MAX_EXTERNAL_ID_BYTES
-
-
-_TOO_LONG: Final = f"exceeds Braze's {_MAX_EXTERNAL_ID_BYTES}-byte external_id limit"
-
-
 def _dropped(call: Call, reason: str, warnings: Warnings) -> Translation:
     return Translation(message_id=call.message_id, dropped=reason, warnings=tuple(warnings))
-
-
-def _identifier(call: Call, settings: Settings) -> Identifier | str:
-    """Pick the one primary identifier, or say why there is none.
-
-    Precedence: ``userId`` -> external_id; a Braze id named by the sender ->
-    braze_id; in alias mode, ``anonymousId`` -> user_alias.
-    """
-    if call.user_id is not None:
-        if _too_long(call.user_id):
-            return f"userId {_TOO_LONG}"
-        return Identifier(kind="external_id", value=call.user_id)
-    if call.braze_id is not None:
-        return Identifier(kind="braze_id", value=call.braze_id)
-    if settings.anonymous_users == "alias" and call.anonymous_id is not None:
-        return Identifier(
-            kind="user_alias",
-            value=call.anonymous_id,
-            label=settings.anonymous_alias_label,
-        )
-    if call.anonymous_id is not None:
-        return (
-            "anonymous message (no userId): Braze's REST API needs a user id; "
-            "set anonymous_users='alias' to track anonymous users"
-        )
-    return "no userId: Braze's REST API needs a user id"
 
 
 def _build(
@@ -181,13 +141,13 @@ def _objects_update_only(identifier: Identifier, settings: Settings) -> bool:
 
 
 def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Translation:
-    identifier = _identifier(call, settings)
+    identifier = identifier_of(call, settings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     attributes = identify_attributes(call, settings, warnings)
-    push_token = _push_token(call, settings, warnings)
-    if push_token is not None:
-        attributes.setdefault("push_tokens", []).append(push_token)
+    token = push_token(call, settings, warnings)
+    if token is not None:
+        attributes.setdefault("push_tokens", []).append(token)
     operations: tuple[UserOperation, ...] = ()
     if (
         settings.anonymous_users == "alias"
@@ -195,7 +155,7 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
         and call.anonymous_id is not None
     ):
         # The anonymous profile's history merges into the known user.
-        operations = (_identify_alias(identifier.value, call.anonymous_id, settings),)
+        operations = (identify_alias(identifier.value, call.anonymous_id, settings),)
     return _build(
         call,
         identifier,
@@ -224,53 +184,6 @@ def _context_attributes(
     return attributes or None
 
 
-def _identify_alias(external_id: str, alias_name: str, settings: Settings) -> UserOperation:
-    return UserOperation(
-        path="/users/identify",
-        key="aliases_to_identify",
-        entry={
-            "external_id": external_id,
-            "user_alias": {
-                "alias_name": alias_name,
-                "alias_label": settings.anonymous_alias_label,
-            },
-        },
-    )
-
-
-def _push_token(call: Call, settings: Settings, warnings: Warnings) -> dict[str, Any] | None:
-    device = call.context.get("device")
-    if not isinstance(device, Mapping):
-        return None
-    token = device.get("token")
-    if token is None or token == "":
-        return None
-    if not isinstance(token, str):
-        warnings.append(("$.context.device.token", "push token must be a string; skipped"))
-        return None
-    if settings.app_id is None:
-        warnings.append(
-            (
-                "$.context.device.token",
-                "push token skipped: Braze needs app_id to import it",
-            )
-        )
-        return None
-    entry = {"app_id": settings.app_id, "token": token}
-    device_id = device.get("id")
-    if device_id is not None:
-        if isinstance(device_id, str) and len(device_id.encode()) in _DEVICE_ID_BYTES:
-            entry["device_id"] = device_id
-        else:
-            warnings.append(
-                (
-                    "$.context.device.id",
-                    "device_id must be 8 to 255 bytes; omitted from push token",
-                )
-            )
-    return entry
-
-
 def _allowed(name: str, settings: Settings) -> bool:
     if name in settings.events_denylist:
         return False
@@ -280,7 +193,7 @@ def _allowed(name: str, settings: Settings) -> bool:
 def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
     if not _allowed(call.event, settings):
         return _dropped(call, _FILTERED, warnings)
-    identifier = _identifier(call, settings)
+    identifier = identifier_of(call, settings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     time = call.time
@@ -377,7 +290,7 @@ def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
         return _dropped(call, f"{noun.lower()} calls are not tracked ({setting} is off)", warnings)
     if not _allowed(name, settings):
         return _dropped(call, _FILTERED, warnings)
-    identifier = _identifier(call, settings)
+    identifier = identifier_of(call, settings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     properties = dict(call.properties)
@@ -398,7 +311,7 @@ def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
 
 
 def _group(call: Group, settings: Settings, warnings: Warnings) -> Translation:
-    identifier = _identifier(call, settings)
+    identifier = identifier_of(call, settings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     # Braze's Segment mapping: ab_segment_group_<groupId> = true; traits not sent.
@@ -412,8 +325,8 @@ def _alias(call: Alias, settings: Settings, warnings: Warnings) -> Translation:
     if settings.alias_calls == "drop":
         return _dropped(call, "alias calls are not sent (alias_calls='drop')", warnings)
     for name, value in (("userId", call.new_id), ("previousId", call.previous_id)):
-        if _too_long(value):
-            return _dropped(call, f"{name} {_TOO_LONG}", warnings)
+        if too_long(value):
+            return _dropped(call, f"{name} {TOO_LONG}", warnings)
     if settings.alias_calls == "merge":
         operation = UserOperation(
             path="/users/merge",
@@ -424,7 +337,7 @@ def _alias(call: Alias, settings: Settings, warnings: Warnings) -> Translation:
             },
         )
     else:
-        operation = _identify_alias(call.new_id, call.previous_id, settings)
+        operation = identify_alias(call.new_id, call.previous_id, settings)
     return Translation(
         message_id=call.message_id, operations=(operation,), warnings=tuple(warnings)
     )
@@ -434,8 +347,8 @@ def _delete(call: Delete, settings: Settings, warnings: Warnings) -> Translation
     del settings
     if call.user_id is None:
         return _dropped(call, "a delete needs a userId: Braze deletes by external id", warnings)
-    if _too_long(call.user_id):
-        return _dropped(call, f"userId {_TOO_LONG}", warnings)
+    if too_long(call.user_id):
+        return _dropped(call, f"userId {TOO_LONG}", warnings)
     operation = UserOperation(path="/users/delete", key="external_ids", entry=call.user_id)
     return Translation(
         message_id=call.message_id, operations=(operation,), warnings=tuple(warnings)

@@ -9,13 +9,16 @@ precedence, for the trait rules in :mod:`segment_braze._translate.traits`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from segment_braze._settings import Settings
 from segment_braze._translate.segment import Call, Identify, Warnings, is_mapping
 from segment_braze._translate.traits import traits_to_attributes
 
-__all__ = ["context_traits", "identify_attributes"]
+__all__ = ["context_traits", "identify_attributes", "push_token"]
+
+# Braze: device_id of a push token is 8 to 255 bytes.
+_DEVICE_ID_BYTES: Final = range(8, 256)
 
 
 def context_traits(call: Call, warnings: Warnings) -> Mapping[str, Any] | None:
@@ -89,3 +92,37 @@ def identify_attributes(call: Identify, settings: Settings, warnings: Warnings) 
         warnings=warnings,
         origins=paths,
     )
+
+
+def push_token(call: Call, settings: Settings, warnings: Warnings) -> dict[str, Any] | None:
+    """The push token entry ``context.device.token`` imports, or None (with a warning)."""
+    device = call.context.get("device")
+    if not isinstance(device, Mapping):
+        return None
+    token = device.get("token")
+    if token is None or token == "":
+        return None
+    if not isinstance(token, str):
+        warnings.append(("$.context.device.token", "push token must be a string; skipped"))
+        return None
+    if settings.app_id is None:
+        warnings.append(
+            (
+                "$.context.device.token",
+                "push token skipped: Braze needs app_id to import it",
+            )
+        )
+        return None
+    entry = {"app_id": settings.app_id, "token": token}
+    device_id = device.get("id")
+    if device_id is not None:
+        if isinstance(device_id, str) and len(device_id.encode()) in _DEVICE_ID_BYTES:
+            entry["device_id"] = device_id
+        else:
+            warnings.append(
+                (
+                    "$.context.device.id",
+                    "device_id must be 8 to 255 bytes; omitted from push token",
+                )
+            )
+    return entry
