@@ -20,12 +20,19 @@ __all__ = [
     "AliasCalls",
     "AnonymousUsers",
     "EventTime",
+    "Naming",
     "Settings",
 ]
 
 AnonymousUsers = Literal["drop", "alias"]
 AliasCalls = Literal["identify", "merge", "drop"]
 EventTime = Literal["timestamp", "receivedAt", "originalTimestamp"]
+Naming = Literal["segment", "rudderstack"]
+
+# The alias label each naming uses when anonymous_alias_label is not given:
+# RudderStack's Braze destination labels anonymous ids "rudder_id" (util.ts,
+# setAliasObject).
+_ALIAS_LABELS: dict[str, str] = {"segment": "segment_anonymous_id", "rudderstack": "rudder_id"}
 
 _VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
 
@@ -85,9 +92,13 @@ def _is_optional_str(_: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
         raise SettingsError(f"{attribute.name} must be a string or None, not {kind}")
 
 
-def _is_label(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _alias_label(value: str | None) -> str:
+    # None means "not given": __attrs_post_init__ picks the naming's label.
+    if value is None:
+        return ""
     if not isinstance(value, str) or not value.strip():
-        raise SettingsError(f"{attribute.name} must be a non-empty string")
+        raise SettingsError("anonymous_alias_label must be a non-empty string")
+    return value
 
 
 def _is_version(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -219,7 +230,7 @@ class Settings:
     open_news_feed_cards_in_new_tab: bool = _flag(False)
     session_timeout_seconds: int = _number(1800)
     anonymous_users: AnonymousUsers = attrs.field(default="drop", validator=_one_of(AnonymousUsers))
-    anonymous_alias_label: str = attrs.field(default="segment_anonymous_id", validator=_is_label)
+    anonymous_alias_label: str = attrs.field(default=None, converter=_alias_label)
     alias_calls: AliasCalls = attrs.field(default="identify", validator=_one_of(AliasCalls))
     events_allowlist: frozenset[str] | None = attrs.field(default=None, converter=_allowlist)
     events_denylist: frozenset[str] = attrs.field(default=frozenset(), converter=_denylist)
@@ -239,6 +250,8 @@ class Settings:
     context_traits_as_attributes: bool = _flag(False)
     context_attributes: bool = _flag(False)
     event_time: EventTime = attrs.field(default="timestamp", validator=_one_of(EventTime))
+    # Names written for page, screen and group calls (docs/mapping.md).
+    naming: Naming = attrs.field(default="segment", validator=_one_of(Naming))
 
     def __attrs_post_init__(self) -> None:
         cluster, rest, sdk = resolve_endpoints(
@@ -248,6 +261,8 @@ class Settings:
             custom=self.allow_custom_endpoint,
         )
         # Frozen class: derived values are set once, here, at construction.
+        if not self.anonymous_alias_label:
+            object.__setattr__(self, "anonymous_alias_label", _ALIAS_LABELS[self.naming])
         object.__setattr__(self, "datacenter", cluster)
         object.__setattr__(self, "rest_endpoint", rest)
         object.__setattr__(self, "sdk_endpoint", sdk)

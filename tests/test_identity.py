@@ -625,3 +625,37 @@ class TestOneIdentifier:
         assert objects
         expected = ["external_id"] if user_id is not ABSENT else ["braze_id"]
         assert all(identifiers(obj) == expected for obj in objects)
+
+
+class TestRudderStackAliasLabel:
+    """naming="rudderstack" labels anonymous aliases rudder_id unless a label is given."""
+
+    @pytest.mark.parametrize(
+        ("settings", "label"),
+        [
+            pytest.param({}, LABEL, id="segment-default"),
+            pytest.param({"naming": "rudderstack"}, "rudder_id", id="rudderstack-default"),
+            pytest.param(
+                {"naming": "rudderstack", "anonymous_alias_label": "visitor"},
+                "visitor",
+                id="explicit-label-wins",
+            ),
+            pytest.param(
+                {"naming": "rudderstack", "anonymous_alias_label": LABEL},
+                LABEL,
+                id="explicit-segment-label-kept",
+            ),
+        ],
+    )
+    def test_label_on_every_alias(self, settings, label):
+        """Alias objects, identify merges and alias calls all carry the one label."""
+        settings = Settings(anonymous_users="alias", **settings)
+        expected = {"alias_name": ANON, "alias_label": label}
+        assert all(
+            obj["user_alias"] == expected
+            for obj in track_objects(translate(anonymous(track), settings))
+        )
+        (_, merge) = sent(translate(identify(anonymousId=ANON), settings))
+        assert merge[1]["aliases_to_identify"][0]["user_alias"] == expected
+        (entry,) = sent(translate(alias(), settings))[0][1]["aliases_to_identify"]
+        assert entry["user_alias"] == expected

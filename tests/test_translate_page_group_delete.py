@@ -289,3 +289,64 @@ class TestEventFilters:
         settings = Settings(events_allowlist={"Nothing"})
         assert track_body(translate(identify(traits={"plan": "pro"}), settings))["attributes"]
         assert track_body(translate(group(), settings))["attributes"]
+
+
+RUDDER = "rudderstack"
+
+
+class TestRudderStackNaming:
+    """naming="rudderstack" writes the names RudderStack's Braze destination writes."""
+
+    @pytest.mark.parametrize(
+        ("builder", "fields", "flags", "name"),
+        [
+            pytest.param(page, {"name": "Home"}, {"track_named_pages": True}, "Home", id="page"),
+            pytest.param(
+                page,
+                {"name": "Home", "category": "Docs"},
+                {"track_named_pages": True},
+                "Home",
+                id="page-category-unused",
+            ),
+            pytest.param(
+                page,
+                {"properties": {"name": "Pricing"}},
+                {"track_named_pages": True},
+                "Pricing",
+                id="page-properties-name",
+            ),
+            pytest.param(page, {}, {"track_all_pages": True}, "Page Viewed", id="page-unnamed"),
+            pytest.param(screen, {"name": "Cart"}, {"track_all_pages": True}, "Cart", id="screen"),
+            pytest.param(
+                screen, {}, {"track_all_pages": True}, "Screen Viewed", id="screen-unnamed"
+            ),
+        ],
+    )
+    def test_event_name(self, builder, fields, flags, name):
+        """Pages and screens are named after themselves, else Page/Screen Viewed."""
+        settings = Settings(naming=RUDDER, **flags)
+        assert event_of(translate(builder(**fields), settings))["name"] == name
+
+    @pytest.mark.parametrize(
+        ("builder", "fields", "flags"),
+        [
+            pytest.param(page, {"name": "Home"}, {}, id="named-off"),
+            pytest.param(page, {}, {"track_named_pages": True}, id="unnamed-named-only"),
+            pytest.param(screen, {}, {"track_named_pages": True}, id="screen-unnamed-named-only"),
+        ],
+    )
+    def test_page_settings_still_decide(self, builder, fields, flags):
+        """The naming changes names only: the page settings still decide what is sent."""
+        assert_dropped(translate(builder(**fields), Settings(naming=RUDDER, **flags)))
+
+    def test_group_attribute(self):
+        """A group call sets ab_rudder_group_<groupId>: true instead of ab_segment_group_."""
+        t = translate(group(groupId="acme"), Settings(naming=RUDDER))
+        assert track_body(t)["attributes"] == [
+            {"external_id": USER, "ab_rudder_group_acme": True, "_update_existing_only": False}
+        ]
+
+    def test_filters_see_rudderstack_names(self):
+        """Event filters apply to the names written, here RudderStack's."""
+        settings = Settings(naming=RUDDER, track_all_pages=True, events_denylist={"Page Viewed"})
+        assert translate(page(), settings).dropped == "filtered"

@@ -47,6 +47,7 @@ _EVENT_RESERVED: Final = frozenset({"time", "event_name"})
 _FILTERED: Final = "filtered"
 # Segment's e-commerce spec: money going back; never a Braze purchase.
 _NEVER_REVENUE: Final = frozenset({"Order Refunded", "Order Cancelled"})
+_GROUP_PREFIXES: Final = {"segment": "ab_segment_group_", "rudderstack": "ab_rudder_group_"}
 
 
 def translate(message: Mapping[str, Any], settings: Settings | None = None) -> Translation:
@@ -279,12 +280,14 @@ def _event(
 
 def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
     noun = "Screen" if isinstance(call, Screen) else "Page"
+    rudderstack = settings.naming == "rudderstack"
     if call.name is not None and (settings.track_named_pages or settings.track_all_pages):
         # Braze's Segment mapping: Viewed {category }{name} Page / Viewed {name} Screen.
+        # RudderStack's (transform.ts, process): the page or screen name itself.
         prefix = f"{call.category} " if call.category and noun == "Page" else ""
-        name = f"Viewed {prefix}{call.name} {noun}"
+        name = call.name if rudderstack else f"Viewed {prefix}{call.name} {noun}"
     elif call.name is None and settings.track_all_pages:
-        name = f"Loaded a {noun}"
+        name = f"{noun} Viewed" if rudderstack else f"Loaded a {noun}"
     else:
         setting = "track_named_pages or track_all_pages" if call.name else "track_all_pages"
         return _dropped(call, f"{noun.lower()} calls are not tracked ({setting} is off)", warnings)
@@ -315,7 +318,8 @@ def _group(call: Group, settings: Settings, warnings: Warnings) -> Translation:
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     # Braze's Segment mapping: ab_segment_group_<groupId> = true; traits not sent.
-    key = f"ab_segment_group_{call.group_id}"
+    # RudderStack's (transform.ts, processGroup): ab_rudder_group_<groupId>.
+    key = f"{_GROUP_PREFIXES[settings.naming]}{call.group_id}"
     if len(key) > MAX_KEY:
         return _dropped(call, f"group attribute name over Braze's {MAX_KEY} characters", warnings)
     return _build(call, identifier, settings, warnings, attributes={key: True})
