@@ -252,6 +252,8 @@ class Settings:
     event_time: EventTime = attrs.field(default="timestamp", validator=_one_of(EventTime))
     # Names written for page, screen and group calls (docs/mapping.md).
     naming: Naming = attrs.field(default="segment", validator=_one_of(Naming))
+    # Braze: _merge_objects deep-merges nested object attributes (docs/mapping.md).
+    merge_nested_objects: bool = _flag(False)
 
     def __attrs_post_init__(self) -> None:
         cluster, rest, sdk = resolve_endpoints(

@@ -682,6 +682,30 @@ class TestAttributeRules:
         )
 
 
+class TestMergeObjects:
+    """Braze's _merge_objects: nested objects deep-merge instead of being replaced."""
+
+    @pytest.mark.parametrize(
+        ("merge", "stored"),
+        [
+            pytest.param(
+                True,
+                {"name": "Acme", "address": {"city": "Berlin", "zip": "10115"}, "size": 20},
+                id="merged-at-every-level",
+            ),
+            pytest.param(False, {"address": {"zip": "10115"}, "size": 20}, id="replaced"),
+        ],
+    )
+    def test_nested_object_update(self, braze, merge, stored):
+        """With the flag, keys left out of the update keep their stored values."""
+        first = {"name": "Acme", "address": {"city": "Berlin"}, "size": 10}
+        update = {"address": {"zip": "10115"}, "size": 20}
+        post(braze, TRACK, {"attributes": [attributes(company=first)]})
+        flag = {"_merge_objects": True} if merge else {}
+        post(braze, TRACK, {"attributes": [attributes(company=update, **flag)]})
+        assert braze.profiles[("external_id", "u1")]["company"] == stored
+
+
 class TestPartialAndTotalFailure:
     """Non-fatal errors, and requests with nothing valid in them."""
 

@@ -493,3 +493,55 @@ class TestCustomAttributes:
         t = translate(identify(traits={"tags": {"add": ["x" * 300]}}))
         assert "x" * 300 not in repr(sent(t))
         assert any(path.startswith("$.traits.tags") for path in warning_paths(t))
+
+
+MERGE = Settings(merge_nested_objects=True)
+
+
+class TestMergeNestedObjects:
+    """merge_nested_objects adds _merge_objects: true where a nested object is set."""
+
+    @pytest.mark.parametrize(
+        ("traits", "settings", "merged"),
+        [
+            pytest.param({"company": {"name": "Acme"}}, MERGE, True, id="nested-object"),
+            pytest.param({"address": {"postalCode": "10115"}}, MERGE, True, id="address-rest"),
+            pytest.param(
+                {"plan": "pro", "prefs": {"a": {"b": 1}}}, MERGE, True, id="deep-with-scalars"
+            ),
+            pytest.param({"company": {"name": "Acme"}}, Settings(), False, id="setting-off"),
+            pytest.param({"plan": "pro"}, MERGE, False, id="scalars-only"),
+            pytest.param({"tags": ["a", "b"]}, MERGE, False, id="scalar-array"),
+            pytest.param({"pets": [{"name": "Rex"}]}, MERGE, False, id="array-of-objects"),
+            pytest.param({"logins": {"inc": 1}}, MERGE, False, id="increment"),
+            pytest.param({"tags": {"add": ["a"]}}, MERGE, False, id="array-operation"),
+            pytest.param({"pets": {"$add": [{"name": "Rex"}]}}, MERGE, False, id="nested-op"),
+            pytest.param(
+                {"current_location": {"latitude": 1.0, "longitude": 2.0}},
+                MERGE,
+                False,
+                id="standard-location",
+            ),
+            pytest.param({"address": {"city": "Berlin"}}, MERGE, False, id="address-all-standard"),
+        ],
+    )
+    def test_flag(self, traits, settings, merged):
+        """Only a nested object custom attribute (not an operation) carries the flag."""
+        obj = only(translate(identify(traits=traits), settings), "attributes")
+        assert ("_merge_objects" in obj) is merged
+        if merged:
+            assert obj["_merge_objects"] is True
+
+    def test_alias_profile_object(self):
+        """The anonymous identify's profile-creating object carries the flag too."""
+        settings = Settings(merge_nested_objects=True, anonymous_users="alias")
+        message = identify(userId=None, anonymousId="anon-1", traits={"company": {"n": 1}})
+        obj = only(translate(message, settings), "attributes")
+        assert obj["_merge_objects"] is True
+        assert obj["_update_existing_only"] is False
+
+    def test_events_and_group_unchanged(self):
+        """Only identify attributes objects carry the flag: group calls set no object."""
+        settings = Settings(merge_nested_objects=True)
+        t = translate({"type": "group", "userId": USER, "groupId": "g"}, settings)
+        assert "_merge_objects" not in only(t, "attributes")

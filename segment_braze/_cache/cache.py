@@ -25,6 +25,8 @@ __all__ = ["AttributeCache", "AttributeStore", "FilterResult", "Remembered", "us
 
 DEFAULT_TTL: Final = 30 * 24 * 3600.0
 _IDENTIFIER_KEYS: Final = ("external_id", "braze_id", "user_alias")
+# Flags say how Braze applies an object, not what it stores.
+_FLAGS: Final = frozenset({"_update_existing_only", "_merge_objects"})
 # Never deduplicated: operations change the stored value relative to itself,
 # push tokens and subscription groups are free and stateful in Braze.
 _NEVER_DEDUPED: Final = frozenset({"push_tokens", "subscription_groups", "_update_existing_only"})
@@ -158,7 +160,7 @@ class AttributeCache:
             kept: dict[str, Any] = {}
             meaningful = False
             for name, value in obj.items():
-                if name in _IDENTIFIER_KEYS or name == "_update_existing_only":
+                if name in _IDENTIFIER_KEYS or name in _FLAGS:
                     kept[name] = value
                     continue
                 previous = known.get(name)
@@ -199,7 +201,7 @@ class AttributeCache:
                 continue
             user = updates.setdefault(key, {})
             for name, value in obj.items():
-                if name in _IDENTIFIER_KEYS or name == "_update_existing_only":
+                if name in _IDENTIFIER_KEYS or name in _FLAGS:
                     continue
                 # An operation or null changes the stored value in ways we do not
                 # model: forget it, so the next value is sent.
@@ -224,7 +226,7 @@ class AttributeCache:
             values = {
                 name: value
                 for name, value in obj.items()
-                if name not in _IDENTIFIER_KEYS and name != "_update_existing_only"
+                if name not in _IDENTIFIER_KEYS and name not in _FLAGS
             }
             attributes.append(attrs.evolve(original, attributes=values))
         return attrs.evolve(translation, attributes=tuple(attributes))

@@ -272,9 +272,10 @@ class BrazeClient:
 
 
 def _attribute_keys(objects: list[dict[str, Any]]) -> int:
-    # Every attributes object has exactly two keys that are not attributes: its
-    # one identifier and _update_existing_only.
-    return sum(map(len, objects)) - 2 * len(objects)
+    # Every attributes object has two keys that are not attributes, its one
+    # identifier and _update_existing_only, and some the flag _merge_objects.
+    flags = sum(1 for obj in objects if "_merge_objects" in obj)
+    return sum(map(len, objects)) - 2 * len(objects) - flags
 
 
 def _user_key(translation: Translation) -> str:

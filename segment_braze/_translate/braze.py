@@ -63,17 +63,22 @@ class UserAttributes:
         identifier: who the attributes belong to.
         attributes: attribute name -> JSON value (standard and custom).
         update_existing_only: Braze's ``_update_existing_only`` flag.
+        merge_objects: Braze's ``_merge_objects`` flag (written only when true):
+            deep-merge the nested object attributes instead of replacing them.
     """
 
     identifier: Identifier
     attributes: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
     update_existing_only: bool = False
+    merge_objects: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Return Braze's JSON form of the object."""
         body = self.identifier.to_json()
         body.update(self.attributes)
         body["_update_existing_only"] = self.update_existing_only
+        if self.merge_objects:
+            body["_merge_objects"] = True
         return body
 
 

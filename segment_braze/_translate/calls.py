@@ -35,7 +35,7 @@ from segment_braze._translate.segment import (
     is_text,
     parse_call,
 )
-from segment_braze._translate.traits import traits_to_attributes
+from segment_braze._translate.traits import has_nested_object, traits_to_attributes
 from segment_braze._translate.translation import Translation
 from segment_braze._translate.values import MAX_KEY, clean_properties
 from segment_braze.exceptions import InvalidMessage
@@ -103,6 +103,7 @@ def _build(
     events: tuple[Event, ...] = (),
     purchases: tuple[Purchase, ...] = (),
     operations: tuple[UserOperation, ...] = (),
+    merge_objects: bool = False,
 ) -> Translation:
     """Assemble a translation, creating the alias profile first when needed."""
     attribute_objects: tuple[UserAttributes, ...] = ()
@@ -116,6 +117,7 @@ def _build(
                 identifier=identifier,
                 attributes=attributes or {},
                 update_existing_only=False,
+                merge_objects=merge_objects,
             ),
         )
     elif attributes is not None:
@@ -124,6 +126,7 @@ def _build(
                 identifier=identifier,
                 attributes=attributes,
                 update_existing_only=settings.update_existing_only,
+                merge_objects=merge_objects,
             ),
         )
     return Translation(
@@ -164,6 +167,8 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
         warnings,
         attributes=attributes,
         operations=operations,
+        # Braze: without _merge_objects a nested object replaces the stored one.
+        merge_objects=settings.merge_nested_objects and has_nested_object(attributes),
     )
 
 

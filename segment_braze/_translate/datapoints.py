@@ -19,6 +19,7 @@ FREE_ATTRIBUTE_KEYS: Final = frozenset(
         "user_alias",
         "braze_id",
         "_update_existing_only",
+        "_merge_objects",
         "email_subscribe",
         "push_subscribe",
         "subscription_groups",

@@ -9,9 +9,15 @@ from typing import Any, Final
 from segment_braze._translate.dates import read_birthday
 from segment_braze._translate.iso import country_code, language_code
 from segment_braze._translate.segment import Warnings, child_path, is_mapping
-from segment_braze._translate.values import DROP, MAX_STRING, clean_custom_attribute, is_plain
+from segment_braze._translate.values import (
+    DROP,
+    MAX_STRING,
+    clean_custom_attribute,
+    is_operation,
+    is_plain,
+)
 
-__all__ = ["traits_to_attributes"]
+__all__ = ["has_nested_object", "traits_to_attributes"]
 
 # Braze: M, F, O (other), N (not applicable), P (prefer not to say).
 _GENDERS: Final = {
@@ -347,3 +353,15 @@ def traits_to_attributes(
         name_path = path if origins is None else origins.get("name", path)
         _split_name(traits["name"], child_path(name_path, "name"), out, warnings)
     return out
+
+
+def has_nested_object(attributes: Mapping[str, Any]) -> bool:
+    """Whether ``attributes`` sets a nested object custom attribute.
+
+    Operations (``inc``, ``add``, ``$add``, ...) and Braze's own object
+    attribute (``current_location``) are not nested objects.
+    """
+    return any(
+        isinstance(value, Mapping) and key != "current_location" and not is_operation(value)
+        for key, value in attributes.items()
+    )

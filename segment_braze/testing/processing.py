@@ -42,7 +42,20 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _applied(current: Any, value: Any) -> Any:
+def _deep_merged(current: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
+    # Braze: with _merge_objects, nested objects merge at every level; a key the
+    # update leaves out keeps its stored value.
+    merged = dict(current)
+    for key, item in value.items():
+        stored = merged.get(key)
+        if isinstance(stored, dict) and isinstance(item, dict):
+            merged[key] = _deep_merged(stored, item)
+        else:
+            merged[key] = item
+    return merged
+
+
+def _applied(current: Any, value: Any, *, merge_objects: bool = False) -> Any:
     """The attribute after Braze applies ``value`` to ``current``."""
     if isinstance(value, dict) and set(value) == {"inc"} and _is_number(value["inc"]):
         # Braze: {"inc": n} adds to a number (an unset attribute counts as 0).
@@ -58,6 +71,8 @@ def _applied(current: Any, value: Any) -> Any:
         removed = value.get("remove", [])
         items = [v for v in current if v not in removed] if isinstance(current, list) else []
         return items + [v for v in value.get("add", []) if v not in items]
+    if merge_objects and isinstance(current, dict) and isinstance(value, dict):
+        return _deep_merged(current, value)
     return value
 
 
@@ -112,13 +127,14 @@ class UserDirectory:
             attributes: an accepted attributes object, or None to only create.
         """
         profile = self.profiles.setdefault(self.resolve(key), {})
+        merge_objects = (attributes or {}).get("_merge_objects") is True
         for name, value in (attributes or {}).items():
             if name in NOT_ATTRIBUTES:
                 continue
             if value is None:  # Braze: null unsets the attribute
                 profile.pop(name, None)
             else:
-                profile[name] = _applied(profile.get(name), value)
+                profile[name] = _applied(profile.get(name), value, merge_objects=merge_objects)
 
     def identify(self, external_id: str, alias: UserKey) -> None:
         """Identify an alias: /users/identify.
