@@ -254,6 +254,8 @@ class Settings:
     naming: Naming = attrs.field(default="segment", validator=_one_of(Naming))
     # Braze: _merge_objects deep-merges nested object attributes (docs/mapping.md).
     merge_nested_objects: bool = _flag(False)
+    # RudderStack's "subscription group in group call" (docs/mapping.md).
+    group_subscriptions: bool = _flag(False)
 
     def __attrs_post_init__(self) -> None:
         cluster, rest, sdk = resolve_endpoints(

@@ -545,3 +545,84 @@ class TestMergeNestedObjects:
         settings = Settings(merge_nested_objects=True)
         t = translate({"type": "group", "userId": USER, "groupId": "g"}, settings)
         assert "_merge_objects" not in only(t, "attributes")
+
+
+SUB_A = "3d2b1b6e-9c1f-4e7a-9d3b-2f1e0c4a5b6d"
+SUB_B = "0f6e2a47-1c3b-4d5e-8f9a-b0c1d2e3f4a5"
+
+
+class TestSubscriptionGroupTraits:
+    """subscription_groups (Braze's form) and braze_subscription_groups (Segment web mode)."""
+
+    @pytest.mark.parametrize(
+        ("traits", "groups"),
+        [
+            pytest.param(
+                {
+                    "braze_subscription_groups": [
+                        {"subscription_group_id": SUB_A, "subscription_group_state": "subscribed"}
+                    ]
+                },
+                [{"subscription_group_id": SUB_A, "subscription_state": "subscribed"}],
+                id="segment-web-mode",
+            ),
+            pytest.param(
+                {
+                    "subscription_groups": [
+                        {"subscription_group_id": SUB_A, "subscription_state": "unsubscribed"}
+                    ]
+                },
+                [{"subscription_group_id": SUB_A, "subscription_state": "unsubscribed"}],
+                id="braze-form",
+            ),
+            pytest.param(
+                {
+                    "subscription_groups": [
+                        {"subscription_group_id": SUB_A, "subscription_state": "subscribed"}
+                    ],
+                    "braze_subscription_groups": [
+                        {"subscription_group_id": SUB_B, "subscription_group_state": "unsubscribed"}
+                    ],
+                },
+                [
+                    {"subscription_group_id": SUB_A, "subscription_state": "subscribed"},
+                    {"subscription_group_id": SUB_B, "subscription_state": "unsubscribed"},
+                ],
+                id="both-traits-add-up",
+            ),
+        ],
+    )
+    def test_written_in_braze_form(self, traits, groups):
+        """Each valid entry becomes one subscription_groups entry; no custom attribute."""
+        assert attributes_of(traits) == {"subscription_groups": groups}
+
+    @pytest.mark.parametrize(
+        ("value", "path"),
+        [
+            pytest.param(
+                [{"subscription_group_id": SUB_A, "subscription_group_state": "opted_in"}],
+                "$.traits.braze_subscription_groups[0]",
+                id="bad-state",
+            ),
+            pytest.param(
+                [{"subscription_group_id": SUB_A, "subscription_state": "subscribed"}],
+                "$.traits.braze_subscription_groups[0]",
+                id="braze-key-in-web-mode-trait",
+            ),
+            pytest.param(
+                [{"subscription_group_id": "newsletter", "subscription_group_state": "subscribed"}],
+                "$.traits.braze_subscription_groups[0]",
+                id="not-a-uuid",
+            ),
+            pytest.param(["x"], "$.traits.braze_subscription_groups[0]", id="not-an-object"),
+            pytest.param(
+                {"subscription_group_id": SUB_A}, "$.traits.braze_subscription_groups", id="object"
+            ),
+        ],
+    )
+    def test_invalid_entry_dropped(self, value, path):
+        """An entry Braze would refuse is dropped with a warning at its path."""
+        t = translate(identify(traits={"braze_subscription_groups": value, "plan": "pro"}))
+        assert only(t, "attributes").get("subscription_groups") is None
+        assert only(t, "attributes")["plan"] == "pro"
+        assert warning_paths(t) == [path]

@@ -35,7 +35,11 @@ from segment_braze._translate.segment import (
     is_text,
     parse_call,
 )
-from segment_braze._translate.traits import has_nested_object, traits_to_attributes
+from segment_braze._translate.traits import (
+    group_subscription,
+    has_nested_object,
+    traits_to_attributes,
+)
 from segment_braze._translate.translation import Translation
 from segment_braze._translate.values import MAX_KEY, clean_properties
 from segment_braze.exceptions import InvalidMessage
@@ -322,6 +326,10 @@ def _group(call: Group, settings: Settings, warnings: Warnings) -> Translation:
     identifier = identifier_of(call, settings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
+    if settings.group_subscriptions and call.traits:
+        subscription = group_subscription(call.group_id, call.traits, warnings)
+        if subscription is not None:
+            return _build(call, identifier, settings, warnings, attributes=subscription)
     # Braze's Segment mapping: ab_segment_group_<groupId> = true; traits not sent.
     # RudderStack's (transform.ts, processGroup): ab_rudder_group_<groupId>.
     key = f"{_GROUP_PREFIXES[settings.naming]}{call.group_id}"

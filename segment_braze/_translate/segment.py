@@ -228,9 +228,10 @@ class Screen(Page):
 
 @attrs.frozen(kw_only=True)
 class Group(Call):
-    """A ``group`` call: the user belongs to ``group_id``."""
+    """A ``group`` call: the user belongs to ``group_id`` (``traits`` describe the group)."""
 
     group_id: str
+    traits: Mapping[str, Any] = attrs.field(hash=False, default=_EMPTY)
 
 
 @attrs.frozen(kw_only=True)
@@ -344,11 +345,18 @@ def _screen(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ..
 
 
 def _group(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
-    del warnings, order
+    del order
     group_id = _optional_id(message, "groupId")
     if group_id is None:
         raise InvalidMessage("$.groupId", "a group call needs a groupId")
     context, message_id, user_id, anonymous_id, braze_id = _common(message)
+    traits = message.get("traits")
+    if not is_mapping(traits):
+        # Group traits describe the group and are rarely read: a malformed
+        # object costs a warning, not the message.
+        if traits is not None:
+            warnings.append(("$.traits", f"must be an object, not {_kind(traits)}; ignored"))
+        traits = _EMPTY
     return Group(
         type="group",
         message_id=message_id,
@@ -357,6 +365,7 @@ def _group(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...
         braze_id=braze_id,
         context=context,
         group_id=group_id,
+        traits=traits,
     )
 
 
