@@ -20,6 +20,7 @@ __all__ = [
     "AliasCalls",
     "AnonymousUsers",
     "EventTime",
+    "FallbackIdentifier",
     "Naming",
     "Settings",
 ]
@@ -28,6 +29,7 @@ AnonymousUsers = Literal["drop", "alias"]
 AliasCalls = Literal["identify", "merge", "drop"]
 EventTime = Literal["timestamp", "receivedAt", "originalTimestamp"]
 Naming = Literal["segment", "rudderstack"]
+FallbackIdentifier = Literal["email", "phone"]
 
 # The alias label each naming uses when anonymous_alias_label is not given:
 # RudderStack's Braze destination labels anonymous ids "rudder_id" (util.ts,
@@ -172,6 +174,14 @@ def _consent_categories(value: Any) -> tuple[str, ...]:
     return _strings("consent_categories", value)
 
 
+def _fallback_identifiers(value: Iterable[str]) -> tuple[FallbackIdentifier, ...]:
+    names = _strings("fallback_identifiers", value)
+    allowed = get_args(FallbackIdentifier)
+    if not set(names) <= set(allowed) or len(set(names)) != len(names):
+        raise SettingsError(f"fallback_identifiers must name each of {allowed} at most once")
+    return names  # type: ignore[return-value]  # checked against the Literal just above
+
+
 def _allowlist(value: Iterable[str] | None) -> frozenset[str] | None:
     return None if value is None else _names("events_allowlist", value)
 
@@ -256,6 +266,11 @@ class Settings:
     merge_nested_objects: bool = _flag(False)
     # RudderStack's "subscription group in group call" (docs/mapping.md).
     group_subscriptions: bool = _flag(False)
+    # Braze's email/phone identifiers, for messages without a primary id
+    # (docs/identity.md), in the order tried.
+    fallback_identifiers: tuple[FallbackIdentifier, ...] = attrs.field(
+        default=(), converter=_fallback_identifiers
+    )
 
     def __attrs_post_init__(self) -> None:
         cluster, rest, sdk = resolve_endpoints(

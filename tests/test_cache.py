@@ -717,3 +717,23 @@ class TestMergeObjectsFlag:
         deliver(braze, cache, identify(company={"size": 20}), settings=settings)
         profile = braze.profiles[("external_id", "u1")]
         assert profile["company"] == {"name": "Acme", "size": 20}
+
+
+class TestLookupIdentifiers:
+    """Objects identified by email or phone pass whole: the cache remembers nothing of them."""
+
+    def test_sent_whole_every_time(self, braze, cache):
+        """The same traits for an email user reach Braze twice, the email as identifier."""
+        settings = settings_for(braze, fallback_identifiers=("email",))
+        message = {
+            "type": "identify",
+            "anonymousId": "a-1",
+            "traits": {"email": "Jane@Example.com", "plan": "pro"},
+        }
+        first = deliver(braze, cache, message, settings=settings)
+        second = deliver(braze, cache, message, settings=settings)
+        assert (
+            braze.accepted_attributes
+            == [{"email": "jane@example.com", "plan": "pro", "_update_existing_only": False}] * 2
+        )
+        assert (first.attributes_sent, second.attributes_sent, second.attributes_saved) == (1, 1, 0)

@@ -1102,6 +1102,40 @@ class TestOrdering:
             assert ("user_alias", f"anon-{visitor}", "segment_anonymous_id") not in braze.profiles
 
 
+class TestLookupIdentifierOrder:
+    """Users known only by email or phone keep their order too."""
+
+    def test_email_users_in_input_order(self, braze):
+        """Each email user's events arrive in input order, however the address is spelled."""
+        settings = settings_for(braze, fallback_identifiers=("email", "phone"))
+        inputs = []
+        for n in range(120):
+            person = n % 6
+            spelled = f"Person{person}@Example.com" if n % 2 else f" person{person}@example.com"
+            properties = {"seq": n, "email": spelled} if person % 3 else {"seq": n}
+            if person % 3 == 0:
+                properties["phone"] = f"+1415555{person:04d}"
+            inputs.append(
+                {
+                    "type": "track",
+                    "anonymousId": f"a{n}",
+                    "event": "Viewed",
+                    "timestamp": TIME,
+                    "messageId": f"m{n}",
+                    "properties": properties,
+                }
+            )
+        report = send(braze, inputs, settings=settings, workers=4)
+        assert_accounted(report, inputs)
+        assert report.delivered == 120
+        by_user: dict[str, list[int]] = {}
+        for event in braze.accepted_events:
+            user = event.get("email") or event["phone"]
+            by_user.setdefault(user, []).append(event["properties"]["seq"])
+        assert len(by_user) == 6
+        assert all(seqs == sorted(seqs) and len(seqs) == 20 for seqs in by_user.values())
+
+
 class TestStreaming:
     """send() consumes its input lazily, holding a bounded window."""
 

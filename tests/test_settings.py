@@ -76,6 +76,10 @@ BAD_OPTIONS: list[dict[str, Any]] = [
     {"anonymous_alias_label": "  "},
     {"anonymous_alias_label": 7},
     {"naming": "RudderStack"},
+    {"fallback_identifiers": "email"},
+    {"fallback_identifiers": ["email", "email"]},
+    {"fallback_identifiers": ["sms"]},
+    {"fallback_identifiers": None},
     {"naming": None},
     {"web_sdk_version": "latest"},
     {"web_sdk_version": "v4"},
@@ -704,3 +708,19 @@ class TestNaming:
         assert s.anonymous_alias_label == "segment_anonymous_id"
         s = attrs.evolve(Settings(), naming="rudderstack", anonymous_alias_label=None)
         assert s.anonymous_alias_label == "rudder_id"
+
+
+class TestFallbackIdentifiers:
+    """fallback_identifiers takes email and phone, each once, in the order given."""
+
+    @pytest.mark.parametrize(
+        ("given", "stored"),
+        [
+            pytest.param((), (), id="none"),
+            pytest.param(["phone", "email"], ("phone", "email"), id="list-keeps-order"),
+            pytest.param(("email",), ("email",), id="tuple"),
+        ],
+    )
+    def test_stored_as_tuple(self, given, stored):
+        """Any sequence of the two names is stored as a tuple in the order given."""
+        assert Settings(fallback_identifiers=given).fallback_identifiers == stored

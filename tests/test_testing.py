@@ -410,7 +410,7 @@ class TestIdentifiers:
             ),
             ("events", without(event(user_alias="anon-1"), "external_id")),
             ("events", without(event(braze_id=7), "external_id")),
-            ("events", without(event(email="a@example.com"), "external_id")),
+            ("events", without(event(phone="555-0100"), "external_id")),
             ("purchases", without(purchase(), "external_id")),
             ("attributes", {"first_name": "Ann"}),
             ("attributes", {"email": "", "first_name": "Ann"}),
@@ -427,7 +427,7 @@ class TestIdentifiers:
             "alias-empty-name",
             "alias-not-object",
             "braze-id-number",
-            "event-by-email",
+            "event-by-phone-not-e164",
             "purchase-missing",
             "attributes-missing",
             "attributes-empty-email",
@@ -459,6 +459,28 @@ class TestIdentifiers:
             post(braze, TRACK, {"attributes": [{**lookup, "first_name": "Ann"}]}).status_code == 201
         )
         assert braze.accepted_attributes == [{**lookup, "first_name": "Ann"}]
+
+    @pytest.mark.parametrize(
+        ("lookup", "key"),
+        [
+            pytest.param({"email": "ann@example.com"}, ("email", "ann@example.com"), id="email"),
+            pytest.param({"phone": "+15555550100"}, ("phone", "+15555550100"), id="phone"),
+            pytest.param(
+                {"email": "ann@example.com", "phone": "+15555550100"},
+                ("email", "ann@example.com"),
+                id="email-wins",
+            ),
+        ],
+    )
+    def test_events_and_purchases_by_email_or_phone(self, braze, lookup, key):
+        """Events and purchases may name the user by email or phone; email wins over phone."""
+        body = {
+            "events": [{**without(event(), "external_id"), **lookup}],
+            "purchases": [{**without(purchase(), "external_id"), **lookup}],
+        }
+        assert post(braze, TRACK, body).status_code == 201
+        assert len(braze.accepted_events) == len(braze.accepted_purchases) == 1
+        assert key in braze.profiles
 
 
 class TestEventRules:

@@ -148,6 +148,8 @@ class AttributeCache:
 
         An object left with only its identifier is not sent, unless it creates
         an alias profile (``user_alias`` with ``_update_existing_only`` false).
+        An object identified by email or phone passes whole: Braze may file
+        several profiles under one email, so nothing is remembered for it.
         """
         keys = [self._key(obj) for obj in objects]
         remembered = self.store.load(sorted({key for key in keys if key is not None}))
@@ -156,7 +158,12 @@ class AttributeCache:
         sent = saved = points_saved = 0
         stale: dict[str, dict[str, Remembered]] = {}
         for obj, key in zip(objects, keys, strict=True):
-            known = remembered.get(key, {}) if key is not None else {}
+            if key is None:
+                out.append(obj)
+                # All but the lookup key (email, else phone) and the flags.
+                sent += len(obj.keys() - _FLAGS) - 1
+                continue
+            known = remembered.get(key, {})
             kept: dict[str, Any] = {}
             meaningful = False
             for name, value in obj.items():

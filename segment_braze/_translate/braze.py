@@ -23,19 +23,21 @@ __all__ = [
 
 TRACK_PATH = "/users/track"
 
-IdentifierKind = Literal["external_id", "braze_id", "user_alias"]
+IdentifierKind = Literal["external_id", "braze_id", "user_alias", "email", "phone"]
 
 
 @attrs.frozen(kw_only=True)
 class Identifier:
-    """The one primary identifier of a Braze object.
+    """The one identifier of a Braze object.
 
-    Braze rejects an object with two primary identifiers, so each object holds
-    exactly one of these.
+    Braze rejects an object with two primary identifiers (``external_id``,
+    ``braze_id``, ``user_alias``), so each object holds exactly one of these; or,
+    without any, ``email`` or ``phone``, which Braze uses to look the profile up.
 
     Attributes:
-        kind: ``external_id``, ``braze_id`` or ``user_alias``.
-        value: the id, or the alias name for ``user_alias``.
+        kind: ``external_id``, ``braze_id``, ``user_alias``, ``email`` or ``phone``.
+        value: the id, the alias name for ``user_alias``, the lower-case email
+            address, or the E.164 phone number.
         label: the alias label (``user_alias`` only).
     """
 

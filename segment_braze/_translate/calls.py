@@ -17,7 +17,13 @@ from segment_braze._translate.braze import (
     UserAttributes,
     UserOperation,
 )
-from segment_braze._translate.identity import TOO_LONG, identifier_of, identify_alias, too_long
+from segment_braze._translate.identity import (
+    TOO_LONG,
+    identifier_of,
+    identify_alias,
+    lookup_attributes,
+    too_long,
+)
 from segment_braze._translate.products import order_purchases, revenue_purchase
 from segment_braze._translate.profile import context_traits, identify_attributes, push_token
 from segment_braze._translate.routing import blocked
@@ -49,6 +55,7 @@ __all__ = ["translate"]
 _DEFAULT_SETTINGS: Final = Settings()
 _EVENT_RESERVED: Final = frozenset({"time", "event_name"})
 _FILTERED: Final = "filtered"
+_LOOKUP_KINDS: Final = frozenset({"email", "phone"})
 # Segment's e-commerce spec: money going back; never a Braze purchase.
 _NEVER_REVENUE: Final = frozenset({"Order Refunded", "Order Cancelled"})
 _GROUP_PREFIXES: Final = {"segment": "ab_segment_group_", "rudderstack": "ab_rudder_group_"}
@@ -111,6 +118,9 @@ def _build(
 ) -> Translation:
     """Assemble a translation, creating the alias profile first when needed."""
     attribute_objects: tuple[UserAttributes, ...] = ()
+    if attributes and identifier.kind in _LOOKUP_KINDS:
+        where = "$.traits" if isinstance(call, Identify) else "$.context.traits"
+        attributes = lookup_attributes(identifier, attributes, where, warnings)
     if identifier.is_alias:
         # Braze creates an alias-only profile only from an attributes object with
         # _update_existing_only false, and drops alias events for a profile that
@@ -149,7 +159,7 @@ def _objects_update_only(identifier: Identifier, settings: Settings) -> bool:
 
 
 def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Translation:
-    identifier = identifier_of(call, settings)
+    identifier = identifier_of(call, settings, warnings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     attributes = identify_attributes(call, settings, warnings)
@@ -203,7 +213,7 @@ def _allowed(name: str, settings: Settings) -> bool:
 def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
     if not _allowed(call.event, settings):
         return _dropped(call, _FILTERED, warnings)
-    identifier = identifier_of(call, settings)
+    identifier = identifier_of(call, settings, warnings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     time = call.time
@@ -302,7 +312,7 @@ def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
         return _dropped(call, f"{noun.lower()} calls are not tracked ({setting} is off)", warnings)
     if not _allowed(name, settings):
         return _dropped(call, _FILTERED, warnings)
-    identifier = identifier_of(call, settings)
+    identifier = identifier_of(call, settings, warnings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     properties = dict(call.properties)
@@ -323,7 +333,7 @@ def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
 
 
 def _group(call: Group, settings: Settings, warnings: Warnings) -> Translation:
-    identifier = identifier_of(call, settings)
+    identifier = identifier_of(call, settings, warnings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     if settings.group_subscriptions and call.traits:

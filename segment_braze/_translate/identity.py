@@ -1,22 +1,38 @@
 """Who a message is about: the one Braze identifier of its objects, and merges.
 
 Braze files every attributes, event and purchase object under exactly one
-primary identifier; ``/users/identify`` joins an anonymous profile to the known
-user. See docs/identity.md.
+primary identifier (``external_id``, ``braze_id``, ``user_alias``); without one,
+``email`` or ``phone`` look the profile up. ``/users/identify`` joins an
+anonymous profile to the known user. See docs/identity.md.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
 
 from segment_braze._settings import Settings
 from segment_braze._translate.braze import Identifier, UserOperation
-from segment_braze._translate.segment import Call
+from segment_braze._translate.segment import Call, Group, Identify, Warnings, is_mapping
 
-__all__ = ["TOO_LONG", "identifier_of", "identify_alias", "too_long"]
+__all__ = [
+    "TOO_LONG",
+    "identifier_of",
+    "identify_alias",
+    "lookup_attributes",
+    "normal_email",
+    "too_long",
+    "user_value",
+]
 
 # Braze: external_id is at most 987 bytes.
 _MAX_EXTERNAL_ID_BYTES: Final = 987
+# Braze: email and phone are strings of at most 255 characters; a phone number
+# identifies a profile only in E.164 form (+, then 1 to 15 digits).
+_MAX_LOOKUP: Final = 255
+_EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_E164: Final = re.compile(r"\+[1-9][0-9]{0,14}")
 
 
 def too_long(external_id: str) -> bool:
@@ -31,11 +47,12 @@ def too_long(external_id: str) -> bool:
 TOO_LONG: Final = f"exceeds Braze's {_MAX_EXTERNAL_ID_BYTES}-byte external_id limit"
 
 
-def identifier_of(call: Call, settings: Settings) -> Identifier | str:
-    """Pick the one primary identifier, or say why there is none.
+def identifier_of(call: Call, settings: Settings, warnings: Warnings) -> Identifier | str:
+    """Pick the one identifier, or say why there is none.
 
     Precedence: ``userId`` -> external_id; a Braze id named by the sender ->
-    braze_id; in alias mode, ``anonymousId`` -> user_alias.
+    braze_id; with ``fallback_identifiers``, the user's email or phone, in the
+    order given; in alias mode, ``anonymousId`` -> user_alias.
     """
     if call.user_id is not None:
         if too_long(call.user_id):
@@ -43,18 +60,100 @@ def identifier_of(call: Call, settings: Settings) -> Identifier | str:
         return Identifier(kind="external_id", value=call.user_id)
     if call.braze_id is not None:
         return Identifier(kind="braze_id", value=call.braze_id)
+    if settings.fallback_identifiers:
+        found = _fallback(call, settings, warnings)
+        if found is not None:
+            return found
     if settings.anonymous_users == "alias" and call.anonymous_id is not None:
         return Identifier(
             kind="user_alias",
             value=call.anonymous_id,
             label=settings.anonymous_alias_label,
         )
+    lookup = " (nor a usable email or phone)" if settings.fallback_identifiers else ""
     if call.anonymous_id is not None:
         return (
-            "anonymous message (no userId): Braze's REST API needs a user id; "
+            f"anonymous message (no userId{lookup}): Braze's REST API needs a user id; "
             "set anonymous_users='alias' to track anonymous users"
         )
-    return "no userId: Braze's REST API needs a user id"
+    return f"no userId{lookup}: Braze's REST API needs a user id"
+
+
+def _sources(call: Call) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Where the user's own traits can be, in order: (JSON path, object)."""
+    if isinstance(call, Identify):
+        yield "$.traits", call.traits
+    context_traits = call.context.get("traits")
+    if is_mapping(context_traits):
+        yield "$.context.traits", context_traits
+    # A group's traits describe the group, never the user.
+    if not isinstance(call, Identify | Group):
+        properties = getattr(call, "properties", None)
+        if is_mapping(properties):
+            yield "$.properties", properties
+
+
+def user_value(call: Call, key: str) -> tuple[str, Any] | None:
+    """The user's ``email`` or ``phone``: the first source holding one, with its path."""
+    for path, source in _sources(call):
+        value = source.get(key)
+        if value is not None and value != "":
+            return f"{path}.{key}", value
+    return None
+
+
+def normal_email(value: Any) -> str | None:
+    """An email address as Braze matches it (trimmed, lower case), or None."""
+    if not isinstance(value, str):
+        return None
+    email = value.strip().lower()
+    if len(email) > _MAX_LOOKUP or not _EMAIL.fullmatch(email):
+        return None
+    return email
+
+
+def _normal_phone(value: Any) -> str | None:
+    phone = value.strip() if isinstance(value, str) else None
+    return phone if phone is not None and _E164.fullmatch(phone) else None
+
+
+def _fallback(call: Call, settings: Settings, warnings: Warnings) -> Identifier | None:
+    for kind in settings.fallback_identifiers:
+        found = user_value(call, kind)
+        if found is None:
+            continue
+        path, value = found
+        if kind == "email":
+            normal = normal_email(value)
+            problem = "is not an email address"
+        else:
+            normal = _normal_phone(value)
+            problem = "is not an E.164 phone number (+ and up to 15 digits)"
+        if normal is not None:
+            return Identifier(kind=kind, value=normal)
+        warnings.append((path, f"{value!r} {problem}; not used as Braze's {kind} identifier"))
+    return None
+
+
+def lookup_attributes(
+    identifier: Identifier, attributes: dict[str, Any], path: str, warnings: Warnings
+) -> dict[str, Any]:
+    """Attributes for an object identified by email or phone, without a second lookup key.
+
+    The identifier itself writes ``email`` (or ``phone``), normalised. An email
+    attribute beside a phone identifier is left out: Braze would look the
+    profile up by the email instead (email wins over phone).
+    """
+    out = {key: value for key, value in attributes.items() if key != identifier.kind}
+    if identifier.kind == "phone" and "email" in out:
+        del out["email"]
+        warnings.append(
+            (
+                f"{path}.email",
+                "not sent: beside a phone identifier Braze would look the profile up by it",
+            )
+        )
+    return out
 
 
 def identify_alias(external_id: str, alias_name: str, settings: Settings) -> UserOperation:
