@@ -853,3 +853,64 @@ class TestFallbackIdentifiers:
         message = track(userId=ABSENT, properties={"email": JANE})
         t = translate(message, Settings(update_existing_only=flag, **EMAIL))
         assert track_body(t)["events"][0]["_update_existing_only"] is flag
+
+
+PRIORITY = ["unidentified", "most_recently_updated"]
+
+
+class TestEmailMerges:
+    """With email among fallback_identifiers, an identify merges email-only profiles first."""
+
+    @pytest.mark.parametrize(
+        ("message", "email"),
+        [
+            pytest.param(identify(traits={"email": " Jane@Example.com"}), JANE, id="traits"),
+            pytest.param(identify(context={"traits": {"email": JANE}}), JANE, id="context-traits"),
+        ],
+    )
+    def test_identify_before_track(self, message, email):
+        """/users/identify emails_to_identify goes before the identify's /users/track."""
+        requests = sent(translate(message, Settings(**EMAIL)))
+        assert [path for path, _ in requests] == ["/users/identify", "/users/track"]
+        assert requests[0][1] == {
+            "emails_to_identify": [
+                {"external_id": USER, "email": email, "prioritization": PRIORITY}
+            ]
+        }
+
+    def test_with_alias_merge(self):
+        """In alias mode the email merge goes first and the alias merge after the track."""
+        message = identify(anonymousId=ANON, traits={"email": JANE})
+        t = translate(message, Settings(anonymous_users="alias", **EMAIL))
+        assert [(path, list(body)) for path, body in sent(t)] == [
+            ("/users/identify", ["emails_to_identify"]),
+            ("/users/track", ["attributes"]),
+            ("/users/identify", ["aliases_to_identify"]),
+        ]
+
+    @pytest.mark.parametrize(
+        ("message", "settings"),
+        [
+            pytest.param(identify(traits={"email": JANE}), Settings(), id="fallback-off"),
+            pytest.param(identify(traits={"email": JANE}), Settings(**PHONE), id="phone-only"),
+            pytest.param(identify(traits={"plan": "pro"}), Settings(**EMAIL), id="no-email"),
+            pytest.param(
+                identify(userId=ABSENT, traits={"email": JANE}),
+                Settings(**EMAIL),
+                id="no-user-id",
+            ),
+            pytest.param(
+                track(properties={"email": JANE}), Settings(**EMAIL), id="track-not-identify"
+            ),
+        ],
+    )
+    def test_no_merge(self, message, settings):
+        """Only an identify with a userId and an email, with email fallback on, merges."""
+        assert [path for path, _ in sent(translate(message, settings))] == ["/users/track"]
+
+    def test_unusable_email_not_merged(self):
+        """An email that is not an address merges nothing, with a warning; traits still go."""
+        t = translate(identify(traits={"email": "n/a"}), Settings(**EMAIL))
+        assert [path for path, _ in sent(t)] == ["/users/track"]
+        assert warning_paths(t) == ["$.traits.email"]
+        assert track_body(t)["attributes"][0]["email"] == "n/a"

@@ -1043,6 +1043,80 @@ class TestOtherEndpoints:
             braze.accepted_entries(TRACK)
 
 
+ANN = "ann@example.com"
+PRIORITY = ["unidentified", "most_recently_updated"]
+
+
+def email_entry(**fields: Any) -> dict[str, Any]:
+    """An emails_to_identify entry merging ANN's email-only profile into u1."""
+    return {"external_id": "u1", "email": ANN, "prioritization": PRIORITY, **fields}
+
+
+class TestEmailsToIdentify:
+    """/users/identify emails_to_identify: email-only profiles merge into the known user."""
+
+    def test_email_only_profile_merged(self, braze):
+        """The email-only profile's data joins the user; later writes by email reach it."""
+        post(braze, TRACK, {"attributes": [{"email": ANN, "plan": "pro"}]})
+        post(braze, TRACK, {"attributes": [attributes(seats=3)]})
+        response = post(braze, "/users/identify", {"emails_to_identify": [email_entry()]})
+        assert (response.status_code, response.json()) == (201, {"message": "success"})
+        assert braze.accepted_entries("/users/identify") == [email_entry()]
+        assert braze.profiles == {("external_id", "u1"): {"seats": 3, "email": ANN, "plan": "pro"}}
+        post(braze, TRACK, {"attributes": [{"email": ANN, "vip": True}]})
+        assert braze.profiles[("external_id", "u1")]["vip"] is True
+
+    def test_nothing_merged_when_the_user_has_the_email_too(self, braze):
+        """Braze: when the email also matches the identified user, nothing is merged."""
+        post(braze, TRACK, {"attributes": [{"email": ANN, "plan": "pro"}]})
+        post(braze, TRACK, {"attributes": [attributes(email=ANN)]})
+        response = post(braze, "/users/identify", {"emails_to_identify": [email_entry()]})
+        assert response.status_code == 201
+        assert len(braze.profiles) == 2
+
+    def test_prioritization_picks_the_most_recent(self, braze):
+        """Among several unidentified holders, most_recently_updated picks the last one."""
+        alias_b = {"alias_name": "b", "alias_label": "l"}
+        post(braze, TRACK, {"attributes": [{"email": ANN, "first": True}]})
+        post(
+            braze,
+            TRACK,
+            {"attributes": [{"user_alias": alias_b, "_update_existing_only": False, "email": ANN}]},
+        )
+        post(braze, "/users/identify", {"emails_to_identify": [email_entry()]})
+        assert ("user_alias", "b", "l") not in braze.profiles
+        assert ("email", ANN) in braze.profiles
+
+    def test_both_arrays_in_one_request(self, braze):
+        """One request may carry aliases_to_identify and emails_to_identify together."""
+        post(braze, TRACK, {"attributes": [{"user_alias": ALIAS, "_update_existing_only": False}]})
+        body = {
+            "aliases_to_identify": [{"external_id": "u1", "user_alias": ALIAS}],
+            "emails_to_identify": [email_entry()],
+        }
+        assert post(braze, "/users/identify", body).status_code == 201
+        assert len(braze.accepted_entries("/users/identify")) == 2
+
+    @pytest.mark.parametrize(
+        "entry",
+        [
+            pytest.param(without(email_entry(), "prioritization"), id="no-prioritization"),
+            pytest.param(email_entry(prioritization=[]), id="empty-prioritization"),
+            pytest.param(email_entry(prioritization=["newest"]), id="unknown-rule"),
+            pytest.param(
+                email_entry(prioritization=["identified", "unidentified"]), id="both-kinds"
+            ),
+            pytest.param(email_entry(email=""), id="empty-email"),
+            pytest.param(without(email_entry(), "external_id"), id="no-external-id"),
+        ],
+    )
+    def test_invalid_entry(self, braze, entry):
+        """An entry Braze would refuse refuses the request with 400 naming it."""
+        response = post(braze, "/users/identify", {"emails_to_identify": [entry]})
+        assert response.status_code == 400
+        assert response.json()["message"].startswith("emails_to_identify[0]")
+
+
 class TestInjectedFaults:
     """Faults queued with inject()."""
 

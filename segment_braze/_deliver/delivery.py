@@ -272,9 +272,14 @@ class _Worker:
             return
         # Keep one user's order: this user's waiting user-management entries (a
         # delete, a merge) must go before this message's track objects.
-        if message.has_track and message.user_key in self.deferred_users:
+        batched = message.has_track or bool(message.before)
+        if batched and message.user_key in self.deferred_users:
             self.flush()
-        if message.has_track:
+        elif message.before and any(m.user_key == message.user_key for m in self.batch.messages):
+            # Its entries go before the batch's track request, so this user's
+            # earlier objects waiting in the batch go first.
+            self.flush_track()
+        if batched:
             if not self.batch.fits(message):
                 self.flush_track()
             self.batch.add(message)
@@ -302,10 +307,19 @@ class _Worker:
     def flush_track(self) -> None:
         batch = self.batch.messages
         self.batch = TrackBatch(legacy_limits=self.config.legacy_limits)
-        if batch:
-            self.send_track(batch)
-            # A message with entries still to send is finished by flush().
-            self.finish_delivered([message for message in batch if not message.operations])
+        if not batch:
+            return
+        if any(message.before for message in batch):
+            # Entries that must reach Braze before the batch's objects; a message
+            # whose entry failed does not send its objects.
+            for path, key, entries, owners in operation_batches(batch, before=True):
+                self.send_operations(path, key, entries, owners)
+            batch = [message for message in batch if not message.done]
+        tracked = [message for message in batch if message.has_track]
+        if tracked:
+            self.send_track(tracked)
+        # A message with entries still to send is finished by flush().
+        self.finish_delivered([message for message in batch if not message.operations])
 
     def finish_delivered(self, messages: list[Pending]) -> None:
         items = []

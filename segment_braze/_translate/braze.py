@@ -170,11 +170,15 @@ class UserOperation:
         path: the endpoint, e.g. ``/users/identify``.
         key: the body's list key, e.g. ``aliases_to_identify``.
         entry: one JSON-ready list item.
+        before_track: send it before the message's ``/users/track`` objects
+            (an email-only profile merged before the email is written to the
+            known user); by default it goes after them.
     """
 
     path: str
     key: str
     entry: Any = attrs.field(hash=False)
+    before_track: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -21,6 +21,7 @@ from segment_braze._translate.identity import (
     TOO_LONG,
     identifier_of,
     identify_alias,
+    identify_email,
     lookup_attributes,
     too_long,
 )
@@ -167,13 +168,15 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
     if token is not None:
         attributes.setdefault("push_tokens", []).append(token)
     operations: tuple[UserOperation, ...] = ()
-    if (
-        settings.anonymous_users == "alias"
-        and identifier.kind == "external_id"
-        and call.anonymous_id is not None
-    ):
-        # The anonymous profile's history merges into the known user.
-        operations = (identify_alias(identifier.value, call.anonymous_id, settings),)
+    if identifier.kind == "external_id":
+        if "email" in settings.fallback_identifiers:
+            # The email-only profile's history merges into the known user.
+            by_email = identify_email(call, identifier.value, warnings)
+            if by_email is not None:
+                operations = (by_email,)
+        if settings.anonymous_users == "alias" and call.anonymous_id is not None:
+            # The anonymous profile's history merges into the known user.
+            operations += (identify_alias(identifier.value, call.anonymous_id, settings),)
     return _build(
         call,
         identifier,

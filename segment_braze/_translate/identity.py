@@ -20,6 +20,7 @@ __all__ = [
     "TOO_LONG",
     "identifier_of",
     "identify_alias",
+    "identify_email",
     "lookup_attributes",
     "normal_email",
     "too_long",
@@ -33,6 +34,9 @@ _MAX_EXTERNAL_ID_BYTES: Final = 987
 _MAX_LOOKUP: Final = 255
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _E164: Final = re.compile(r"\+[1-9][0-9]{0,14}")
+# Braze (/users/identify): of the profiles holding the email, merge an
+# unidentified one (no external_id), the most recently updated first.
+_PRIORITY: Final = ("unidentified", "most_recently_updated")
 
 
 def too_long(external_id: str) -> bool:
@@ -154,6 +158,31 @@ def lookup_attributes(
             )
         )
     return out
+
+
+def identify_email(call: Identify, external_id: str, warnings: Warnings) -> UserOperation | None:
+    """The ``/users/identify`` entry merging an email-only profile into ``external_id``.
+
+    Sent before the identify's ``/users/track`` request: once that request has
+    written the email onto the known user, the email matches two profiles, and
+    Braze then merges nothing. Braze picks among email-only profiles by the
+    prioritization; ``translate()`` cannot know whether one exists, so every
+    identify with an email carries the entry.
+    """
+    found = user_value(call, "email")
+    if found is None:
+        return None
+    path, value = found
+    email = normal_email(value)
+    if email is None:
+        warnings.append((path, f"{value!r} is not an email address; no email-only profile merged"))
+        return None
+    return UserOperation(
+        path="/users/identify",
+        key="emails_to_identify",
+        entry={"external_id": external_id, "email": email, "prioritization": list(_PRIORITY)},
+        before_track=True,
+    )
 
 
 def identify_alias(external_id: str, alias_name: str, settings: Settings) -> UserOperation:

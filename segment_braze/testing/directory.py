@@ -8,6 +8,7 @@ its operators say. :class:`UserDirectory` models that, for
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from segment_braze.testing.rules import NOT_ATTRIBUTES, UserKey
@@ -72,6 +73,9 @@ class UserDirectory:
     def __init__(self) -> None:
         self.profiles: dict[UserKey, dict[str, Any]] = {}
         self._links: dict[UserKey, UserKey] = {}
+        # When each profile was last updated, as a running count (no clock).
+        self._updated: dict[UserKey, int] = {}
+        self._updates = itertools.count()
 
     def resolve(self, key: UserKey) -> UserKey:
         """Follow alias links and email/phone lookups to the profile's key.
@@ -109,7 +113,12 @@ class UserDirectory:
             key: the user.
             attributes: an accepted attributes object, or None to only create.
         """
-        profile = self.profiles.setdefault(self.resolve(key), {})
+        resolved = self.resolve(key)
+        if resolved not in self.profiles and key[0] in ("email", "phone"):
+            # A profile Braze creates for an unknown email or phone holds it.
+            self.profiles[resolved] = {key[0]: key[1]}
+        profile = self.profiles.setdefault(resolved, {})
+        self._updated[resolved] = next(self._updates)
         merge_objects = (attributes or {}).get("_merge_objects") is True
         for name, value in (attributes or {}).items():
             if name in NOT_ATTRIBUTES:
@@ -132,6 +141,42 @@ class UserDirectory:
         # the identified user and the alias profile removed.
         _fill_missing(target, self.profiles.pop(alias, {}))
         self._links[alias] = self.resolve(user)
+
+    def identify_email(self, external_id: str, email: str, prioritization: list[str]) -> None:
+        """Merge a profile holding ``email`` into ``external_id``: /users/identify.
+
+        Args:
+            external_id: the user to merge into.
+            email: the email address the merged profile holds.
+            prioritization: Braze's order for choosing among several profiles.
+        """
+        user = self.resolve(("external_id", external_id))
+        holders = [
+            key
+            for key, profile in self.profiles.items()
+            if key == ("email", email) or profile.get("email") == email
+        ]
+        if user in holders:
+            # Braze: when the email matches the identified user as well (or
+            # only it), nothing is merged, and the answer is still success.
+            return
+        for rule in prioritization:
+            if rule in ("identified", "unidentified"):
+                wanted = rule == "identified"
+                holders = [key for key in holders if (key[0] == "external_id") is wanted]
+            elif rule.endswith("recently_updated"):
+                holders.sort(
+                    key=lambda key: self._updated.get(key, -1),
+                    reverse=rule == "most_recently_updated",
+                )
+        if not holders:
+            return
+        chosen = holders[0]
+        _fill_missing(self.profiles.setdefault(user, {}), self.profiles.pop(chosen))
+        self._updated[user] = next(self._updates)
+        self._links[("email", email)] = user
+        if chosen[0] != "email":
+            self._links[chosen] = user
 
     def add_alias(self, alias: UserKey, external_id: str | None) -> None:
         """Create an alias: /users/alias/new.

@@ -190,40 +190,68 @@ def process_entries(path: str, body: dict[str, Any], *, directory: UserDirectory
     Returns:
         The answer with the accepted entries; any bad entry refuses them all.
     """
-    array = delete_kind(body) if path == "/users/delete" else ENTRY_ARRAYS[path][0]
-    if array is None:
-        kinds = ", ".join(ENTRY_ARRAYS[path])
-        return Outcome(status=400, payload={"message": f"Send exactly one of {kinds}"})
-    entries = body.get(array)
-    if not isinstance(entries, list) or not entries:
-        return Outcome(status=400, payload={"message": f"{array} must be a non-empty array"})
-    if len(entries) > MAX_ENTRIES:
-        message = f"{_MAX_INPUT}: at most {MAX_ENTRIES} entries in {array}"
-        return Outcome(status=400, payload={"message": message})
-    for index, entry in enumerate(entries):
-        problem = entry_problem(path, array, entry)
-        if problem is not None:
-            return Outcome(status=400, payload={"message": f"{array}[{index}]: {problem}"})
-
-    for entry in entries:
-        if path == "/users/identify":
-            directory.identify(entry["external_id"], alias_key(entry["user_alias"]))
-        elif path == "/users/merge":
-            directory.merge(
-                user_key(entry["identifier_to_merge"]),
-                user_key(entry["identifier_to_keep"]),
-            )
-        elif path == "/users/alias/new":
-            directory.add_alias(alias_key(entry), entry.get("external_id"))
-        elif array == "user_aliases":
-            directory.delete(alias_key(entry))
-        else:
-            directory.delete((_DELETE_KINDS[array], entry))
+    pairs = _read_entries(path, body)
+    if isinstance(pairs, Outcome):
+        return pairs
+    for array, entry in pairs:
+        _apply(path, array, entry, directory)
     payload: dict[str, Any] = {"message": "success"}
     if path == "/users/delete":
-        payload = {"deleted": len(entries), "message": "success"}
+        payload = {"deleted": len(pairs), "message": "success"}
     return Outcome(
         status=_SUCCESS_STATUS[path],
         payload=payload,
-        accepted=tuple((path, entry) for entry in entries),
+        accepted=tuple((path, entry) for _, entry in pairs),
     )
+
+
+def _read_entries(path: str, body: dict[str, Any]) -> list[tuple[str, Any]] | Outcome:
+    """The body's ``(array, entry)`` pairs, or Braze's 400 when any is wrong."""
+    arrays = _entry_arrays(path, body)
+    if not arrays:
+        kinds = ", ".join(ENTRY_ARRAYS[path])
+        one = "one or both" if path == "/users/identify" else "exactly one"
+        return Outcome(status=400, payload={"message": f"Send {one} of {kinds}"})
+    pairs: list[tuple[str, Any]] = []
+    for array in arrays:
+        entries = body.get(array)
+        if not isinstance(entries, list) or not entries:
+            return Outcome(status=400, payload={"message": f"{array} must be a non-empty array"})
+        pairs.extend((array, entry) for entry in entries)
+    if len(pairs) > MAX_ENTRIES:
+        message = f"{_MAX_INPUT}: at most {MAX_ENTRIES} entries in {' and '.join(arrays)}"
+        return Outcome(status=400, payload={"message": message})
+    for array in arrays:
+        for index, entry in enumerate(body[array]):
+            problem = entry_problem(path, array, entry)
+            if problem is not None:
+                return Outcome(status=400, payload={"message": f"{array}[{index}]: {problem}"})
+    return pairs
+
+
+def _apply(path: str, array: str, entry: Any, directory: UserDirectory) -> None:
+    if array == "emails_to_identify":
+        directory.identify_email(entry["external_id"], entry["email"], entry["prioritization"])
+    elif path == "/users/identify":
+        directory.identify(entry["external_id"], alias_key(entry["user_alias"]))
+    elif path == "/users/merge":
+        directory.merge(
+            user_key(entry["identifier_to_merge"]),
+            user_key(entry["identifier_to_keep"]),
+        )
+    elif path == "/users/alias/new":
+        directory.add_alias(alias_key(entry), entry.get("external_id"))
+    elif array == "user_aliases":
+        directory.delete(alias_key(entry))
+    else:
+        directory.delete((_DELETE_KINDS[array], entry))
+
+
+def _entry_arrays(path: str, body: dict[str, Any]) -> list[str]:
+    """The body's entry arrays: one for most endpoints, one or both for identify."""
+    if path == "/users/delete":
+        kind = delete_kind(body)
+        return [] if kind is None else [kind]
+    if path == "/users/identify":
+        return [array for array in ENTRY_ARRAYS[path] if array in body]
+    return [ENTRY_ARRAYS[path][0]]

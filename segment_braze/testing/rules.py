@@ -45,7 +45,8 @@ MAX_TRACK_OBJECTS: Final = 75
 MAX_ENTRIES: Final = 50
 
 ENTRY_ARRAYS: Final = {
-    "/users/identify": ("aliases_to_identify",),
+    # Braze: /users/identify takes either array, or both, in one request.
+    "/users/identify": ("aliases_to_identify", "emails_to_identify"),
     "/users/merge": ("merge_updates",),
     "/users/alias/new": ("user_aliases",),
     # Braze: /users/delete takes exactly one of these per request.
@@ -331,6 +332,30 @@ def _lookup_identifier_problem(identifier: object) -> str | None:
     return None
 
 
+# Braze: prioritization draws from these, with at most one of the first two.
+_PRIORITIES: Final = (
+    "identified",
+    "unidentified",
+    "most_recently_updated",
+    "least_recently_updated",
+)
+
+
+def _email_entry_problem(entry: dict[str, Any]) -> str | None:
+    email = entry.get("email")
+    if not isinstance(email, str) or not email:
+        return "email must be a non-empty string"
+    priority = entry.get("prioritization")
+    # Braze: prioritization is required with an email.
+    if not isinstance(priority, list) or not priority:
+        return "prioritization must be a non-empty array"
+    if any(rule not in _PRIORITIES for rule in priority) or len(set(priority)) != len(priority):
+        return f"prioritization takes each of {', '.join(_PRIORITIES)} at most once"
+    if {"identified", "unidentified"} <= set(priority):
+        return "prioritization takes identified or unidentified, not both"
+    return None
+
+
 def entry_problem(path: str, array: str, entry: object) -> str | None:
     """Judge one entry of a /users/identify, merge, delete or alias/new body.
 
@@ -358,6 +383,8 @@ def entry_problem(path: str, array: str, entry: object) -> str | None:
         external_id = entry.get("external_id")
         if not isinstance(external_id, str) or not external_id:
             return "external_id must be a non-empty string"
+        if array == "emails_to_identify":
+            return _email_entry_problem(entry)
         return _alias_problem(entry.get("user_alias"))
     for side in ("identifier_to_merge", "identifier_to_keep"):
         problem = _lookup_identifier_problem(entry.get(side))
