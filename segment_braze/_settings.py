@@ -19,6 +19,7 @@ __all__ = [
     "SEGMENT_IGNORED_KEYS",
     "AliasCalls",
     "AnonymousUsers",
+    "Ecommerce",
     "EventTime",
     "FallbackIdentifier",
     "Naming",
@@ -30,6 +31,7 @@ AliasCalls = Literal["identify", "merge", "drop"]
 EventTime = Literal["timestamp", "receivedAt", "originalTimestamp"]
 Naming = Literal["segment", "rudderstack"]
 FallbackIdentifier = Literal["email", "phone"]
+Ecommerce = Literal["purchases", "recommended", "both"]
 
 # The alias label each naming uses when anonymous_alias_label is not given:
 # RudderStack's Braze destination labels anonymous ids "rudder_id" (util.ts,
@@ -92,6 +94,14 @@ def _is_optional_str(_: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
     if value is not None and not isinstance(value, str):
         kind = type(value).__name__
         raise SettingsError(f"{attribute.name} must be a string or None, not {kind}")
+
+
+def _is_source(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # Braze: source is a required non-blank string of at most 255 characters.
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise SettingsError(
+            f"{attribute.name} must be a non-empty string of at most 255 characters"
+        )
 
 
 def _alias_label(value: str | None) -> str:
@@ -257,6 +267,9 @@ class Settings:
     purchase_events: frozenset[str] | None = attrs.field(
         default=frozenset({"Order Completed"}), converter=_purchase_events
     )
+    # Braze's eCommerce recommended events (docs/mapping.md, "eCommerce").
+    ecommerce: Ecommerce = attrs.field(default="purchases", validator=_one_of(Ecommerce))
+    ecommerce_source: str = attrs.field(default="segment", validator=_is_source)
     context_traits_as_attributes: bool = _flag(False)
     context_attributes: bool = _flag(False)
     event_time: EventTime = attrs.field(default="timestamp", validator=_one_of(EventTime))

@@ -17,6 +17,7 @@ from segment_braze._translate.braze import (
     UserAttributes,
     UserOperation,
 )
+from segment_braze._translate.ecommerce import SEGMENT_EVENTS, recommended_event
 from segment_braze._translate.identity import (
     TOO_LONG,
     identifier_of,
@@ -25,8 +26,8 @@ from segment_braze._translate.identity import (
     lookup_attributes,
     too_long,
 )
-from segment_braze._translate.products import order_purchases, revenue_purchase
-from segment_braze._translate.profile import context_traits, identify_attributes, push_token
+from segment_braze._translate.products import track_purchases
+from segment_braze._translate.profile import context_attributes, identify_attributes, push_token
 from segment_braze._translate.routing import blocked
 from segment_braze._translate.segment import (
     Alias,
@@ -45,7 +46,6 @@ from segment_braze._translate.segment import (
 from segment_braze._translate.traits import (
     group_subscription,
     has_nested_object,
-    traits_to_attributes,
 )
 from segment_braze._translate.translation import Translation
 from segment_braze._translate.values import MAX_KEY, clean_properties
@@ -57,8 +57,6 @@ _DEFAULT_SETTINGS: Final = Settings()
 _EVENT_RESERVED: Final = frozenset({"time", "event_name"})
 _FILTERED: Final = "filtered"
 _LOOKUP_KINDS: Final = frozenset({"email", "phone"})
-# Segment's e-commerce spec: money going back; never a Braze purchase.
-_NEVER_REVENUE: Final = frozenset({"Order Refunded", "Order Cancelled"})
 _GROUP_PREFIXES: Final = {"segment": "ab_segment_group_", "rudderstack": "ab_rudder_group_"}
 
 
@@ -189,24 +187,6 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
     )
 
 
-def _context_attributes(
-    call: Track | Page, settings: Settings, warnings: Warnings
-) -> dict[str, Any] | None:
-    """RudderStack's rule, when on: ``context.traits`` on any event update the profile."""
-    if not settings.context_traits_as_attributes:
-        return None
-    traits = context_traits(call, warnings)
-    if not traits:
-        return None
-    attributes = traits_to_attributes(
-        traits,
-        path="$.context.traits",
-        max_array_length=settings.max_array_length,
-        warnings=warnings,
-    )
-    return attributes or None
-
-
 def _allowed(name: str, settings: Settings) -> bool:
     if name in settings.events_denylist:
         return False
@@ -219,60 +199,110 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
     identifier = identifier_of(call, settings, warnings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
-    time = call.time
-    properties = call.properties
     update_only = _objects_update_only(identifier, settings)
-    attributes = _context_attributes(call, settings, warnings)
-    products = properties.get("products")
-    if (
-        isinstance(products, list)
-        and products
-        and (settings.purchase_events is None or call.event in settings.purchase_events)
-    ):
-        # Segment's e-commerce spec: only an order (Order Completed) is revenue;
-        # a refund or a checkout keeps its products as event properties.
-        purchases = order_purchases(
-            properties,
-            products,
-            identifier=identifier,
-            time=time,
-            app_id=settings.app_id,
-            update_existing_only=update_only,
-            warnings=warnings,
+    attributes = context_attributes(call, settings, warnings)
+    if settings.ecommerce != "purchases" and call.event in SEGMENT_EVENTS:
+        return _ecommerce(
+            call, identifier, settings, warnings, attributes=attributes, update_only=update_only
         )
-        if not purchases:
-            return _dropped(call, "every product is invalid for a Braze purchase", warnings)
+    purchases = track_purchases(
+        call.event,
+        call.properties,
+        settings,
+        identifier=identifier,
+        time=call.time,
+        update_existing_only=update_only,
+        warnings=warnings,
+    )
+    if isinstance(purchases, str):
+        return _dropped(call, purchases, warnings)
+    if purchases:
         return _build(
             call, identifier, settings, warnings, attributes=attributes, purchases=purchases
         )
-    # Money going back (a refund, a cancellation) is never logged as revenue.
-    if (
-        settings.log_purchase_when_revenue_present
-        and "revenue" in properties
-        and call.event not in _NEVER_REVENUE
-    ):
-        purchase = revenue_purchase(
-            call.event,
-            properties,
-            identifier=identifier,
-            time=time,
-            app_id=settings.app_id,
-            update_existing_only=update_only,
-            warnings=warnings,
-        )
-        if purchase is not None:
-            return _build(
-                call, identifier, settings, warnings, attributes=attributes, purchases=(purchase,)
-            )
     return _event(
         call,
         call.event,
-        properties=properties,
+        properties=call.properties,
         identifier=identifier,
         update_existing_only=update_only,
         settings=settings,
         warnings=warnings,
         attributes=attributes,
+    )
+
+
+def _ecommerce(
+    call: Track,
+    identifier: Identifier,
+    settings: Settings,
+    warnings: Warnings,
+    *,
+    attributes: dict[str, Any] | None,
+    update_only: bool,
+) -> Translation:
+    """A Segment e-commerce event as Braze's recommended event (``ecommerce`` on).
+
+    Braze drops an invalid recommended event, so one that fails its schema is
+    sent as what it would otherwise be: the plain custom event, or in "both"
+    mode the purchases; never invalid, never lost.
+    """
+    built = recommended_event(call.event, call.properties, source=settings.ecommerce_source)
+    purchases: tuple[Purchase, ...] = ()
+    if settings.ecommerce == "both":
+        logged = track_purchases(
+            call.event,
+            call.properties,
+            settings,
+            identifier=identifier,
+            time=call.time,
+            update_existing_only=update_only,
+            warnings=warnings,
+        )
+        # Every product invalid: their warnings say why, and the event stands alone.
+        purchases = () if isinstance(logged, str) else logged
+    if built.problems:
+        warnings.extend(built.problems)
+        instead = "purchases" if purchases else f"the custom event {call.event!r}"
+        count = len(built.problems)
+        warnings.append(
+            (
+                "$.event",
+                f"not sent as {built.name}: {count} field{'s' * (count > 1)} missing or "
+                f"invalid; sent as {instead}",
+            )
+        )
+        if purchases:
+            return _build(
+                call, identifier, settings, warnings, attributes=attributes, purchases=purchases
+            )
+        return _event(
+            call,
+            call.event,
+            properties=call.properties,
+            identifier=identifier,
+            update_existing_only=update_only,
+            settings=settings,
+            warnings=warnings,
+            attributes=attributes,
+        )
+    warnings.extend(built.warnings)
+    event = Event(
+        identifier=identifier,
+        name=built.name,
+        time=call.time,
+        app_id=settings.app_id,
+        properties=built.properties,
+        update_existing_only=update_only,
+    )
+    return _build(
+        call,
+        identifier,
+        settings,
+        warnings,
+        attributes=attributes,
+        events=(event,),
+        purchases=purchases,
     )
 
 
@@ -331,7 +361,7 @@ def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
         update_existing_only=_objects_update_only(identifier, settings),
         settings=settings,
         warnings=warnings,
-        attributes=_context_attributes(call, settings, warnings),
+        attributes=context_attributes(call, settings, warnings),
     )
 
 

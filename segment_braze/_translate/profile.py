@@ -15,7 +15,7 @@ from segment_braze._settings import Settings
 from segment_braze._translate.segment import Call, Identify, Warnings, is_mapping
 from segment_braze._translate.traits import traits_to_attributes
 
-__all__ = ["context_traits", "identify_attributes", "push_token"]
+__all__ = ["context_attributes", "context_traits", "identify_attributes", "push_token"]
 
 # Braze: device_id of a push token is 8 to 255 bytes.
 _DEVICE_ID_BYTES: Final = range(8, 256)
@@ -126,3 +126,19 @@ def push_token(call: Call, settings: Settings, warnings: Warnings) -> dict[str, 
                 )
             )
     return entry
+
+
+def context_attributes(call: Call, settings: Settings, warnings: Warnings) -> dict[str, Any] | None:
+    """RudderStack's rule, when on: ``context.traits`` on any event update the profile."""
+    if not settings.context_traits_as_attributes:
+        return None
+    traits = context_traits(call, warnings)
+    if not traits:
+        return None
+    attributes = traits_to_attributes(
+        traits,
+        path="$.context.traits",
+        max_array_length=settings.max_array_length,
+        warnings=warnings,
+    )
+    return attributes or None
