@@ -23,9 +23,9 @@ segment_braze, so it stays an independent judge of what Braze accepts.
 The room holds the public names above and its private modules: ``standin`` (the
 server's behaviour), ``server`` (HTTP on loopback), ``rules``, ``processing`` and
 ``directory`` (Braze's object rules, what Braze stores, and who exists),
-``faults`` and ``records``. It may import only itself and
-``segment_braze.exceptions``; never ``_translate``, ``_deliver``, ``_cache`` or
-``_replay``.
+``ecommerce`` (Braze's recommended-event schema), ``faults`` and ``records``. It
+may import only itself and ``segment_braze.exceptions``; never ``_translate``,
+``_deliver``, ``_cache`` or ``_replay``.
 """
 
 from segment_braze.testing.faults import Fault

@@ -15,6 +15,7 @@ from typing import Any, Final
 import attrs
 
 from segment_braze.testing.directory import UserDirectory
+from segment_braze.testing.ecommerce import recommended_problem
 from segment_braze.testing.rules import (
     ARRAYS,
     ENTRY_ARRAYS,
@@ -84,10 +85,15 @@ def _arrays(body: dict[str, Any], *, legacy_limits: bool) -> dict[str, list[Any]
 
 def _judge(
     arrays: dict[str, list[Any]], failing: frozenset[tuple[str, int]]
-) -> tuple[list[_Valid], list[dict[str, Any]]]:
-    """Split the objects into valid ones and Braze's ``errors`` entries."""
+) -> tuple[list[_Valid], list[dict[str, Any]], set[tuple[str, int]]]:
+    """Split the objects into valid ones and Braze's ``errors`` entries.
+
+    Also returns the positions of recommended events that fail Braze's
+    eCommerce schema: valid for the request (it succeeds), but never stored.
+    """
     valid: list[_Valid] = []
     errors: list[dict[str, Any]] = []
+    unschematic: set[tuple[str, int]] = set()
     for name, objects in arrays.items():
         for index, obj in enumerate(objects):
             problem = _JUDGES[name](obj)
@@ -95,9 +101,13 @@ def _judge(
                 problem = "Injected fault: Braze could not process this object"
             if problem is None:
                 valid.append((name, index, obj))
-            else:
-                errors.append({"type": problem, "input_array": name, "index": index})
-    return valid, errors
+                schema = recommended_problem(obj) if name == "events" else None
+                if schema is None:
+                    continue
+                unschematic.add((name, index))
+                problem = schema
+            errors.append({"type": problem, "input_array": name, "index": index})
+    return valid, errors, unschematic
 
 
 def _drop_reason(array: str, obj: dict[str, Any], directory: UserDirectory) -> str | None:
@@ -141,7 +151,7 @@ def process_track(
     arrays = _arrays(body, legacy_limits=legacy_limits)
     if isinstance(arrays, Outcome):
         return arrays
-    valid, errors = _judge(arrays, failing)
+    valid, errors, unschematic = _judge(arrays, failing)
     # Braze: when no object survives, the request fails with 400 and the errors.
     if not valid:
         return Outcome(status=400, payload={"message": NO_VALID_DATA, "errors": errors})
@@ -150,6 +160,10 @@ def process_track(
     # `valid` lists attributes before events and purchases: Braze processes
     # them in that order, so an alias created above can take events below.
     for name, index, obj in valid:
+        if (name, index) in unschematic:
+            # Braze: an invalid recommended event is dropped entirely (named in
+            # errors, not stored, not kept as a plain custom event instead).
+            continue
         reason = _drop_reason(name, obj, directory)
         if reason is not None:
             ignored.append((name, index, obj, reason))
