@@ -76,6 +76,13 @@ BAD_OPTIONS: list[dict[str, Any]] = [
     {"anonymous_alias_label": "  "},
     {"anonymous_alias_label": 7},
     {"naming": "RudderStack"},
+    {"ecommerce": "recommend"},
+    {"ecommerce": None},
+    {"ecommerce_source": ""},
+    {"ecommerce_source": "s" * 256},
+    {"ecommerce_source": 3},
+    {"group_subscriptions": "yes"},
+    {"merge_nested_objects": 1},
     {"fallback_identifiers": "email"},
     {"fallback_identifiers": ["email", "email"]},
     {"fallback_identifiers": ["sms"]},
@@ -724,3 +731,19 @@ class TestFallbackIdentifiers:
     def test_stored_as_tuple(self, given, stored):
         """Any sequence of the two names is stored as a tuple in the order given."""
         assert Settings(fallback_identifiers=given).fallback_identifiers == stored
+
+
+class TestDataModelDefaults:
+    """The options of Braze's current data model leave today's behaviour by default."""
+
+    def test_defaults(self):
+        """Purchases, source "segment", no group subscriptions, no merging, no fallback ids."""
+        s = Settings()
+        assert (s.ecommerce, s.ecommerce_source) == ("purchases", "segment")
+        assert (s.group_subscriptions, s.merge_nested_objects) == (False, False)
+        assert s.fallback_identifiers == ()
+
+    @pytest.mark.parametrize("mode", ["purchases", "recommended", "both"])
+    def test_ecommerce_modes(self, mode):
+        """The three eCommerce modes are accepted."""
+        assert Settings(ecommerce=mode).ecommerce == mode

@@ -60,6 +60,13 @@ def _applied(current: Any, value: Any, *, merge_objects: bool = False) -> Any:
     return value
 
 
+def _subscriptions(current: Any, update: list[Any]) -> list[Any]:
+    # Braze: each entry sets one group's state; the user's other groups keep theirs.
+    states = {entry["subscription_group_id"]: entry for entry in current or ()}
+    states.update((entry["subscription_group_id"], entry) for entry in update)
+    return list(states.values())
+
+
 class UserDirectory:
     """The users the stand-in knows, with their merged attributes.
 
@@ -125,6 +132,8 @@ class UserDirectory:
                 continue
             if value is None:  # Braze: null unsets the attribute
                 profile.pop(name, None)
+            elif name == "subscription_groups":
+                profile[name] = _subscriptions(profile.get(name), value)
             else:
                 profile[name] = _applied(profile.get(name), value, merge_objects=merge_objects)
 
