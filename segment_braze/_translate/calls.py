@@ -205,21 +205,23 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
         return _ecommerce(
             call, identifier, settings, warnings, attributes=attributes, update_only=update_only
         )
-    purchases = track_purchases(
-        call.event,
-        call.properties,
-        settings,
-        identifier=identifier,
-        time=call.time,
-        update_existing_only=update_only,
-        warnings=warnings,
-    )
-    if isinstance(purchases, str):
-        return _dropped(call, purchases, warnings)
-    if purchases:
-        return _build(
-            call, identifier, settings, warnings, attributes=attributes, purchases=purchases
+    # Hot path: most tracks have no products and log no revenue.
+    if "products" in call.properties or settings.log_purchase_when_revenue_present:
+        purchases = track_purchases(
+            call.event,
+            call.properties,
+            settings,
+            identifier=identifier,
+            time=call.time,
+            update_existing_only=update_only,
+            warnings=warnings,
         )
+        if isinstance(purchases, str):
+            return _dropped(call, purchases, warnings)
+        if purchases:
+            return _build(
+                call, identifier, settings, warnings, attributes=attributes, purchases=purchases
+            )
     return _event(
         call,
         call.event,
