@@ -54,7 +54,8 @@ _PRODUCT_FIELDS: Final = frozenset(
 # Segment -> Braze order amounts; the first Segment field present decides.
 _TOTAL: Final = ("total", "revenue", "value")
 _AMOUNTS: Final = (("subtotal_value", "subtotal"), ("tax", "tax"), ("shipping", "shipping"))
-_TYPES: Final = frozenset({"price_drop", "back_in_stock"})
+# A tuple, not a set: a value drawn from JSON may be a list, which cannot be hashed.
+_TYPE_NAMES: Final = ("price_drop", "back_in_stock")
 _DEFAULT_CURRENCY: Final = "USD"
 
 
@@ -258,7 +259,7 @@ def _fields(event: _Builder, name: str, segment_event: str) -> None:
     if name == PRODUCT_VIEWED:
         _line(event, quantity=False)
         kinds = event.source.get("type")
-        if isinstance(kinds, list) and kinds and set(kinds) <= _TYPES:
+        if isinstance(kinds, list) and kinds and all(kind in _TYPE_NAMES for kind in kinds):
             event.out["type"] = kinds
             event.used.add("type")
         return

@@ -40,8 +40,9 @@ ORDER_REFUNDED: Final = "ecommerce.order_refunded"
 # Braze: strings at most 255 characters; event properties at most 100 KB.
 _MAX_STRING: Final = 255
 _MAX_BYTES: Final = 100 * 1024
-_ACTIONS: Final = frozenset({"add", "remove", "replace"})
-_TYPES: Final = frozenset({"price_drop", "back_in_stock"})
+# Tuples, not sets: a value may be a list, which cannot be hashed.
+_ACTIONS: Final = ("add", "remove", "replace")
+_TYPES: Final = ("price_drop", "back_in_stock")
 
 Problem = tuple[str, str]
 Check = Callable[[Any], str | None]
