@@ -380,6 +380,7 @@ class TestMapping:
             pytest.param([{"code": "A"}], False, id="no-amount"),
             pytest.param([{"code": "A", "amount": -1}], False, id="negative"),
             pytest.param("A", False, id="not-a-list"),
+            pytest.param(["A"], False, id="not-objects"),
         ],
     )
     def test_discounts(self, discounts, kept):
@@ -405,6 +406,27 @@ class TestMapping:
         message = ecommerce("Product Viewed", {**HAT, "type": kinds})
         properties = the_event(translate(message, RECOMMENDED))["properties"]
         assert ("type" in properties) is kept
+
+    def test_discounts_cleaned(self):
+        """Inside discounts, values Braze refuses are left out with a warning, as anywhere."""
+        discounts = [{"code": "A", "amount": 1, "note": "n" * 256, "$x": 1}]
+        message = ecommerce(
+            "Order Completed",
+            {"order_id": "o", "total": 1, "products": [HAT], "discounts": discounts},
+        )
+        t = translate(message, RECOMMENDED)
+        assert the_event(t)["properties"]["discounts"] == [{"code": "A", "amount": 1}]
+        assert [path for path, _ in t.warnings] == [
+            "$.properties.discounts[0].note",
+            '$.properties.discounts[0]["$x"]',
+        ]
+
+    def test_lone_surrogate_falls_back(self):
+        """A name that cannot be written as UTF-8 keeps the event from being valid."""
+        message = ecommerce("Product Viewed", {**HAT, "name": "\ud800"})
+        t = translate(message, RECOMMENDED)
+        assert the_event(t)["name"] == "Product Viewed"
+        assert t.warnings[0][0] == "$.properties.name"
 
     def test_cart_products_list(self):
         """A cart event with a (non-spec) products list uses it as sent."""

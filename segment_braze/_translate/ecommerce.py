@@ -237,21 +237,30 @@ def _cart_line(event: _Builder) -> None:
 
 def _discounts(event: _Builder) -> None:
     value = event.source.get("discounts")
+    if not isinstance(value, list) or not value:
+        return
     # Only a list already in Braze's shape; anything else stays in metadata.
-    if (
-        isinstance(value, list)
-        and value
-        and all(
-            is_mapping(item)
-            and isinstance(item.get("code"), str)
-            and not isinstance(item.get("amount"), bool)
-            and isinstance(item.get("amount"), int | float)
-            and item["amount"] >= 0
-            for item in value
-        )
-    ):
+    # Cleaned like any property first: no NaN, $ keys or over-long strings inside.
+    warnings: Warnings = []
+    value = clean_properties({"discounts": value}, event.path, frozenset(), warnings).get(
+        "discounts"
+    )
+    if isinstance(value, list) and value and all(_is_discount(item) for item in value):
         event.out["discounts"] = value
         event.used.add("discounts")
+        event.warnings.extend(warnings)
+
+
+def _is_discount(item: Any) -> bool:
+    if not is_mapping(item):
+        return False
+    amount = item.get("amount")
+    return (
+        isinstance(item.get("code"), str)
+        and isinstance(amount, int | float)
+        and not isinstance(amount, bool)
+        and amount >= 0
+    )
 
 
 def _fields(event: _Builder, name: str, segment_event: str) -> None:

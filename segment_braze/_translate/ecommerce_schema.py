@@ -55,6 +55,11 @@ def _text(value: Any) -> str | None:
         return "must not be blank"
     if len(value) > _MAX_STRING:
         return f"is {len(value)} characters, over Braze's {_MAX_STRING}"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate: not writable as JSON text
+            return "is not valid Unicode"
     return None
 
 
