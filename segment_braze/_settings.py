@@ -9,24 +9,34 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
 
 import attrs
 
-from segment_braze import _endpoints
+from segment_braze._endpoints import cluster_name, resolve_endpoints
 from segment_braze.exceptions import SettingsError
 
 __all__ = [
     "SEGMENT_IGNORED_KEYS",
     "AliasCalls",
     "AnonymousUsers",
+    "Ecommerce",
     "EventTime",
+    "FallbackIdentifier",
+    "Naming",
     "Settings",
 ]
 
 AnonymousUsers = Literal["drop", "alias"]
 AliasCalls = Literal["identify", "merge", "drop"]
 EventTime = Literal["timestamp", "receivedAt", "originalTimestamp"]
+Naming = Literal["segment", "rudderstack"]
+FallbackIdentifier = Literal["email", "phone"]
+Ecommerce = Literal["purchases", "recommended", "both"]
+
+# The alias label each naming uses when anonymous_alias_label is not given:
+# RudderStack's Braze destination labels anonymous ids "rudder_id" (util.ts,
+# setAliasObject).
+_ALIAS_LABELS: dict[str, str] = {"segment": "segment_anonymous_id", "rudderstack": "rudder_id"}
 
 _VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
 
@@ -99,9 +109,21 @@ def _is_key(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         )
 
 
-def _is_label(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _is_source(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # Braze: source is a required non-blank string of at most 255 characters.
+    if not isinstance(value, str) or not value.strip() or len(value) > 255:
+        raise SettingsError(
+            f"{attribute.name} must be a non-empty string of at most 255 characters"
+        )
+
+
+def _alias_label(value: str | None) -> str:
+    # None means "not given": __attrs_post_init__ picks the naming's label.
+    if value is None:
+        return ""
     if not isinstance(value, str) or not value.strip():
-        raise SettingsError(f"{attribute.name} must be a non-empty string")
+        raise SettingsError("anonymous_alias_label must be a non-empty string")
+    return value
 
 
 def _is_version(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -175,6 +197,14 @@ def _consent_categories(value: Any) -> tuple[str, ...]:
     return _strings("consent_categories", value)
 
 
+def _fallback_identifiers(value: Iterable[str]) -> tuple[FallbackIdentifier, ...]:
+    names = _strings("fallback_identifiers", value)
+    allowed = get_args(FallbackIdentifier)
+    if not set(names) <= set(allowed) or len(set(names)) != len(names):
+        raise SettingsError(f"fallback_identifiers must name each of {allowed} at most once")
+    return names  # type: ignore[return-value]  # checked against the Literal just above
+
+
 def _allowlist(value: Iterable[str] | None) -> frozenset[str] | None:
     return None if value is None else _names("events_allowlist", value)
 
@@ -211,7 +241,7 @@ class Settings:
 
     app_id: str | None = _text()
     rest_api_key: str | None = attrs.field(default=None, repr=False, validator=_is_key)
-    datacenter: str | None = attrs.field(default=None, converter=_endpoints.cluster)
+    datacenter: str | None = attrs.field(default=None, converter=cluster_name)
     rest_endpoint: str | None = _text()
     sdk_endpoint: str | None = _text()
     allow_custom_endpoint: bool = _flag(False)
@@ -233,7 +263,7 @@ class Settings:
     open_news_feed_cards_in_new_tab: bool = _flag(False)
     session_timeout_seconds: int = _number(1800)
     anonymous_users: AnonymousUsers = attrs.field(default="drop", validator=_one_of(AnonymousUsers))
-    anonymous_alias_label: str = attrs.field(default="segment_anonymous_id", validator=_is_label)
+    anonymous_alias_label: str = attrs.field(default=None, converter=_alias_label)
     alias_calls: AliasCalls = attrs.field(default="identify", validator=_one_of(AliasCalls))
     events_allowlist: frozenset[str] | None = attrs.field(default=None, converter=_allowlist)
     events_denylist: frozenset[str] = attrs.field(default=frozenset(), converter=_denylist)
@@ -250,25 +280,34 @@ class Settings:
     purchase_events: frozenset[str] | None = attrs.field(
         default=frozenset({"Order Completed"}), converter=_purchase_events
     )
+    # Braze's eCommerce recommended events (docs/mapping.md, "eCommerce").
+    ecommerce: Ecommerce = attrs.field(default="purchases", validator=_one_of(Ecommerce))
+    ecommerce_source: str = attrs.field(default="segment", validator=_is_source)
     context_traits_as_attributes: bool = _flag(False)
     context_attributes: bool = _flag(False)
     event_time: EventTime = attrs.field(default="timestamp", validator=_one_of(EventTime))
+    # Names written for page, screen and group calls (docs/mapping.md).
+    naming: Naming = attrs.field(default="segment", validator=_one_of(Naming))
+    # Braze: _merge_objects deep-merges nested object attributes (docs/mapping.md).
+    merge_nested_objects: bool = _flag(False)
+    # RudderStack's "subscription group in group call" (docs/mapping.md).
+    group_subscriptions: bool = _flag(False)
+    # Braze's email/phone identifiers, for messages without a primary id
+    # (docs/identity.md), in the order tried.
+    fallback_identifiers: tuple[FallbackIdentifier, ...] = attrs.field(
+        default=(), converter=_fallback_identifiers
+    )
 
     def __attrs_post_init__(self) -> None:
-        rest = _endpoints.rest_endpoint(self.rest_endpoint, custom=self.allow_custom_endpoint)
-        sdk = _endpoints.sdk_endpoint(self.sdk_endpoint, custom=self.allow_custom_endpoint)
-        cluster, why = self.datacenter, f"datacenter {self.datacenter}"
-        if cluster is None and rest is not None:
-            cluster = _endpoints.CLUSTER_BY_HOST.get(urlsplit(rest).netloc)
-            why = f"cluster {cluster} implied by rest_endpoint"
-        if cluster is None and sdk is not None:
-            cluster = _endpoints.CLUSTER_BY_HOST.get(sdk)
-            why = f"cluster {cluster} implied by sdk_endpoint"
-        if cluster is not None:
-            suffix = _endpoints.CLUSTERS[cluster]
-            rest = _endpoints.agree("rest_endpoint", rest, f"https://rest.{suffix}", why)
-            sdk = _endpoints.agree("sdk_endpoint", sdk, f"sdk.{suffix}", why)
+        cluster, rest, sdk = resolve_endpoints(
+            self.datacenter,
+            self.rest_endpoint,
+            self.sdk_endpoint,
+            custom=self.allow_custom_endpoint,
+        )
         # Frozen class: derived values are set once, here, at construction.
+        if not self.anonymous_alias_label:
+            object.__setattr__(self, "anonymous_alias_label", _ALIAS_LABELS[self.naming])
         object.__setattr__(self, "datacenter", cluster)
         object.__setattr__(self, "rest_endpoint", rest)
         object.__setattr__(self, "sdk_endpoint", sdk)

@@ -27,6 +27,11 @@ EVENT_NAMES = (
     "Loaded a Page",
     "Viewed Cart Screen",
     "Loaded a Screen",
+    "Product Viewed",
+    "Product Removed",
+    "Checkout Started",
+    "Order Refunded",
+    "Order Cancelled",
 )
 # Keys that exercise Braze's rules: operators, reserved names, identifiers,
 # nested-key rules (spaces, dots) and the 255-character limit.
@@ -132,6 +137,8 @@ numbers = st.one_of(
     st.sampled_from(("9.99", "12", "ten", "", "1e3")),
 )
 currencies = st.sampled_from(("USD", "eur", "Gbp", "EURO", "ZZQ", "E", "", " usd "))
+emails = st.sampled_from(("ann@example.com", " Ann@Example.COM ", "ann at example", ""))
+phones = st.sampled_from(("+14155552671", " +4930901820 ", "(415) 555-2671", 14155552671))
 
 
 def _traits(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -144,8 +151,8 @@ def _traits(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
             "firstName": maybe(strings),
             "lastName": maybe(strings),
             "name": maybe(st.sampled_from(("Ada Lovelace", "Ada", " ", "A  B C"))),
-            "email": maybe(strings),
-            "phone": maybe(st.one_of(strings, st.integers())),
+            "email": maybe(st.one_of(strings, emails)),
+            "phone": maybe(st.one_of(strings, st.integers(), phones)),
             "avatar": maybe(strings),
             "birthday": maybe(
                 st.sampled_from(
@@ -234,6 +241,16 @@ def _properties(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
             "currency": maybe(currencies),
             "braze_id": maybe(ids),
             "name": maybe(strings),
+            "email": maybe(emails),
+            "phone": maybe(phones),
+            # Segment's e-commerce fields, for Braze's recommended events.
+            "product_id": maybe(ids),
+            "price": maybe(numbers),
+            "cart_id": maybe(ids),
+            "order_id": maybe(ids),
+            "total": maybe(numbers),
+            "reason": maybe(strings),
+            "discounts": maybe(st.just([{"code": "TEN", "amount": 1}])),
         },
     )
     return st.builds(lambda a, b: {**a, **b}, st.dictionaries(keys, values, max_size=4), known)
@@ -295,7 +312,7 @@ def messages(values: st.SearchStrategy[Any] | None = None) -> st.SearchStrategy[
 
 
 def translation_settings(**fixed: Any) -> st.SearchStrategy[Settings]:
-    """Settings with every translation option drawn; ``fixed`` pins some of them."""
+    """Settings with every translation option drawn; ``fixed`` pins (or narrows) some."""
     drawn: dict[str, st.SearchStrategy[Any]] = {
         "app_id": st.sampled_from((None, "app-1", "a" * 36)),
         "update_existing_only": st.booleans(),
@@ -304,12 +321,96 @@ def translation_settings(**fixed: Any) -> st.SearchStrategy[Settings]:
         "track_named_pages": st.booleans(),
         "max_array_length": st.sampled_from((1, 3, 25, 500)),
         "anonymous_users": st.sampled_from(("drop", "alias")),
-        "anonymous_alias_label": st.sampled_from(("segment_anonymous_id", "visitor")),
+        "anonymous_alias_label": st.sampled_from(("segment_anonymous_id", "visitor", None)),
         "alias_calls": st.sampled_from(("identify", "merge", "drop")),
         "events_allowlist": st.one_of(
             st.none(), st.none(), st.frozensets(st.sampled_from(EVENT_NAMES), min_size=1)
         ),
         "events_denylist": st.frozensets(st.sampled_from(EVENT_NAMES), max_size=2),
+        "ecommerce": st.sampled_from(("purchases", "recommended", "both")),
+        "fallback_identifiers": st.sampled_from(((), ("email",), ("phone", "email"))),
+        "naming": st.sampled_from(("segment", "rudderstack")),
+        "group_subscriptions": st.booleans(),
+        "merge_nested_objects": st.booleans(),
     }
-    drawn.update({name: st.just(value) for name, value in fixed.items()})
+    drawn.update(
+        {
+            name: value if isinstance(value, st.SearchStrategy) else st.just(value)
+            for name, value in fixed.items()
+        }
+    )
     return st.builds(Settings, **drawn)
+
+
+ECOMMERCE_EVENTS = (
+    "Product Viewed",
+    "Product Added",
+    "Product Removed",
+    "Checkout Started",
+    "Order Completed",
+    "Order Refunded",
+    "Order Cancelled",
+)
+
+
+def ecommerce_messages(values: st.SearchStrategy[Any] | None = None) -> st.SearchStrategy[Any]:
+    """Segment e-commerce tracks: mostly complete and well formed, now and then not."""
+    values = json_values() if values is None else values
+
+    def rarely_wrong(plausible: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        # One field in ten or so is off (any JSON value, an edge case, a number
+        # where a string belongs): enough to exercise every fallback.
+        return st.one_of(*[plausible] * 9, values, numbers, ids)
+
+    money = st.one_of(st.integers(0, 1000), st.floats(0, 1e6), st.sampled_from(("9.99", "12", "0")))
+    good_ids = st.one_of(st.text("abc123-", min_size=1, max_size=8), st.integers(0, 10**6))
+    line = {
+        "product_id": rarely_wrong(good_ids),
+        "name": rarely_wrong(st.sampled_from(("Shirt", "Hat", "Épée"))),
+        "price": rarely_wrong(money),
+    }
+    extra = {
+        "sku": rarely_wrong(good_ids),
+        "variant": rarely_wrong(good_ids),
+        "quantity": rarely_wrong(st.one_of(st.integers(1, 300), st.sampled_from(("2", 2.0)))),
+        "url": rarely_wrong(st.sampled_from(("https://shop.example/p", "u" * 256))),
+        "image_url": rarely_wrong(st.just("https://shop.example/p.png")),
+        "category": rarely_wrong(st.sampled_from(("Tops", "Hats"))),
+        "brand": values,
+    }
+    product = st.fixed_dictionaries(line, optional=extra)
+    order = {
+        "cart_id": rarely_wrong(good_ids),
+        "checkout_id": rarely_wrong(good_ids),
+        "order_id": rarely_wrong(good_ids),
+        "total": rarely_wrong(money),
+        "reason": rarely_wrong(st.sampled_from(("changed mind", "out of stock"))),
+        "products": rarely_wrong(st.lists(product, min_size=1, max_size=3)),
+    }
+    optional = {
+        "revenue": rarely_wrong(money),
+        "value": rarely_wrong(money),
+        "subtotal": rarely_wrong(money),
+        "tax": rarely_wrong(money),
+        "shipping": rarely_wrong(money),
+        "discount": rarely_wrong(money),
+        "discounts": rarely_wrong(st.just([{"code": "TEN", "amount": 1}])),
+        "currency": rarely_wrong(currencies),
+        "source": rarely_wrong(st.sampled_from(("web", "ios", "s" * 256))),
+        "type": rarely_wrong(st.just(["price_drop"])),
+        "metadata": st.dictionaries(keys, values, max_size=3),
+        "email": emails,
+        "coupon": values,
+        **extra,
+    }
+    properties = st.fixed_dictionaries({**line, **order}, optional=optional)
+    return st.fixed_dictionaries(
+        {
+            "type": st.just("track"),
+            "event": st.sampled_from(ECOMMERCE_EVENTS),
+            "timestamp": st.just("2015-01-01T00:00:00Z"),
+            "properties": st.one_of(*[properties] * 9, values),
+            "userId": st.one_of(*[good_ids] * 9, st.none()),
+        },
+        optional={"anonymousId": ids},
+    )

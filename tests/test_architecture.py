@@ -88,7 +88,7 @@ class TestRooms:
             assert "segment_braze" not in imported(name)
 
     def test_top_level_holds_only_the_shared_modules(self):
-        """Outside the rooms: entry points, exceptions, settings (and endpoints), JSON."""
+        """Outside the rooms: entry points, exceptions, settings and endpoint rules, JSON."""
         top = {path.name for path in PACKAGE.glob("*.py")}
         assert top <= {
             "__init__.py",

@@ -695,3 +695,45 @@ class TestCustomStore:
         assert only_keys(attributes_of(braze)[-1]) == {"plan"}
         assert set(store.users) == {"app:external_id:u1"}
         assert store.closed
+
+
+class TestMergeObjectsFlag:
+    """_merge_objects is a flag, not an attribute: never counted, never remembered."""
+
+    def test_flag_is_not_an_attribute(self, braze, cache):
+        """An unchanged nested object is left out, and the flag alone never goes."""
+        settings = settings_for(braze, merge_nested_objects=True)
+        first = deliver(braze, cache, identify(company={"name": "Acme"}), settings=settings)
+        assert first.attributes_sent == 1
+        second = deliver(braze, cache, identify(company={"name": "Acme"}), settings=settings)
+        assert (second.attributes_sent, second.attributes_saved) == (0, 1)
+        assert len(attributes_of(braze)) == 1
+        assert attributes_of(braze)[0]["_merge_objects"] is True
+
+    def test_deep_merge_reaches_braze(self, braze, cache):
+        """A changed nested object is sent with the flag, and Braze keeps the other keys."""
+        settings = settings_for(braze, merge_nested_objects=True)
+        deliver(braze, cache, identify(company={"name": "Acme", "size": 10}), settings=settings)
+        deliver(braze, cache, identify(company={"size": 20}), settings=settings)
+        profile = braze.profiles[("external_id", "u1")]
+        assert profile["company"] == {"name": "Acme", "size": 20}
+
+
+class TestLookupIdentifiers:
+    """Objects identified by email or phone pass whole: the cache remembers nothing of them."""
+
+    def test_sent_whole_every_time(self, braze, cache):
+        """The same traits for an email user reach Braze twice, the email as identifier."""
+        settings = settings_for(braze, fallback_identifiers=("email",))
+        message = {
+            "type": "identify",
+            "anonymousId": "a-1",
+            "traits": {"email": "Jane@Example.com", "plan": "pro"},
+        }
+        first = deliver(braze, cache, message, settings=settings)
+        second = deliver(braze, cache, message, settings=settings)
+        assert (
+            braze.accepted_attributes
+            == [{"email": "jane@example.com", "plan": "pro", "_update_existing_only": False}] * 2
+        )
+        assert (first.attributes_sent, second.attributes_sent, second.attributes_saved) == (1, 1, 0)

@@ -149,6 +149,23 @@ class TestTranslate:
             "estimated data points: 6 (3 for attributes, 1 for events, 2 for purchases)" in summary
         )
 
+    def test_summary_recommended_events_are_free(self, tmp_path):
+        """--summary counts Braze's recommended eCommerce events at no data points."""
+        settings = tmp_path / "settings.json"
+        settings.write_text(json.dumps({"ecommerce": "recommended"}))
+        viewed = track(1, event="Product Viewed")
+        viewed["properties"] = {"product_id": "p1", "name": "Shirt", "price": 10}
+        unnamed = track(2, event="Product Viewed")
+        unnamed["properties"] = {"product_id": "p1", "price": 10}  # falls back: no name
+        result = cli(
+            "translate", "--summary", "--settings", settings, stdin=jsonl([viewed, unnamed])
+        )
+        assert result.returncode == 0
+        assert (
+            "estimated data points: 1 (0 for attributes, 1 for events"
+            " (1 recommended event free), 0 for purchases)"
+        ) in result.stderr.splitlines()
+
     def test_output_lines_match_input_messages(self, tmp_path):
         """Envelopes and arrays expand: one output line per message, never per input line."""
         path = tmp_path / "mixed.jsonl"

@@ -23,6 +23,7 @@ import requests
 
 import segment_braze
 from segment_braze import (
+    AttributeCache,
     AuthenticationError,
     BrazeClient,
     DeliveryReport,
@@ -1101,6 +1102,125 @@ class TestOrdering:
         for visitor in range(20):
             assert ("external_id", f"user-{visitor}") in braze.profiles
             assert ("user_alias", f"anon-{visitor}", "segment_anonymous_id") not in braze.profiles
+
+
+class TestLookupIdentifierOrder:
+    """Users known only by email or phone keep their order too."""
+
+    def test_email_users_in_input_order(self, braze):
+        """Each email user's events arrive in input order, however the address is spelled."""
+        settings = settings_for(braze, fallback_identifiers=("email", "phone"))
+        inputs = []
+        for n in range(120):
+            person = n % 6
+            spelled = f"Person{person}@Example.com" if n % 2 else f" person{person}@example.com"
+            properties = {"seq": n, "email": spelled} if person % 3 else {"seq": n}
+            if person % 3 == 0:
+                properties["phone"] = f"+1415555{person:04d}"
+            inputs.append(
+                {
+                    "type": "track",
+                    "anonymousId": f"a{n}",
+                    "event": "Viewed",
+                    "timestamp": TIME,
+                    "messageId": f"m{n}",
+                    "properties": properties,
+                }
+            )
+        report = send(braze, inputs, settings=settings, workers=4)
+        assert_accounted(report, inputs)
+        assert report.delivered == 120
+        by_user: dict[str, list[int]] = {}
+        for event in braze.accepted_events:
+            user = event.get("email") or event["phone"]
+            by_user.setdefault(user, []).append(event["properties"]["seq"])
+        assert len(by_user) == 6
+        assert all(seqs == sorted(seqs) and len(seqs) == 20 for seqs in by_user.values())
+
+
+def email_identify(mid: str, user: str, email: str, **traits: Any) -> dict[str, Any]:
+    """An identify of ``user`` with an email (merging its email-only profile first)."""
+    return identify(mid, user=user, email=email, **traits)
+
+
+def request_log(braze: BrazeStandIn) -> list[tuple[str, str]]:
+    """``(path, what)`` for each request: the mids of track objects, or the entry keys."""
+    log = []
+    for request in braze.requests:
+        if request.path == TRACK:
+            mids = ",".join(str(mid_of(obj)) for _, obj in body_objects(request))
+            log.append((TRACK, mids))
+        else:
+            log.append((request.path, ",".join(request.body or {})))
+    return log
+
+
+class TestEntriesBeforeTrack:
+    """Entries marked before_track (emails_to_identify) go before the message's objects."""
+
+    def test_email_profile_merged_before_the_email_is_written(self, braze):
+        """The merge precedes the identify's track request, so Braze really merges."""
+        settings = settings_for(braze, fallback_identifiers=("email",))
+        visitor = {
+            "type": "track",
+            "event": "Viewed",
+            "timestamp": TIME,
+            "messageId": "v1",
+            "properties": {"mid": "v1", "email": "Ann@Example.com"},
+        }
+        assert send(braze, [visitor], settings=settings).delivered == 1
+        report = send(braze, [email_identify("i1", "u1", "ann@example.com")], settings=settings)
+        assert report.delivered == 1
+        assert request_log(braze)[1:] == [
+            ("/users/identify", "emails_to_identify"),
+            (TRACK, "i1"),
+        ]
+        assert list(braze.profiles) == [("external_id", "u1")]
+
+    def test_one_users_order_kept_around_the_entry(self, braze):
+        """The user's earlier objects go first; the batch's other users are not split."""
+        settings = settings_for(braze, fallback_identifiers=("email",))
+        inputs = [
+            track("t1", user="u1"),
+            track("t2", user="u2"),
+            email_identify("i1", "u1", "a@example.com"),
+            email_identify("i2", "u3", "c@example.com"),
+            track("t3", user="u1"),
+        ]
+        report = send(braze, inputs, settings=settings, workers=1)
+        assert report.delivered == 5
+        assert request_log(braze) == [
+            (TRACK, "t1,t2"),
+            ("/users/identify", "emails_to_identify"),
+            (TRACK, "i1,i2,t3"),
+        ]
+        assert [entry["external_id"] for entry in entries(braze.requests[1])] == ["u1", "u3"]
+
+    def test_failed_entry_keeps_its_objects_back(self, braze):
+        """If the entry is refused, the message fails and its objects are not sent."""
+        settings = settings_for(braze, fallback_identifiers=("email",))
+        braze.inject(Fault.status(400), path="/users/identify")
+        inputs = [email_identify("i1", "u1", "a@example.com"), track("t1", user="u2")]
+        outcomes = Outcomes()
+        report = send(braze, inputs, settings=settings, workers=1, **outcomes.hooks())
+        assert_accounted(report, inputs, outcomes)
+        assert [(f.message_id, f.status) for f in report.failed] == [("i1", 400)]
+        assert kept(braze) == Counter({"t1": 1})
+
+    def test_entry_sent_when_the_cache_leaves_no_attribute(self, braze):
+        """An identify whose attributes are all known still sends its merge entry."""
+        settings = settings_for(braze, fallback_identifiers=("email",))
+        with AttributeCache.memory() as cache:
+            for mid in ("i1", "i2"):
+                message = identify(mid, user="u1", email="a@example.com")
+                message["traits"].pop("mid")
+                report = send(braze, [message], settings=settings, attribute_cache=cache)
+                assert report.delivered == 1
+        assert [path for path, _ in request_log(braze)] == [
+            "/users/identify",
+            TRACK,
+            "/users/identify",
+        ]
 
 
 class TestStreaming:

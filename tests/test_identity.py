@@ -625,3 +625,292 @@ class TestOneIdentifier:
         assert objects
         expected = ["external_id"] if user_id is not ABSENT else ["braze_id"]
         assert all(identifiers(obj) == expected for obj in objects)
+
+
+class TestRudderStackAliasLabel:
+    """naming="rudderstack" labels anonymous aliases rudder_id unless a label is given."""
+
+    @pytest.mark.parametrize(
+        ("settings", "label"),
+        [
+            pytest.param({}, LABEL, id="segment-default"),
+            pytest.param({"naming": "rudderstack"}, "rudder_id", id="rudderstack-default"),
+            pytest.param(
+                {"naming": "rudderstack", "anonymous_alias_label": "visitor"},
+                "visitor",
+                id="explicit-label-wins",
+            ),
+            pytest.param(
+                {"naming": "rudderstack", "anonymous_alias_label": LABEL},
+                LABEL,
+                id="explicit-segment-label-kept",
+            ),
+        ],
+    )
+    def test_label_on_every_alias(self, settings, label):
+        """Alias objects, identify merges and alias calls all carry the one label."""
+        settings = Settings(anonymous_users="alias", **settings)
+        expected = {"alias_name": ANON, "alias_label": label}
+        assert all(
+            obj["user_alias"] == expected
+            for obj in track_objects(translate(anonymous(track), settings))
+        )
+        (_, merge) = sent(translate(identify(anonymousId=ANON), settings))
+        assert merge[1]["aliases_to_identify"][0]["user_alias"] == expected
+        (entry,) = sent(translate(alias(), settings))[0][1]["aliases_to_identify"]
+        assert entry["user_alias"] == expected
+
+
+EMAIL = {"fallback_identifiers": ("email",)}
+PHONE = {"fallback_identifiers": ("phone",)}
+BOTH_LOOKUPS = {"fallback_identifiers": ("email", "phone")}
+JANE = "jane@example.com"
+JANE_PHONE = "+14155552671"
+
+
+def lookup_of(obj):
+    """The identifier keys of one Braze object: primary ids, else email or phone."""
+    keys = identifiers(obj)
+    return keys or [key for key in ("email", "phone") if key in obj][:1]
+
+
+class TestFallbackIdentifiers:
+    """fallback_identifiers: email, then phone, as Braze's lookup identifiers."""
+
+    @pytest.mark.parametrize(
+        ("message", "settings", "expected"),
+        [
+            pytest.param(
+                track(userId=ABSENT, properties={"email": " Jane@Example.COM "}),
+                EMAIL,
+                ("email", JANE),
+                id="track-properties-email-normalised",
+            ),
+            pytest.param(
+                track(userId=ABSENT, context={"traits": {"email": JANE}}),
+                EMAIL,
+                ("email", JANE),
+                id="track-context-traits",
+            ),
+            pytest.param(
+                track(
+                    userId=ABSENT,
+                    context={"traits": {"email": JANE}},
+                    properties={"email": "other@example.com"},
+                ),
+                EMAIL,
+                ("email", JANE),
+                id="context-traits-before-properties",
+            ),
+            pytest.param(
+                identify(userId=ABSENT, traits={"email": JANE}),
+                EMAIL,
+                ("email", JANE),
+                id="identify-traits",
+            ),
+            pytest.param(
+                identify(
+                    userId=ABSENT,
+                    traits={"email": JANE},
+                    context={"traits": {"email": "ctx@example.com"}},
+                ),
+                EMAIL,
+                ("email", JANE),
+                id="traits-before-context-traits",
+            ),
+            pytest.param(
+                track(userId=ABSENT, properties={"phone": f" {JANE_PHONE} "}),
+                PHONE,
+                ("phone", JANE_PHONE),
+                id="phone-trimmed",
+            ),
+            pytest.param(
+                track(userId=ABSENT, properties={"email": JANE, "phone": JANE_PHONE}),
+                BOTH_LOOKUPS,
+                ("email", JANE),
+                id="email-before-phone",
+            ),
+            pytest.param(
+                track(userId=ABSENT, properties={"email": JANE, "phone": JANE_PHONE}),
+                {"fallback_identifiers": ("phone", "email")},
+                ("phone", JANE_PHONE),
+                id="order-given-decides",
+            ),
+            pytest.param(
+                track(properties={"email": JANE}),
+                EMAIL,
+                ("external_id", USER),
+                id="user-id-wins",
+            ),
+            pytest.param(
+                track(userId=ABSENT, properties={"email": JANE, "braze_id": BRAZE_ID}),
+                EMAIL,
+                ("braze_id", BRAZE_ID),
+                id="braze-id-wins",
+            ),
+            pytest.param(
+                track(userId=ABSENT, anonymousId=ANON, properties={"email": JANE}),
+                {**EMAIL, "anonymous_users": "alias"},
+                ("email", JANE),
+                id="email-before-alias",
+            ),
+            pytest.param(
+                group(userId=ABSENT, context={"traits": {"email": JANE}}),
+                EMAIL,
+                ("email", JANE),
+                id="group-context-traits",
+            ),
+        ],
+    )
+    def test_identifier(self, message, settings, expected):
+        """Every object of the message carries the one identifier chosen."""
+        kind, value = expected
+        for obj in track_objects(translate(message, Settings(**settings))):
+            assert lookup_of(obj) == [kind]
+            assert obj[kind] == value
+
+    @pytest.mark.parametrize(
+        ("message", "settings", "path"),
+        [
+            pytest.param(
+                track(userId=ABSENT, properties={"phone": "(415) 555-2671"}),
+                PHONE,
+                "$.properties.phone",
+                id="phone-not-e164",
+            ),
+            pytest.param(
+                track(userId=ABSENT, properties={"phone": 14155552671}),
+                PHONE,
+                "$.properties.phone",
+                id="phone-number-type",
+            ),
+            pytest.param(
+                track(userId=ABSENT, properties={"email": "jane at example"}),
+                EMAIL,
+                "$.properties.email",
+                id="email-not-an-address",
+            ),
+            pytest.param(
+                identify(userId=ABSENT, traits={"email": 7}),
+                EMAIL,
+                "$.traits.email",
+                id="email-not-text",
+            ),
+        ],
+    )
+    def test_unusable_value_not_used(self, message, settings, path):
+        """An unusable email or phone is not used, with a warning; no id left drops it."""
+        t = translate(message, Settings(**settings))
+        assert_dropped(t)
+        assert "email or phone" in t.dropped
+        assert path in warning_paths(t)
+
+    def test_unusable_email_then_phone(self):
+        """A bad email gives way to the phone number, with a warning at the email."""
+        message = track(userId=ABSENT, properties={"email": "nope", "phone": JANE_PHONE})
+        t = translate(message, Settings(**BOTH_LOOKUPS))
+        (event,) = track_body(t)["events"]
+        assert event["phone"] == JANE_PHONE
+        assert "email" not in event
+        assert warning_paths(t) == ["$.properties.email"]
+
+    def test_unusable_phone_then_alias(self):
+        """In alias mode a message without a usable email or phone falls back to the alias."""
+        message = track(userId=ABSENT, anonymousId=ANON, properties={"phone": "555"})
+        t = translate(message, Settings(anonymous_users="alias", **PHONE))
+        assert all(lookup_of(obj) == ["user_alias"] for obj in track_objects(t))
+        assert warning_paths(t) == ["$.properties.phone"]
+
+    def test_group_traits_are_not_the_user(self):
+        """A group's traits describe the group: its email never identifies the user."""
+        t = translate(group(userId=ABSENT, traits={"email": "team@acme.com"}), Settings(**EMAIL))
+        assert_dropped(t)
+
+    def test_off_by_default(self):
+        """Without fallback_identifiers, a message with only an email is dropped as before."""
+        assert_dropped(translate(track(userId=ABSENT, properties={"email": JANE})))
+
+    def test_identify_by_email(self):
+        """An identify by email sends one object whose email is the identifier, normalised."""
+        message = identify(userId=ABSENT, traits={"email": "Jane@Example.com", "plan": "pro"})
+        t = translate(message, Settings(**EMAIL))
+        assert track_body(t) == {
+            "attributes": [{"email": JANE, "plan": "pro", "_update_existing_only": False}]
+        }
+        assert t.warnings == ()
+
+    def test_phone_identifier_leaves_email_out(self):
+        """Beside a phone identifier an email attribute is left out, with a warning."""
+        message = identify(userId=ABSENT, traits={"email": "not-an-address", "phone": JANE_PHONE})
+        t = translate(message, Settings(**BOTH_LOOKUPS))
+        (attributes,) = track_body(t)["attributes"]
+        assert attributes == {"phone": JANE_PHONE, "_update_existing_only": False}
+        assert warning_paths(t) == ["$.traits.email", "$.traits.email"]
+
+    @pytest.mark.parametrize("flag", [True, False], ids=["update-only", "create"])
+    def test_update_existing_only(self, flag):
+        """Objects by email carry update_existing_only like those by external_id."""
+        message = track(userId=ABSENT, properties={"email": JANE})
+        t = translate(message, Settings(update_existing_only=flag, **EMAIL))
+        assert track_body(t)["events"][0]["_update_existing_only"] is flag
+
+
+PRIORITY = ["unidentified", "most_recently_updated"]
+
+
+class TestEmailMerges:
+    """With email among fallback_identifiers, an identify merges email-only profiles first."""
+
+    @pytest.mark.parametrize(
+        ("message", "email"),
+        [
+            pytest.param(identify(traits={"email": " Jane@Example.com"}), JANE, id="traits"),
+            pytest.param(identify(context={"traits": {"email": JANE}}), JANE, id="context-traits"),
+        ],
+    )
+    def test_identify_before_track(self, message, email):
+        """/users/identify emails_to_identify goes before the identify's /users/track."""
+        requests = sent(translate(message, Settings(**EMAIL)))
+        assert [path for path, _ in requests] == ["/users/identify", "/users/track"]
+        assert requests[0][1] == {
+            "emails_to_identify": [
+                {"external_id": USER, "email": email, "prioritization": PRIORITY}
+            ]
+        }
+
+    def test_with_alias_merge(self):
+        """In alias mode the email merge goes first and the alias merge after the track."""
+        message = identify(anonymousId=ANON, traits={"email": JANE})
+        t = translate(message, Settings(anonymous_users="alias", **EMAIL))
+        assert [(path, list(body)) for path, body in sent(t)] == [
+            ("/users/identify", ["emails_to_identify"]),
+            ("/users/track", ["attributes"]),
+            ("/users/identify", ["aliases_to_identify"]),
+        ]
+
+    @pytest.mark.parametrize(
+        ("message", "settings"),
+        [
+            pytest.param(identify(traits={"email": JANE}), Settings(), id="fallback-off"),
+            pytest.param(identify(traits={"email": JANE}), Settings(**PHONE), id="phone-only"),
+            pytest.param(identify(traits={"plan": "pro"}), Settings(**EMAIL), id="no-email"),
+            pytest.param(
+                identify(userId=ABSENT, traits={"email": JANE}),
+                Settings(**EMAIL),
+                id="no-user-id",
+            ),
+            pytest.param(
+                track(properties={"email": JANE}), Settings(**EMAIL), id="track-not-identify"
+            ),
+        ],
+    )
+    def test_no_merge(self, message, settings):
+        """Only an identify with a userId and an email, with email fallback on, merges."""
+        assert [path for path, _ in sent(translate(message, settings))] == ["/users/track"]
+
+    def test_unusable_email_not_merged(self):
+        """An email that is not an address merges nothing, with a warning; traits still go."""
+        t = translate(identify(traits={"email": "n/a"}), Settings(**EMAIL))
+        assert [path for path, _ in sent(t)] == ["/users/track"]
+        assert warning_paths(t) == ["$.traits.email"]
+        assert track_body(t)["attributes"][0]["email"] == "n/a"

@@ -58,8 +58,8 @@ class TestTranslateChunk:
         results = translate_chunk(SETTINGS, messages(4), keep=False)
         assert all(result.translation is None for result in results)
         assert results[1].counts == Counts(
-            attribute_objects=1, attribute_points=2, events=0, purchases=0, operations=0,
-            warnings=0,
+            attribute_objects=1, attribute_points=2, events=0, event_points=0, purchases=0,
+            operations=0, warnings=0,
         )  # fmt: skip
 
     def test_results_survive_pickling(self):

@@ -7,18 +7,36 @@ import pycountry
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from strategies import json_values, messages, python_json_values, translation_settings
+from strategies import (
+    ecommerce_messages,
+    json_values,
+    messages,
+    python_json_values,
+    translation_settings,
+)
 
 from segment_braze import InvalidMessage, Settings, Translation, translate
+from segment_braze.testing.ecommerce import RECOMMENDED, recommended_problem
 
 MODEST = settings(max_examples=200, deadline=None)
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 CURRENCY = re.compile(r"[A-Z]{3}\Z")
 IDENTIFIERS = ("external_id", "braze_id", "user_alias")
+LOOKUPS = ("email", "phone")
+E164 = re.compile(r"\+[1-9][0-9]{0,14}\Z")
 TRACK_KEYS = ("attributes", "events", "purchases")
-EVENT_KEYS = {*IDENTIFIERS, "app_id", "name", "time", "properties", "_update_existing_only"}
+EVENT_KEYS = {
+    *IDENTIFIERS,
+    *LOOKUPS,
+    "app_id",
+    "name",
+    "time",
+    "properties",
+    "_update_existing_only",
+}
 PURCHASE_KEYS = {
     *IDENTIFIERS,
+    *LOOKUPS,
     "app_id",
     "product_id",
     "currency",
@@ -68,8 +86,19 @@ def check_top_level(mapping, where, *, skip=()):
 
 
 def check_identifier(obj, where):
-    """Exactly one primary identifier, each well formed."""
+    """Exactly one primary identifier, each well formed; or else an email or E.164 phone."""
     present = [key for key in IDENTIFIERS if key in obj]
+    if not present:
+        # Braze looks the profile up by email, else phone: normalised, and never both.
+        lookups = [key for key in LOOKUPS if key in obj]
+        assert lookups in (["email"], ["phone"]), f"{where}: lookups {lookups}"
+        value = obj[lookups[0]]
+        if lookups == ["email"]:
+            assert value == value.strip().lower()
+            assert "@" in value
+        else:
+            assert E164.match(value), value
+        return
     assert len(present) == 1, f"{where}: identifiers {present}"
     if "external_id" in obj:
         assert isinstance(obj["external_id"], str)
@@ -116,6 +145,9 @@ def check_event(obj, where):
     assert 0 < len(obj["name"]) <= 255
     assert TIME.match(obj["time"]), obj["time"]
     check_properties(obj, where)
+    if obj["name"] in RECOMMENDED:
+        # The stand-in's own reading of Braze's schema: never sent invalid.
+        assert recommended_problem(obj) is None, (where, recommended_problem(obj))
 
 
 def check_purchase(obj, where):
@@ -166,6 +198,11 @@ def check_request(path, body):
     """Any request body follows its endpoint's shape."""
     if path == "/users/track":
         check_track_body(body)
+    elif path == "/users/identify" and list(body) == ["emails_to_identify"]:
+        for entry in body["emails_to_identify"]:
+            assert set(entry) == {"external_id", "email", "prioritization"}
+            assert entry["email"] == entry["email"].strip().lower()
+            assert entry["prioritization"] == ["unidentified", "most_recently_updated"]
     elif path == "/users/identify":
         assert list(body) == ["aliases_to_identify"]
         for entry in body["aliases_to_identify"]:
@@ -207,6 +244,13 @@ SUPERSCRIPT_QUANTITY = {
     "event": "Order Completed",
     "timestamp": "2015-01-01T00:00:00Z",
     "properties": {"products": [{"sku": "a", "price": 1, "quantity": "²"}]},
+}
+UNHASHABLE_TYPE = {
+    "type": "track",
+    "userId": "u",
+    "event": "Product Viewed",
+    "timestamp": "2015-01-01T00:00:00Z",
+    "properties": {"product_id": "0", "name": "N", "price": 1, "type": [[]]},
 }
 UNKNOWN_ZONE_BIRTHDAY = {
     "type": "identify",
@@ -282,11 +326,36 @@ class TestBodies:
         requests = t.requests()
         paths = [request.path for request in requests]
         if "/users/track" in paths:
-            assert paths[0] == "/users/track"
-        assert len(paths) == len(set(paths))
+            # Only the merge of email-only profiles goes before the track request.
+            first = [list(request.body) for request in requests[: paths.index("/users/track")]]
+            assert first in ([], [["emails_to_identify"]]), first
+        kinds = [(request.path, *request.body) for request in requests]
+        assert len(kinds) == len(set(kinds))
         for request in requests:
             json.dumps(request.body, allow_nan=False)
             check_request(request.path, request.body)
+
+    @MODEST
+    @given(
+        message=ecommerce_messages(),
+        options=translation_settings(ecommerce=st.sampled_from(("recommended", "both"))),
+    )
+    @example(message=UNHASHABLE_TYPE, options=Settings(ecommerce="recommended"))
+    def test_recommended_events(self, message, options):
+        """An e-commerce track sends its recommended event, valid, or else the plain event."""
+        t = translate_or_none(message, options)
+        if t is None or t.dropped is not None:
+            return
+        for request in t.requests():
+            json.dumps(request.body, allow_nan=False)
+            check_request(request.path, request.body)
+        names = [event.name for event in t.events]
+        assert len(names) <= 1
+        fell_back = any(path == "$.event" for path, _ in t.warnings)
+        if names:
+            assert names[0].startswith("ecommerce.") is not fell_back
+            if fell_back:
+                assert names[0] == message["event"]
 
     @MODEST
     @given(message=messages(), options=translation_settings(anonymous_users="alias"))

@@ -74,6 +74,20 @@ BAD_OPTIONS: list[dict[str, Any]] = [
     {"alias_calls": "ignore"},
     {"anonymous_alias_label": ""},
     {"anonymous_alias_label": "  "},
+    {"anonymous_alias_label": 7},
+    {"naming": "RudderStack"},
+    {"ecommerce": "recommend"},
+    {"ecommerce": None},
+    {"ecommerce_source": ""},
+    {"ecommerce_source": "s" * 256},
+    {"ecommerce_source": 3},
+    {"group_subscriptions": "yes"},
+    {"merge_nested_objects": 1},
+    {"fallback_identifiers": "email"},
+    {"fallback_identifiers": ["email", "email"]},
+    {"fallback_identifiers": ["sms"]},
+    {"fallback_identifiers": None},
+    {"naming": None},
     {"web_sdk_version": "latest"},
     {"web_sdk_version": "v4"},
     {"web_sdk_version": 4},
@@ -699,3 +713,65 @@ class TestKeySecrecy:
         with pytest.raises(SettingsError) as info:
             Settings(rest_api_key=KEY).require_sending()
         assert KEY not in str(info.value)
+
+
+class TestNaming:
+    """naming picks Segment's or RudderStack's names, and the default alias label."""
+
+    def test_default_is_segment(self):
+        """Settings() writes Segment's names and labels aliases segment_anonymous_id."""
+        s = Settings()
+        assert (s.naming, s.anonymous_alias_label) == ("segment", "segment_anonymous_id")
+
+    def test_rudderstack_label(self):
+        """With RudderStack's names and no label given, aliases are labelled rudder_id."""
+        assert Settings(naming="rudderstack").anonymous_alias_label == "rudder_id"
+
+    def test_given_label_wins(self):
+        """An explicit anonymous_alias_label is kept whatever the naming."""
+        s = Settings(naming="rudderstack", anonymous_alias_label="visitor")
+        assert s.anonymous_alias_label == "visitor"
+
+    def test_from_segment_keeps_segment_names(self):
+        """A Segment export never switches naming: Segment's names stay."""
+        s = Settings.from_segment({"apiKey": "app", "trackAllPages": True})
+        assert (s.naming, s.anonymous_alias_label) == ("segment", "segment_anonymous_id")
+
+    def test_evolve_keeps_the_derived_label(self):
+        """Like the endpoints, the derived label is stored; pass None to derive it again."""
+        s = attrs.evolve(Settings(), naming="rudderstack")
+        assert s.anonymous_alias_label == "segment_anonymous_id"
+        s = attrs.evolve(Settings(), naming="rudderstack", anonymous_alias_label=None)
+        assert s.anonymous_alias_label == "rudder_id"
+
+
+class TestFallbackIdentifiers:
+    """fallback_identifiers takes email and phone, each once, in the order given."""
+
+    @pytest.mark.parametrize(
+        ("given", "stored"),
+        [
+            pytest.param((), (), id="none"),
+            pytest.param(["phone", "email"], ("phone", "email"), id="list-keeps-order"),
+            pytest.param(("email",), ("email",), id="tuple"),
+        ],
+    )
+    def test_stored_as_tuple(self, given, stored):
+        """Any sequence of the two names is stored as a tuple in the order given."""
+        assert Settings(fallback_identifiers=given).fallback_identifiers == stored
+
+
+class TestDataModelDefaults:
+    """The options of Braze's current data model leave today's behaviour by default."""
+
+    def test_defaults(self):
+        """Purchases, source "segment", no group subscriptions, no merging, no fallback ids."""
+        s = Settings()
+        assert (s.ecommerce, s.ecommerce_source) == ("purchases", "segment")
+        assert (s.group_subscriptions, s.merge_nested_objects) == (False, False)
+        assert s.fallback_identifiers == ()
+
+    @pytest.mark.parametrize("mode", ["purchases", "recommended", "both"])
+    def test_ecommerce_modes(self, mode):
+        """The three eCommerce modes are accepted."""
+        assert Settings(ecommerce=mode).ecommerce == mode

@@ -410,7 +410,7 @@ class TestIdentifiers:
             ),
             ("events", without(event(user_alias="anon-1"), "external_id")),
             ("events", without(event(braze_id=7), "external_id")),
-            ("events", without(event(email="a@example.com"), "external_id")),
+            ("events", without(event(phone="555-0100"), "external_id")),
             ("purchases", without(purchase(), "external_id")),
             ("attributes", {"first_name": "Ann"}),
             ("attributes", {"email": "", "first_name": "Ann"}),
@@ -427,7 +427,7 @@ class TestIdentifiers:
             "alias-empty-name",
             "alias-not-object",
             "braze-id-number",
-            "event-by-email",
+            "event-by-phone-not-e164",
             "purchase-missing",
             "attributes-missing",
             "attributes-empty-email",
@@ -459,6 +459,28 @@ class TestIdentifiers:
             post(braze, TRACK, {"attributes": [{**lookup, "first_name": "Ann"}]}).status_code == 201
         )
         assert braze.accepted_attributes == [{**lookup, "first_name": "Ann"}]
+
+    @pytest.mark.parametrize(
+        ("lookup", "key"),
+        [
+            pytest.param({"email": "ann@example.com"}, ("email", "ann@example.com"), id="email"),
+            pytest.param({"phone": "+15555550100"}, ("phone", "+15555550100"), id="phone"),
+            pytest.param(
+                {"email": "ann@example.com", "phone": "+15555550100"},
+                ("email", "ann@example.com"),
+                id="email-wins",
+            ),
+        ],
+    )
+    def test_events_and_purchases_by_email_or_phone(self, braze, lookup, key):
+        """Events and purchases may name the user by email or phone; email wins over phone."""
+        body = {
+            "events": [{**without(event(), "external_id"), **lookup}],
+            "purchases": [{**without(purchase(), "external_id"), **lookup}],
+        }
+        assert post(braze, TRACK, body).status_code == 201
+        assert len(braze.accepted_events) == len(braze.accepted_purchases) == 1
+        assert key in braze.profiles
 
 
 class TestEventRules:
@@ -680,6 +702,30 @@ class TestAttributeRules:
         assert (
             post(braze, TRACK, {"attributes": [attributes(push_tokens=tokens)]}).status_code == 201
         )
+
+
+class TestMergeObjects:
+    """Braze's _merge_objects: nested objects deep-merge instead of being replaced."""
+
+    @pytest.mark.parametrize(
+        ("merge", "stored"),
+        [
+            pytest.param(
+                True,
+                {"name": "Acme", "address": {"city": "Berlin", "zip": "10115"}, "size": 20},
+                id="merged-at-every-level",
+            ),
+            pytest.param(False, {"address": {"zip": "10115"}, "size": 20}, id="replaced"),
+        ],
+    )
+    def test_nested_object_update(self, braze, merge, stored):
+        """With the flag, keys left out of the update keep their stored values."""
+        first = {"name": "Acme", "address": {"city": "Berlin"}, "size": 10}
+        update = {"address": {"zip": "10115"}, "size": 20}
+        post(braze, TRACK, {"attributes": [attributes(company=first)]})
+        flag = {"_merge_objects": True} if merge else {}
+        post(braze, TRACK, {"attributes": [attributes(company=update, **flag)]})
+        assert braze.profiles[("external_id", "u1")]["company"] == stored
 
 
 class TestPartialAndTotalFailure:
@@ -995,6 +1041,80 @@ class TestOtherEndpoints:
         """accepted_entries is for the other endpoints; /users/track has accepted_*."""
         with pytest.raises(ValueError, match="no entry ledger"):
             braze.accepted_entries(TRACK)
+
+
+ANN = "ann@example.com"
+PRIORITY = ["unidentified", "most_recently_updated"]
+
+
+def email_entry(**fields: Any) -> dict[str, Any]:
+    """An emails_to_identify entry merging ANN's email-only profile into u1."""
+    return {"external_id": "u1", "email": ANN, "prioritization": PRIORITY, **fields}
+
+
+class TestEmailsToIdentify:
+    """/users/identify emails_to_identify: email-only profiles merge into the known user."""
+
+    def test_email_only_profile_merged(self, braze):
+        """The email-only profile's data joins the user; later writes by email reach it."""
+        post(braze, TRACK, {"attributes": [{"email": ANN, "plan": "pro"}]})
+        post(braze, TRACK, {"attributes": [attributes(seats=3)]})
+        response = post(braze, "/users/identify", {"emails_to_identify": [email_entry()]})
+        assert (response.status_code, response.json()) == (201, {"message": "success"})
+        assert braze.accepted_entries("/users/identify") == [email_entry()]
+        assert braze.profiles == {("external_id", "u1"): {"seats": 3, "email": ANN, "plan": "pro"}}
+        post(braze, TRACK, {"attributes": [{"email": ANN, "vip": True}]})
+        assert braze.profiles[("external_id", "u1")]["vip"] is True
+
+    def test_nothing_merged_when_the_user_has_the_email_too(self, braze):
+        """Braze: when the email also matches the identified user, nothing is merged."""
+        post(braze, TRACK, {"attributes": [{"email": ANN, "plan": "pro"}]})
+        post(braze, TRACK, {"attributes": [attributes(email=ANN)]})
+        response = post(braze, "/users/identify", {"emails_to_identify": [email_entry()]})
+        assert response.status_code == 201
+        assert len(braze.profiles) == 2
+
+    def test_prioritization_picks_the_most_recent(self, braze):
+        """Among several unidentified holders, most_recently_updated picks the last one."""
+        alias_b = {"alias_name": "b", "alias_label": "l"}
+        post(braze, TRACK, {"attributes": [{"email": ANN, "first": True}]})
+        post(
+            braze,
+            TRACK,
+            {"attributes": [{"user_alias": alias_b, "_update_existing_only": False, "email": ANN}]},
+        )
+        post(braze, "/users/identify", {"emails_to_identify": [email_entry()]})
+        assert ("user_alias", "b", "l") not in braze.profiles
+        assert ("email", ANN) in braze.profiles
+
+    def test_both_arrays_in_one_request(self, braze):
+        """One request may carry aliases_to_identify and emails_to_identify together."""
+        post(braze, TRACK, {"attributes": [{"user_alias": ALIAS, "_update_existing_only": False}]})
+        body = {
+            "aliases_to_identify": [{"external_id": "u1", "user_alias": ALIAS}],
+            "emails_to_identify": [email_entry()],
+        }
+        assert post(braze, "/users/identify", body).status_code == 201
+        assert len(braze.accepted_entries("/users/identify")) == 2
+
+    @pytest.mark.parametrize(
+        "entry",
+        [
+            pytest.param(without(email_entry(), "prioritization"), id="no-prioritization"),
+            pytest.param(email_entry(prioritization=[]), id="empty-prioritization"),
+            pytest.param(email_entry(prioritization=["newest"]), id="unknown-rule"),
+            pytest.param(
+                email_entry(prioritization=["identified", "unidentified"]), id="both-kinds"
+            ),
+            pytest.param(email_entry(email=""), id="empty-email"),
+            pytest.param(without(email_entry(), "external_id"), id="no-external-id"),
+        ],
+    )
+    def test_invalid_entry(self, braze, entry):
+        """An entry Braze would refuse refuses the request with 400 naming it."""
+        response = post(braze, "/users/identify", {"emails_to_identify": [entry]})
+        assert response.status_code == 400
+        assert response.json()["message"].startswith("emails_to_identify[0]")
 
 
 class TestInjectedFaults:

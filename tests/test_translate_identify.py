@@ -493,3 +493,136 @@ class TestCustomAttributes:
         t = translate(identify(traits={"tags": {"add": ["x" * 300]}}))
         assert "x" * 300 not in repr(sent(t))
         assert any(path.startswith("$.traits.tags") for path in warning_paths(t))
+
+
+MERGE = Settings(merge_nested_objects=True)
+
+
+class TestMergeNestedObjects:
+    """merge_nested_objects adds _merge_objects: true where a nested object is set."""
+
+    @pytest.mark.parametrize(
+        ("traits", "settings", "merged"),
+        [
+            pytest.param({"company": {"name": "Acme"}}, MERGE, True, id="nested-object"),
+            pytest.param({"address": {"postalCode": "10115"}}, MERGE, True, id="address-rest"),
+            pytest.param(
+                {"plan": "pro", "prefs": {"a": {"b": 1}}}, MERGE, True, id="deep-with-scalars"
+            ),
+            pytest.param({"company": {"name": "Acme"}}, Settings(), False, id="setting-off"),
+            pytest.param({"plan": "pro"}, MERGE, False, id="scalars-only"),
+            pytest.param({"tags": ["a", "b"]}, MERGE, False, id="scalar-array"),
+            pytest.param({"pets": [{"name": "Rex"}]}, MERGE, False, id="array-of-objects"),
+            pytest.param({"logins": {"inc": 1}}, MERGE, False, id="increment"),
+            pytest.param({"tags": {"add": ["a"]}}, MERGE, False, id="array-operation"),
+            pytest.param({"pets": {"$add": [{"name": "Rex"}]}}, MERGE, False, id="nested-op"),
+            pytest.param(
+                {"current_location": {"latitude": 1.0, "longitude": 2.0}},
+                MERGE,
+                False,
+                id="standard-location",
+            ),
+            pytest.param({"address": {"city": "Berlin"}}, MERGE, False, id="address-all-standard"),
+        ],
+    )
+    def test_flag(self, traits, settings, merged):
+        """Only a nested object custom attribute (not an operation) carries the flag."""
+        obj = only(translate(identify(traits=traits), settings), "attributes")
+        assert ("_merge_objects" in obj) is merged
+        if merged:
+            assert obj["_merge_objects"] is True
+
+    def test_alias_profile_object(self):
+        """The anonymous identify's profile-creating object carries the flag too."""
+        settings = Settings(merge_nested_objects=True, anonymous_users="alias")
+        message = identify(userId=None, anonymousId="anon-1", traits={"company": {"n": 1}})
+        obj = only(translate(message, settings), "attributes")
+        assert obj["_merge_objects"] is True
+        assert obj["_update_existing_only"] is False
+
+    def test_events_and_group_unchanged(self):
+        """Only identify attributes objects carry the flag: group calls set no object."""
+        settings = Settings(merge_nested_objects=True)
+        t = translate({"type": "group", "userId": USER, "groupId": "g"}, settings)
+        assert "_merge_objects" not in only(t, "attributes")
+
+
+SUB_A = "3d2b1b6e-9c1f-4e7a-9d3b-2f1e0c4a5b6d"
+SUB_B = "0f6e2a47-1c3b-4d5e-8f9a-b0c1d2e3f4a5"
+
+
+class TestSubscriptionGroupTraits:
+    """subscription_groups (Braze's form) and braze_subscription_groups (Segment web mode)."""
+
+    @pytest.mark.parametrize(
+        ("traits", "groups"),
+        [
+            pytest.param(
+                {
+                    "braze_subscription_groups": [
+                        {"subscription_group_id": SUB_A, "subscription_group_state": "subscribed"}
+                    ]
+                },
+                [{"subscription_group_id": SUB_A, "subscription_state": "subscribed"}],
+                id="segment-web-mode",
+            ),
+            pytest.param(
+                {
+                    "subscription_groups": [
+                        {"subscription_group_id": SUB_A, "subscription_state": "unsubscribed"}
+                    ]
+                },
+                [{"subscription_group_id": SUB_A, "subscription_state": "unsubscribed"}],
+                id="braze-form",
+            ),
+            pytest.param(
+                {
+                    "subscription_groups": [
+                        {"subscription_group_id": SUB_A, "subscription_state": "subscribed"}
+                    ],
+                    "braze_subscription_groups": [
+                        {"subscription_group_id": SUB_B, "subscription_group_state": "unsubscribed"}
+                    ],
+                },
+                [
+                    {"subscription_group_id": SUB_A, "subscription_state": "subscribed"},
+                    {"subscription_group_id": SUB_B, "subscription_state": "unsubscribed"},
+                ],
+                id="both-traits-add-up",
+            ),
+        ],
+    )
+    def test_written_in_braze_form(self, traits, groups):
+        """Each valid entry becomes one subscription_groups entry; no custom attribute."""
+        assert attributes_of(traits) == {"subscription_groups": groups}
+
+    @pytest.mark.parametrize(
+        ("value", "path"),
+        [
+            pytest.param(
+                [{"subscription_group_id": SUB_A, "subscription_group_state": "opted_in"}],
+                "$.traits.braze_subscription_groups[0]",
+                id="bad-state",
+            ),
+            pytest.param(
+                [{"subscription_group_id": SUB_A, "subscription_state": "subscribed"}],
+                "$.traits.braze_subscription_groups[0]",
+                id="braze-key-in-web-mode-trait",
+            ),
+            pytest.param(
+                [{"subscription_group_id": "newsletter", "subscription_group_state": "subscribed"}],
+                "$.traits.braze_subscription_groups[0]",
+                id="not-a-uuid",
+            ),
+            pytest.param(["x"], "$.traits.braze_subscription_groups[0]", id="not-an-object"),
+            pytest.param(
+                {"subscription_group_id": SUB_A}, "$.traits.braze_subscription_groups", id="object"
+            ),
+        ],
+    )
+    def test_invalid_entry_dropped(self, value, path):
+        """An entry Braze would refuse is dropped with a warning at its path."""
+        t = translate(identify(traits={"braze_subscription_groups": value, "plan": "pro"}))
+        assert only(t, "attributes").get("subscription_groups") is None
+        assert only(t, "attributes")["plan"] == "pro"
+        assert warning_paths(t) == [path]

@@ -289,3 +289,157 @@ class TestEventFilters:
         settings = Settings(events_allowlist={"Nothing"})
         assert track_body(translate(identify(traits={"plan": "pro"}), settings))["attributes"]
         assert track_body(translate(group(), settings))["attributes"]
+
+
+RUDDER = "rudderstack"
+
+
+class TestRudderStackNaming:
+    """naming="rudderstack" writes the names RudderStack's Braze destination writes."""
+
+    @pytest.mark.parametrize(
+        ("builder", "fields", "flags", "name"),
+        [
+            pytest.param(page, {"name": "Home"}, {"track_named_pages": True}, "Home", id="page"),
+            pytest.param(
+                page,
+                {"name": "Home", "category": "Docs"},
+                {"track_named_pages": True},
+                "Home",
+                id="page-category-unused",
+            ),
+            pytest.param(
+                page,
+                {"properties": {"name": "Pricing"}},
+                {"track_named_pages": True},
+                "Pricing",
+                id="page-properties-name",
+            ),
+            pytest.param(page, {}, {"track_all_pages": True}, "Page Viewed", id="page-unnamed"),
+            pytest.param(screen, {"name": "Cart"}, {"track_all_pages": True}, "Cart", id="screen"),
+            pytest.param(
+                screen, {}, {"track_all_pages": True}, "Screen Viewed", id="screen-unnamed"
+            ),
+        ],
+    )
+    def test_event_name(self, builder, fields, flags, name):
+        """Pages and screens are named after themselves, else Page/Screen Viewed."""
+        settings = Settings(naming=RUDDER, **flags)
+        assert event_of(translate(builder(**fields), settings))["name"] == name
+
+    @pytest.mark.parametrize(
+        ("builder", "fields", "flags"),
+        [
+            pytest.param(page, {"name": "Home"}, {}, id="named-off"),
+            pytest.param(page, {}, {"track_named_pages": True}, id="unnamed-named-only"),
+            pytest.param(screen, {}, {"track_named_pages": True}, id="screen-unnamed-named-only"),
+        ],
+    )
+    def test_page_settings_still_decide(self, builder, fields, flags):
+        """The naming changes names only: the page settings still decide what is sent."""
+        assert_dropped(translate(builder(**fields), Settings(naming=RUDDER, **flags)))
+
+    def test_group_attribute(self):
+        """A group call sets ab_rudder_group_<groupId>: true instead of ab_segment_group_."""
+        t = translate(group(groupId="acme"), Settings(naming=RUDDER))
+        assert track_body(t)["attributes"] == [
+            {"external_id": USER, "ab_rudder_group_acme": True, "_update_existing_only": False}
+        ]
+
+    def test_filters_see_rudderstack_names(self):
+        """Event filters apply to the names written, here RudderStack's."""
+        settings = Settings(naming=RUDDER, track_all_pages=True, events_denylist={"Page Viewed"})
+        assert translate(page(), settings).dropped == "filtered"
+
+
+SUBSCRIPTION = "3d2b1b6e-9c1f-4e7a-9d3b-2f1e0c4a5b6d"
+SUBSCRIBING = Settings(group_subscriptions=True)
+
+
+class TestSubscriptionGroupInGroupCall:
+    """group_subscriptions: a subscription group's groupId and state set the user's state."""
+
+    @pytest.mark.parametrize(
+        ("traits", "state"),
+        [
+            pytest.param({"subscription_state": "subscribed"}, "subscribed", id="subscribed"),
+            pytest.param({"subscription_state": "unsubscribed"}, "unsubscribed", id="unsub"),
+            pytest.param({"subscription_state": " Subscribed "}, "subscribed", id="normalised"),
+            pytest.param({"subscriptionState": "subscribed"}, "subscribed", id="rudderstack-key"),
+            pytest.param(
+                {"subscription_state": "subscribed", "name": "Newsletter"},
+                "subscribed",
+                id="other-traits-not-sent",
+            ),
+        ],
+    )
+    def test_state_set(self, traits, state):
+        """The attributes object carries subscription_groups, not ab_segment_group_."""
+        t = translate(group(groupId=SUBSCRIPTION, traits=traits), SUBSCRIBING)
+        assert track_body(t)["attributes"] == [
+            {
+                "external_id": USER,
+                "subscription_groups": [
+                    {"subscription_group_id": SUBSCRIPTION, "subscription_state": state}
+                ],
+                "_update_existing_only": False,
+            }
+        ]
+        assert t.warnings == ()
+
+    @pytest.mark.parametrize(
+        ("group_id", "traits", "settings", "warned"),
+        [
+            pytest.param(
+                SUBSCRIPTION, {"subscription_state": "subscribed"}, Settings(), None, id="off"
+            ),
+            pytest.param(SUBSCRIPTION, {}, SUBSCRIBING, None, id="no-state"),
+            pytest.param(
+                SUBSCRIPTION,
+                {"subscription_state": "opted_in"},
+                SUBSCRIBING,
+                "$.traits.subscription_state",
+                id="invalid-state",
+            ),
+            pytest.param(
+                SUBSCRIPTION,
+                {"subscription_state": True},
+                SUBSCRIBING,
+                "$.traits.subscription_state",
+                id="state-not-text",
+            ),
+            pytest.param(
+                "acme",
+                {"subscription_state": "subscribed"},
+                SUBSCRIBING,
+                "$.traits.subscription_state",
+                id="not-a-uuid",
+            ),
+        ],
+    )
+    def test_ordinary_group(self, group_id, traits, settings, warned):
+        """Without a usable state the call stays an ordinary group attribute."""
+        t = translate(group(groupId=group_id, traits=traits), settings)
+        (attributes,) = track_body(t)["attributes"]
+        assert attributes[f"ab_segment_group_{group_id}"] is True
+        assert "subscription_groups" not in attributes
+        assert [path for path, _ in t.warnings] == ([] if warned is None else [warned])
+
+    def test_anonymous_user_by_alias(self):
+        """In alias mode the state goes on the alias profile's creating object."""
+        settings = Settings(group_subscriptions=True, anonymous_users="alias")
+        message = group(
+            userId=None,
+            anonymousId="anon-1",
+            groupId=SUBSCRIPTION,
+            traits={"subscription_state": "subscribed"},
+        )
+        (attributes,) = track_body(translate(message, settings))["attributes"]
+        assert attributes["_update_existing_only"] is False
+        assert attributes["subscription_groups"][0]["subscription_group_id"] == SUBSCRIPTION
+
+    def test_traits_not_an_object(self):
+        """Group traits that are not an object are ignored with a warning."""
+        t = translate(group(traits="premium"), SUBSCRIBING)
+        assert track_body(t)["attributes"][0]["ab_segment_group_acme"] is True
+        assert [path for path, _ in t.warnings] == ["$.traits"]

@@ -25,6 +25,8 @@ __all__ = ["AttributeCache", "AttributeStore", "FilterResult", "Remembered", "us
 
 DEFAULT_TTL: Final = 30 * 24 * 3600.0
 _IDENTIFIER_KEYS: Final = ("external_id", "braze_id", "user_alias")
+# Flags say how Braze applies an object, not what it stores.
+_FLAGS: Final = frozenset({"_update_existing_only", "_merge_objects"})
 # Never deduplicated: operations change the stored value relative to itself,
 # push tokens and subscription groups are free and stateful in Braze.
 _NEVER_DEDUPED: Final = frozenset({"push_tokens", "subscription_groups", "_update_existing_only"})
@@ -146,6 +148,8 @@ class AttributeCache:
 
         An object left with only its identifier is not sent, unless it creates
         an alias profile (``user_alias`` with ``_update_existing_only`` false).
+        An object identified by email or phone passes whole: Braze may file
+        several profiles under one email, so nothing is remembered for it.
         """
         keys = [self._key(obj) for obj in objects]
         remembered = self.store.load(sorted({key for key in keys if key is not None}))
@@ -154,11 +158,16 @@ class AttributeCache:
         sent = saved = points_saved = 0
         stale: dict[str, dict[str, Remembered]] = {}
         for obj, key in zip(objects, keys, strict=True):
-            known = remembered.get(key, {}) if key is not None else {}
+            if key is None:
+                out.append(obj)
+                # All but the lookup key (email, else phone) and the flags.
+                sent += len(obj.keys() - _FLAGS) - 1
+                continue
+            known = remembered.get(key, {})
             kept: dict[str, Any] = {}
             meaningful = False
             for name, value in obj.items():
-                if name in _IDENTIFIER_KEYS or name == "_update_existing_only":
+                if name in _IDENTIFIER_KEYS or name in _FLAGS:
                     kept[name] = value
                     continue
                 previous = known.get(name)
@@ -199,7 +208,7 @@ class AttributeCache:
                 continue
             user = updates.setdefault(key, {})
             for name, value in obj.items():
-                if name in _IDENTIFIER_KEYS or name == "_update_existing_only":
+                if name in _IDENTIFIER_KEYS or name in _FLAGS:
                     continue
                 # An operation or null changes the stored value in ways we do not
                 # model: forget it, so the next value is sent.
@@ -224,7 +233,7 @@ class AttributeCache:
             values = {
                 name: value
                 for name, value in obj.items()
-                if name not in _IDENTIFIER_KEYS and name != "_update_existing_only"
+                if name not in _IDENTIFIER_KEYS and name not in _FLAGS
             }
             attributes.append(attrs.evolve(original, attributes=values))
         return attrs.evolve(translation, attributes=tuple(attributes))

@@ -50,6 +50,8 @@ class Pending:
         attribute_objects: the attributes objects as sent, for the attribute cache
             (empty without one).
         operations: user-management entries, sent after the track objects.
+        before: user-management entries sent before the track objects (their
+            batch's request); if they fail, the objects are not sent.
         done: whether the message's fate is already recorded.
         object_counts: how many attributes, events and purchases it sends.
         object_total: the sum of ``object_counts``.
@@ -62,6 +64,7 @@ class Pending:
     objects: dict[str, list[bytes]]
     attribute_objects: Sequence[dict[str, Any]] = ()
     operations: tuple[UserOperation, ...] = ()
+    before: tuple[UserOperation, ...] = ()
     done: bool = False
     object_counts: tuple[int, int, int] = attrs.field(init=False)
     object_total: int = attrs.field(init=False)
@@ -157,16 +160,20 @@ def track_body(messages: Sequence[Pending]) -> tuple[bytes, dict[str, list[Pendi
 
 
 def operation_batches(
-    messages: Sequence[Pending],
+    messages: Sequence[Pending], *, before: bool = False
 ) -> Iterator[tuple[str, str, list[Any], list[Pending]]]:
     """Group the messages' user-management entries by endpoint, 50 at a time.
+
+    Args:
+        messages: the messages whose entries to send.
+        before: group the entries that go before the track objects, not after.
 
     Yields:
         ``(path, key, entries, owners)`` where ``owners[i]`` sent ``entries[i]``.
     """
     grouped: dict[tuple[str, str], tuple[list[Any], list[Pending]]] = {}
     for message in messages:
-        for operation in message.operations:
+        for operation in message.before if before else message.operations:
             entries, owners = grouped.setdefault((operation.path, operation.key), ([], []))
             entries.append(operation.entry)
             owners.append(message)

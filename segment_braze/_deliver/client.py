@@ -21,7 +21,7 @@ from segment_braze._deliver.ratelimit import RateLimiter
 from segment_braze._deliver.report import DeliveryReport, Ledger
 from segment_braze._deliver.transport import Answer, RetryPolicy, post_with_retries
 from segment_braze._settings import Settings
-from segment_braze._translate.braze import TRACK_PATH
+from segment_braze._translate.braze import TRACK_PATH, UserOperation
 from segment_braze._translate.calls import translate
 from segment_braze._translate.translation import Translation
 from segment_braze.exceptions import InvalidMessage
@@ -241,6 +241,11 @@ class BrazeClient:
             "events": [dumps(obj.to_json()) for obj in translation.events],
             "purchases": [dumps(obj.to_json()) for obj in translation.purchases],
         }
+        operations = translation.operations
+        before: tuple[UserOperation, ...] = ()
+        if operations and any(operation.before_track for operation in operations):
+            before = tuple(operation for operation in operations if operation.before_track)
+            operations = tuple(operation for operation in operations if not operation.before_track)
         pending = Pending(
             item=item,
             label=label,
@@ -248,9 +253,10 @@ class BrazeClient:
             objects=objects,
             # Kept only for the cache to acknowledge: held objects cost the GC.
             attribute_objects=attribute_objects if self.attribute_cache is not None else (),
-            operations=translation.operations,
+            operations=operations,
+            before=before,
         )
-        if not pending.has_track and not pending.operations:
+        if not pending.has_track and not pending.operations and not pending.before:
             # Everything was already known to Braze (attribute cache): nothing
             # to send, and nothing lost.
             pending.done = True
@@ -290,9 +296,10 @@ class BrazeClient:
 
 
 def _attribute_keys(objects: list[dict[str, Any]]) -> int:
-    # Every attributes object has exactly two keys that are not attributes: its
-    # one identifier and _update_existing_only.
-    return sum(map(len, objects)) - 2 * len(objects)
+    # Every attributes object has two keys that are not attributes, its one
+    # identifier and _update_existing_only, and some the flag _merge_objects.
+    flags = sum(1 for obj in objects if "_merge_objects" in obj)
+    return sum(map(len, objects)) - 2 * len(objects) - flags
 
 
 def _user_key(translation: Translation) -> str:

@@ -319,9 +319,14 @@ class _Worker:
             return
         # Keep one user's order: this user's waiting user-management entries (a
         # delete, a merge) must go before this message's track objects.
-        if message.has_track and message.user_key in self.deferred_users:
+        batched = message.has_track or bool(message.before)
+        if batched and message.user_key in self.deferred_users:
             self.flush()
-        if message.has_track:
+        elif message.before and any(m.user_key == message.user_key for m in self.batch.messages):
+            # Its entries go before the batch's track request, so this user's
+            # earlier objects waiting in the batch go first.
+            self.flush_track()
+        if batched:
             if not self.batch.fits(message):
                 self.flush_track()
             self.batch.add(message)
@@ -351,7 +356,15 @@ class _Worker:
     def flush_track(self) -> None:
         batch = self.batch.messages
         if batch:
-            self.send_track(batch)
+            if any(message.before for message in batch):
+                # Entries that must reach Braze before the batch's objects; a message
+                # whose entry failed does not send its objects.
+                for path, key, entries, owners in operation_batches(batch, before=True):
+                    self.send_operations(path, key, entries, owners)
+                batch = [message for message in batch if not message.done]
+            tracked = [message for message in batch if message.has_track]
+            if tracked:
+                self.send_track(tracked)
             # A message with entries still to send is finished by flush().
             self.finish_delivered([message for message in batch if not message.operations])
         # Replaced only now, for drain() to find the batch if sending it failed.

@@ -37,7 +37,7 @@ from segment_braze._replay.transform import DROPPED, apply, load
 from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate
-from segment_braze._translate.datapoints import attribute_data_points
+from segment_braze._translate.datapoints import attribute_data_points, event_data_points
 from segment_braze._translate.translation import Translation
 from segment_braze.exceptions import InvalidMessage
 
@@ -58,6 +58,7 @@ class Counts(NamedTuple):
     attribute_objects: int
     attribute_points: int
     events: int
+    event_points: int
     purchases: int
     operations: int
     warnings: int
@@ -77,6 +78,8 @@ def count_objects(translation: Translation) -> Counts:
             attribute_data_points(obj.attributes) for obj in translation.attributes
         ),
         events=len(translation.events),
+        # Braze's recommended events (ecommerce.*) are free.
+        event_points=sum(event_data_points(event.name) for event in translation.events),
         purchases=len(translation.purchases),
         operations=len(translation.operations),
         warnings=len(translation.warnings),

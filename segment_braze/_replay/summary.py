@@ -59,7 +59,13 @@ def _objects(tally: Tally) -> str:
 
 
 def _points(tally: Tally) -> int:
-    return tally["attribute points"] + tally["events"] + tally["purchases"]
+    return tally["attribute points"] + tally["event points"] + tally["purchases"]
+
+
+def _free_events(tally: Tally) -> str:
+    free = tally["events"] - tally["event points"]
+    # Braze: eCommerce recommended events use no data points.
+    return f" ({_plural(free, 'recommended event')} free)" if free else ""
 
 
 def translate_summary(tally: Tally) -> list[str]:
@@ -74,7 +80,8 @@ def translate_summary(tally: Tally) -> list[str]:
         _row(tally["invalid"], "invalid input"),
         f"Braze objects: {_objects(tally)}",
         f"estimated data points: {_points(tally):,} ({tally['attribute points']:,} for"
-        f" attributes, {tally['events']:,} for events, {tally['purchases']:,} for purchases)",
+        f" attributes, {tally['event points']:,} for events{_free_events(tally)},"
+        f" {tally['purchases']:,} for purchases)",
         f"warnings: {tally['warnings']:,}",
     ]
 

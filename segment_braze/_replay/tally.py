@@ -53,6 +53,7 @@ class Tally:
             counts["attribute objects"] += objects.attribute_objects
             counts["attribute points"] += objects.attribute_points
             counts["events"] += objects.events
+            counts["event points"] += objects.event_points
             counts["purchases"] += objects.purchases
             counts["operations"] += objects.operations
             counts["warnings"] += objects.warnings

@@ -1,8 +1,10 @@
 """The pure room: from a Segment dict to Braze objects and request bodies.
 
-Holds the Segment side (``segment``: parsing calls), the value rules
-(``values``, ``dates``, ``iso``), the trait and product mappings (``traits``,
-``products``), the Braze side (``braze``: objects and their JSON), the result
+Holds the Segment side (``segment``: parsing calls), who a message is about
+(``identity``), the value rules (``values``, ``dates``, ``iso``), the trait,
+product and e-commerce mappings (``traits``, ``products``, ``profile``,
+``ecommerce``), the Braze side (``braze``: objects and their JSON;
+``ecommerce_schema``: Braze's schema for its recommended events), the result
 (``translation``), the dispatch table (``calls``: ``translate()``) and the
 data-point estimate (``datapoints``).
 

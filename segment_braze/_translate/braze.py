@@ -23,19 +23,21 @@ __all__ = [
 
 TRACK_PATH = "/users/track"
 
-IdentifierKind = Literal["external_id", "braze_id", "user_alias"]
+IdentifierKind = Literal["external_id", "braze_id", "user_alias", "email", "phone"]
 
 
 @attrs.frozen(kw_only=True)
 class Identifier:
-    """The one primary identifier of a Braze object.
+    """The one identifier of a Braze object.
 
-    Braze rejects an object with two primary identifiers, so each object holds
-    exactly one of these.
+    Braze rejects an object with two primary identifiers (``external_id``,
+    ``braze_id``, ``user_alias``), so each object holds exactly one of these; or,
+    without any, ``email`` or ``phone``, which Braze uses to look the profile up.
 
     Attributes:
-        kind: ``external_id``, ``braze_id`` or ``user_alias``.
-        value: the id, or the alias name for ``user_alias``.
+        kind: ``external_id``, ``braze_id``, ``user_alias``, ``email`` or ``phone``.
+        value: the id, the alias name for ``user_alias``, the lower-case email
+            address, or the E.164 phone number.
         label: the alias label (``user_alias`` only).
     """
 
@@ -63,17 +65,22 @@ class UserAttributes:
         identifier: who the attributes belong to.
         attributes: attribute name -> JSON value (standard and custom).
         update_existing_only: Braze's ``_update_existing_only`` flag.
+        merge_objects: Braze's ``_merge_objects`` flag (written only when true):
+            deep-merge the nested object attributes instead of replacing them.
     """
 
     identifier: Identifier
     attributes: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
     update_existing_only: bool = False
+    merge_objects: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Return Braze's JSON form of the object."""
         body = self.identifier.to_json()
         body.update(self.attributes)
         body["_update_existing_only"] = self.update_existing_only
+        if self.merge_objects:
+            body["_merge_objects"] = True
         return body
 
 
@@ -163,11 +170,15 @@ class UserOperation:
         path: the endpoint, e.g. ``/users/identify``.
         key: the body's list key, e.g. ``aliases_to_identify``.
         entry: one JSON-ready list item.
+        before_track: send it before the message's ``/users/track`` objects
+            (an email-only profile merged before the email is written to the
+            known user); by default it goes after them.
     """
 
     path: str
     key: str
     entry: Any = attrs.field(hash=False)
+    before_track: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -18,7 +18,16 @@ from segment_braze._translate.braze import (
     UserOperation,
 )
 from segment_braze._translate.devices import push_token
-from segment_braze._translate.products import order_purchases, revenue_purchase
+from segment_braze._translate.ecommerce import SEGMENT_EVENTS, recommended_event
+from segment_braze._translate.identity import (
+    TOO_LONG,
+    identifier_of,
+    identify_alias,
+    identify_email,
+    lookup_attributes,
+    too_long,
+)
+from segment_braze._translate.products import track_purchases
 from segment_braze._translate.profile import event_attributes, identify_attributes
 from segment_braze._translate.routing import blocked
 from segment_braze._translate.segment import (
@@ -35,6 +44,10 @@ from segment_braze._translate.segment import (
     is_text,
     parse_call,
 )
+from segment_braze._translate.traits import (
+    group_subscription,
+    has_nested_object,
+)
 from segment_braze._translate.translation import Translation
 from segment_braze._translate.values import MAX_KEY, clean_properties
 from segment_braze.exceptions import InvalidMessage
@@ -42,12 +55,10 @@ from segment_braze.exceptions import InvalidMessage
 __all__ = ["translate"]
 
 _DEFAULT_SETTINGS: Final = Settings()
-# Braze: external_id is at most 987 bytes.
-_MAX_EXTERNAL_ID_BYTES: Final = 987
 _EVENT_RESERVED: Final = frozenset({"time", "event_name"})
 _FILTERED: Final = "filtered"
-# Segment's e-commerce spec: money going back; never a Braze purchase.
-_NEVER_REVENUE: Final = frozenset({"Order Refunded", "Order Cancelled"})
+_LOOKUP_KINDS: Final = frozenset({"email", "phone"})
+_GROUP_PREFIXES: Final = {"segment": "ab_segment_group_", "rudderstack": "ab_rudder_group_"}
 
 
 def translate(message: Mapping[str, Any], settings: Settings | None = None) -> Translation:
@@ -96,45 +107,8 @@ def _blocked(
     return Translation(message_id=message_id, dropped=reason, warnings=tuple(warnings))
 
 
-def _too_long(external_id: str) -> bool:
-    # Hot path: UTF-8 takes at most 4 bytes per character, so a short id needs no
-    # encoding to be known within the limit.
-    if len(external_id) <= _MAX_EXTERNAL_ID_BYTES // 4:
-        return False
-    return len(external_id.encode()) > _MAX_EXTERNAL_ID_BYTES
-
-
-_TOO_LONG: Final = f"exceeds Braze's {_MAX_EXTERNAL_ID_BYTES}-byte external_id limit"
-
-
 def _dropped(call: Call, reason: str, warnings: Warnings) -> Translation:
     return Translation(message_id=call.message_id, dropped=reason, warnings=tuple(warnings))
-
-
-def _identifier(call: Call, settings: Settings) -> Identifier | str:
-    """Pick the one primary identifier, or say why there is none.
-
-    Precedence: ``userId`` -> external_id; a Braze id named by the sender ->
-    braze_id; in alias mode, ``anonymousId`` -> user_alias.
-    """
-    if call.user_id is not None:
-        if _too_long(call.user_id):
-            return f"userId {_TOO_LONG}"
-        return Identifier(kind="external_id", value=call.user_id)
-    if call.braze_id is not None:
-        return Identifier(kind="braze_id", value=call.braze_id)
-    if settings.anonymous_users == "alias" and call.anonymous_id is not None:
-        return Identifier(
-            kind="user_alias",
-            value=call.anonymous_id,
-            label=settings.anonymous_alias_label,
-        )
-    if call.anonymous_id is not None:
-        return (
-            "anonymous message (no userId): Braze's REST API needs a user id; "
-            "set anonymous_users='alias' to track anonymous users"
-        )
-    return "no userId: Braze's REST API needs a user id"
 
 
 def _build(
@@ -147,9 +121,13 @@ def _build(
     events: tuple[Event, ...] = (),
     purchases: tuple[Purchase, ...] = (),
     operations: tuple[UserOperation, ...] = (),
+    merge_objects: bool = False,
 ) -> Translation:
     """Assemble a translation, creating the alias profile first when needed."""
     attribute_objects: tuple[UserAttributes, ...] = ()
+    if attributes and identifier.kind in _LOOKUP_KINDS:
+        where = "$.traits" if isinstance(call, Identify) else "$.context.traits"
+        attributes = lookup_attributes(identifier, attributes, where, warnings)
     if identifier.is_alias:
         # Braze creates an alias-only profile only from an attributes object with
         # _update_existing_only false, and drops alias events for a profile that
@@ -160,6 +138,7 @@ def _build(
                 identifier=identifier,
                 attributes=attributes or {},
                 update_existing_only=False,
+                merge_objects=merge_objects,
             ),
         )
     elif attributes is not None:
@@ -168,6 +147,7 @@ def _build(
                 identifier=identifier,
                 attributes=attributes,
                 update_existing_only=settings.update_existing_only,
+                merge_objects=merge_objects,
             ),
         )
     return Translation(
@@ -186,7 +166,7 @@ def _objects_update_only(identifier: Identifier, settings: Settings) -> bool:
 
 
 def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Translation:
-    identifier = _identifier(call, settings)
+    identifier = identifier_of(call, settings, warnings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     attributes = identify_attributes(call, settings, warnings)
@@ -194,13 +174,15 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
     if token is not None:
         attributes.setdefault("push_tokens", []).append(token)
     operations: tuple[UserOperation, ...] = ()
-    if (
-        settings.anonymous_users == "alias"
-        and identifier.kind == "external_id"
-        and call.anonymous_id is not None
-    ):
-        # The anonymous profile's history merges into the known user.
-        operations = (_identify_alias(identifier.value, call.anonymous_id, settings),)
+    if identifier.kind == "external_id":
+        if "email" in settings.fallback_identifiers:
+            # The email-only profile's history merges into the known user.
+            by_email = identify_email(call, identifier.value, warnings)
+            if by_email is not None:
+                operations = (by_email,)
+        if settings.anonymous_users == "alias" and call.anonymous_id is not None:
+            # The anonymous profile's history merges into the known user.
+            operations += (identify_alias(identifier.value, call.anonymous_id, settings),)
     return _build(
         call,
         identifier,
@@ -208,20 +190,8 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
         warnings,
         attributes=attributes,
         operations=operations,
-    )
-
-
-def _identify_alias(external_id: str, alias_name: str, settings: Settings) -> UserOperation:
-    return UserOperation(
-        path="/users/identify",
-        key="aliases_to_identify",
-        entry={
-            "external_id": external_id,
-            "user_alias": {
-                "alias_name": alias_name,
-                "alias_label": settings.anonymous_alias_label,
-            },
-        },
+        # Braze: without _merge_objects a nested object replaces the stored one.
+        merge_objects=settings.merge_nested_objects and has_nested_object(attributes),
     )
 
 
@@ -234,63 +204,115 @@ def _allowed(name: str, settings: Settings) -> bool:
 def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
     if not _allowed(call.event, settings):
         return _dropped(call, _FILTERED, warnings)
-    identifier = _identifier(call, settings)
+    identifier = identifier_of(call, settings, warnings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
-    time = call.time
-    properties = call.properties
     update_only = _objects_update_only(identifier, settings)
     attributes = event_attributes(call, settings, warnings)
-    products = properties.get("products")
-    if (
-        isinstance(products, list)
-        and products
-        and (settings.purchase_events is None or call.event in settings.purchase_events)
-    ):
-        # Segment's e-commerce spec: only an order (Order Completed) is revenue;
-        # a refund or a checkout keeps its products as event properties.
-        purchases = order_purchases(
-            properties,
-            products,
-            identifier=identifier,
-            time=time,
-            app_id=settings.app_id,
-            update_existing_only=update_only,
-            warnings=warnings,
+    if settings.ecommerce != "purchases" and call.event in SEGMENT_EVENTS:
+        return _ecommerce(
+            call, identifier, settings, warnings, attributes=attributes, update_only=update_only
         )
-        if not purchases:
-            return _dropped(call, "every product is invalid for a Braze purchase", warnings)
-        return _build(
-            call, identifier, settings, warnings, attributes=attributes, purchases=purchases
-        )
-    # Money going back (a refund, a cancellation) is never logged as revenue.
-    if (
-        settings.log_purchase_when_revenue_present
-        and "revenue" in properties
-        and call.event not in _NEVER_REVENUE
-    ):
-        purchase = revenue_purchase(
+    # Hot path: most tracks have no products and log no revenue.
+    if "products" in call.properties or settings.log_purchase_when_revenue_present:
+        purchases = track_purchases(
             call.event,
-            properties,
+            call.properties,
+            settings,
             identifier=identifier,
-            time=time,
-            app_id=settings.app_id,
+            time=call.time,
             update_existing_only=update_only,
             warnings=warnings,
         )
-        if purchase is not None:
+        if isinstance(purchases, str):
+            return _dropped(call, purchases, warnings)
+        if purchases:
             return _build(
-                call, identifier, settings, warnings, attributes=attributes, purchases=(purchase,)
+                call, identifier, settings, warnings, attributes=attributes, purchases=purchases
             )
     return _event(
         call,
         call.event,
-        properties=properties,
+        properties=call.properties,
         identifier=identifier,
         update_existing_only=update_only,
         settings=settings,
         warnings=warnings,
         attributes=attributes,
+    )
+
+
+def _ecommerce(
+    call: Track,
+    identifier: Identifier,
+    settings: Settings,
+    warnings: Warnings,
+    *,
+    attributes: dict[str, Any] | None,
+    update_only: bool,
+) -> Translation:
+    """A Segment e-commerce event as Braze's recommended event (``ecommerce`` on).
+
+    Braze drops an invalid recommended event, so one that fails its schema is
+    sent as what it would otherwise be: the plain custom event, or in "both"
+    mode the purchases; never invalid, never lost.
+    """
+    built = recommended_event(call.event, call.properties, source=settings.ecommerce_source)
+    purchases: tuple[Purchase, ...] = ()
+    if settings.ecommerce == "both":
+        logged = track_purchases(
+            call.event,
+            call.properties,
+            settings,
+            identifier=identifier,
+            time=call.time,
+            update_existing_only=update_only,
+            warnings=warnings,
+        )
+        # Every product invalid: their warnings say why, and the event stands alone.
+        purchases = () if isinstance(logged, str) else logged
+    if built.problems:
+        warnings.extend(built.problems)
+        instead = "purchases" if purchases else f"the custom event {call.event!r}"
+        count = len(built.problems)
+        warnings.append(
+            (
+                "$.event",
+                f"not sent as {built.name}: {count} field{'s' * (count > 1)} missing or "
+                f"invalid; sent as {instead}",
+            )
+        )
+        if purchases:
+            return _build(
+                call, identifier, settings, warnings, attributes=attributes, purchases=purchases
+            )
+        return _event(
+            call,
+            call.event,
+            properties=call.properties,
+            identifier=identifier,
+            update_existing_only=update_only,
+            settings=settings,
+            warnings=warnings,
+            attributes=attributes,
+        )
+    warnings.extend(built.warnings)
+    event = Event(
+        identifier=identifier,
+        name=built.name,
+        time=call.time,
+        app_id=settings.app_id,
+        properties=built.properties,
+        update_existing_only=update_only,
+    )
+    return _build(
+        call,
+        identifier,
+        settings,
+        warnings,
+        attributes=attributes,
+        events=(event,),
+        purchases=purchases,
     )
 
 
@@ -320,18 +342,20 @@ def _event(
 
 def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
     noun = "Screen" if isinstance(call, Screen) else "Page"
+    rudderstack = settings.naming == "rudderstack"
     if call.name is not None and (settings.track_named_pages or settings.track_all_pages):
         # Braze's Segment mapping: Viewed {category }{name} Page / Viewed {name} Screen.
+        # RudderStack's (transform.ts, process): the page or screen name itself.
         prefix = f"{call.category} " if call.category and noun == "Page" else ""
-        name = f"Viewed {prefix}{call.name} {noun}"
+        name = call.name if rudderstack else f"Viewed {prefix}{call.name} {noun}"
     elif call.name is None and settings.track_all_pages:
-        name = f"Loaded a {noun}"
+        name = f"{noun} Viewed" if rudderstack else f"Loaded a {noun}"
     else:
         setting = "track_named_pages or track_all_pages" if call.name else "track_all_pages"
         return _dropped(call, f"{noun.lower()} calls are not tracked ({setting} is off)", warnings)
     if not _allowed(name, settings):
         return _dropped(call, _FILTERED, warnings)
-    identifier = _identifier(call, settings)
+    identifier = identifier_of(call, settings, warnings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
     properties = dict(call.properties)
@@ -352,11 +376,16 @@ def _page(call: Page, settings: Settings, warnings: Warnings) -> Translation:
 
 
 def _group(call: Group, settings: Settings, warnings: Warnings) -> Translation:
-    identifier = _identifier(call, settings)
+    identifier = identifier_of(call, settings, warnings)
     if isinstance(identifier, str):
         return _dropped(call, identifier, warnings)
+    if settings.group_subscriptions and call.traits:
+        subscription = group_subscription(call.group_id, call.traits, warnings)
+        if subscription is not None:
+            return _build(call, identifier, settings, warnings, attributes=subscription)
     # Braze's Segment mapping: ab_segment_group_<groupId> = true; traits not sent.
-    key = f"ab_segment_group_{call.group_id}"
+    # RudderStack's (transform.ts, processGroup): ab_rudder_group_<groupId>.
+    key = f"{_GROUP_PREFIXES[settings.naming]}{call.group_id}"
     if len(key) > MAX_KEY:
         return _dropped(call, f"group attribute name over Braze's {MAX_KEY} characters", warnings)
     return _build(call, identifier, settings, warnings, attributes={key: True})
@@ -366,8 +395,8 @@ def _alias(call: Alias, settings: Settings, warnings: Warnings) -> Translation:
     if settings.alias_calls == "drop":
         return _dropped(call, "alias calls are not sent (alias_calls='drop')", warnings)
     for name, value in (("userId", call.new_id), ("previousId", call.previous_id)):
-        if _too_long(value):
-            return _dropped(call, f"{name} {_TOO_LONG}", warnings)
+        if too_long(value):
+            return _dropped(call, f"{name} {TOO_LONG}", warnings)
     if settings.alias_calls == "merge":
         operation = UserOperation(
             path="/users/merge",
@@ -378,7 +407,7 @@ def _alias(call: Alias, settings: Settings, warnings: Warnings) -> Translation:
             },
         )
     else:
-        operation = _identify_alias(call.new_id, call.previous_id, settings)
+        operation = identify_alias(call.new_id, call.previous_id, settings)
     return Translation(
         message_id=call.message_id, operations=(operation,), warnings=tuple(warnings)
     )
@@ -388,8 +417,8 @@ def _delete(call: Delete, settings: Settings, warnings: Warnings) -> Translation
     del settings
     if call.user_id is None:
         return _dropped(call, "a delete needs a userId: Braze deletes by external id", warnings)
-    if _too_long(call.user_id):
-        return _dropped(call, f"userId {_TOO_LONG}", warnings)
+    if too_long(call.user_id):
+        return _dropped(call, f"userId {TOO_LONG}", warnings)
     operation = UserOperation(path="/users/delete", key="external_ids", entry=call.user_id)
     return Translation(
         message_id=call.message_id, operations=(operation,), warnings=tuple(warnings)

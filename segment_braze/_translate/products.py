@@ -7,12 +7,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from segment_braze._settings import Settings
 from segment_braze._translate.braze import Identifier, Purchase
 from segment_braze._translate.iso import currency_code
 from segment_braze._translate.segment import Warnings, child_path, is_mapping, is_text, shown
 from segment_braze._translate.values import MAX_KEY, clean_properties, within_size
 
-__all__ = ["order_purchases", "revenue_purchase"]
+__all__ = ["order_purchases", "revenue_purchase", "to_number", "track_purchases"]
 
 # Braze: purchase properties may not use these keys.
 _PURCHASE_RESERVED: Final = frozenset(
@@ -29,10 +30,13 @@ _MAX_PURCHASES: Final = 75
 _MAX_PURCHASE_PROPERTIES: Final = 50 * 1024
 _DEFAULT_CURRENCY: Final = "USD"
 _DIGITS: Final = re.compile(r"[0-9]+\Z")
+# Segment's e-commerce spec: money going back; never a Braze purchase.
+_NEVER_REVENUE: Final = frozenset({"Order Refunded", "Order Cancelled"})
+EVERY_PRODUCT_INVALID: Final = "every product is invalid for a Braze purchase"
 
 
-def _number(value: object) -> float | int | None:
-    """Read a price: a finite number, or a numeric string (Segment allows both)."""
+def to_number(value: object) -> float | int | None:
+    """Read an amount: a finite number, or a numeric string (Segment allows both)."""
     if type(value) is float:  # hot path: what a JSON parser gives for a price
         return value if math.isfinite(value) else None
     if type(value) is int and -(1 << 53) <= value <= 1 << 53:
@@ -137,7 +141,7 @@ def order_purchases(
                 )
             )
             continue
-        price = _number(product.get("price"))
+        price = to_number(product.get("price"))
         if price is None:
             warnings.append(
                 (
@@ -227,7 +231,7 @@ def revenue_purchase(
     revenue = properties.get("revenue")
     if not isinstance(revenue, (int, float)) or isinstance(revenue, bool):
         return None
-    if _number(revenue) is None or len(event) > MAX_KEY:
+    if to_number(revenue) is None or len(event) > MAX_KEY:
         return None
     currency = _DEFAULT_CURRENCY
     if properties.get("currency") is not None:
@@ -254,3 +258,57 @@ def revenue_purchase(
         ),
         update_existing_only=update_existing_only,
     )
+
+
+def track_purchases(
+    event: str,
+    properties: Mapping[str, Any],
+    settings: Settings,
+    *,
+    identifier: Identifier,
+    time: str,
+    update_existing_only: bool,
+    warnings: Warnings,
+) -> tuple[Purchase, ...] | str:
+    """The purchases a track logs, per ``purchase_events`` and revenue.
+
+    Returns:
+        The purchases (none when the track is no purchase), or the drop reason
+        when every product of an order is invalid.
+    """
+    products = properties.get("products")
+    if (
+        isinstance(products, list)
+        and products
+        and (settings.purchase_events is None or event in settings.purchase_events)
+    ):
+        # Segment's e-commerce spec: only an order (Order Completed) is revenue;
+        # a refund or a checkout keeps its products as event properties.
+        purchases = order_purchases(
+            properties,
+            products,
+            identifier=identifier,
+            time=time,
+            app_id=settings.app_id,
+            update_existing_only=update_existing_only,
+            warnings=warnings,
+        )
+        return purchases or EVERY_PRODUCT_INVALID
+    # Money going back (a refund, a cancellation) is never logged as revenue.
+    if (
+        settings.log_purchase_when_revenue_present
+        and "revenue" in properties
+        and event not in _NEVER_REVENUE
+    ):
+        purchase = revenue_purchase(
+            event,
+            properties,
+            identifier=identifier,
+            time=time,
+            app_id=settings.app_id,
+            update_existing_only=update_existing_only,
+            warnings=warnings,
+        )
+        if purchase is not None:
+            return (purchase,)
+    return ()

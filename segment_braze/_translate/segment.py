@@ -14,6 +14,7 @@ from typing import Any, Final, TypeGuard
 import attrs
 
 from segment_braze._translate.dates import braze_time, format_time, parse_time
+from segment_braze._translate.text import child_path, is_text, kind_of, shown
 from segment_braze.exceptions import InvalidMessage
 
 __all__ = [
@@ -46,43 +47,6 @@ _TIME_ORDERS: Final = {
 _EMPTY: Mapping[str, Any] = {}
 
 
-def is_text(value: str) -> bool:
-    """Whether ``value`` can be written as UTF-8 (JSON input can hold lone surrogates)."""
-    if value.isascii():
-        return True
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-_SHOWN: Final = 60
-
-
-def shown(value: object) -> str:
-    """``repr(value)`` for a warning: at most about 60 characters, never an error."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 180:
-        return f"<integer of {value.bit_length()} bits>"
-    if isinstance(value, str):
-        text = repr(value[:_SHOWN])
-        return text if len(value) <= _SHOWN else f"{text}... ({len(value)} characters)"
-    if isinstance(value, (float, bool)) or value is None or isinstance(value, int):
-        return repr(value)
-    return f"<{_kind(value)}>"
-
-
-def child_path(parent: str, key: object) -> str:
-    """Return the JSON path of ``key`` under ``parent`` (``$.traits.email``)."""
-    if type(key) is str and key.isascii() and key.isidentifier():
-        return f"{parent}.{key}"
-    if isinstance(key, int) and not isinstance(key, bool):
-        return f"{parent}[{key}]" if key.bit_length() <= 180 else f"{parent}[{shown(key)}]"
-    text = key if isinstance(key, str) else shown(key)
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    return f'{parent}["{escaped}"]'
-
-
 def _optional_id(message: Mapping[str, Any], key: str) -> str | None:
     value = message.get(key)
     # Hot path: ids are nearly always ASCII strings, which are valid UTF-8.
@@ -105,7 +69,7 @@ def _optional_id(message: Mapping[str, Any], key: str) -> str | None:
             raise InvalidMessage(f"$.{key}", f"must be a finite number, not {value}")
         # 12.0 -> "12", the id the sender meant.
         return str(int(value)) if value.is_integer() else repr(value)
-    raise InvalidMessage(f"$.{key}", f"must be a string or a number, not {_kind(value)}")
+    raise InvalidMessage(f"$.{key}", f"must be a string or a number, not {kind_of(value)}")
 
 
 def is_mapping(value: object) -> TypeGuard[Mapping[Any, Any]]:
@@ -120,24 +84,8 @@ def _object(message: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any
     if value is None:
         return _EMPTY
     if not isinstance(value, Mapping):
-        raise InvalidMessage(child_path(path, key), f"must be an object, not {_kind(value)}")
+        raise InvalidMessage(child_path(path, key), f"must be an object, not {kind_of(value)}")
     return value
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
 
 
 def _skew_corrected(message: Mapping[str, Any]) -> str | None:
@@ -250,9 +198,10 @@ class Screen(Page):
 
 @attrs.frozen(kw_only=True)
 class Group(Call):
-    """A ``group`` call: the user belongs to ``group_id``."""
+    """A ``group`` call: the user belongs to ``group_id`` (``traits`` describe the group)."""
 
     group_id: str
+    traits: Mapping[str, Any] = attrs.field(hash=False, default=_EMPTY)
 
 
 @attrs.frozen(kw_only=True)
@@ -288,7 +237,7 @@ def _name(message: Mapping[str, Any], key: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise InvalidMessage(f"$.{key}", f"must be a string, not {_kind(value)}")
+        raise InvalidMessage(f"$.{key}", f"must be a string, not {kind_of(value)}")
     if not is_text(value):
         raise InvalidMessage(f"$.{key}", "is not valid Unicode (lone surrogate)")
     return value
@@ -366,11 +315,18 @@ def _screen(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ..
 
 
 def _group(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
-    del warnings, order
+    del order
     group_id = _optional_id(message, "groupId")
     if group_id is None:
         raise InvalidMessage("$.groupId", "a group call needs a groupId")
     context, message_id, user_id, anonymous_id, braze_id = _common(message)
+    traits = message.get("traits")
+    if not is_mapping(traits):
+        # Group traits describe the group and are rarely read: a malformed
+        # object costs a warning, not the message.
+        if traits is not None:
+            warnings.append(("$.traits", f"must be an object, not {kind_of(traits)}; ignored"))
+        traits = _EMPTY
     return Group(
         type="group",
         message_id=message_id,
@@ -379,6 +335,7 @@ def _group(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...
         braze_id=braze_id,
         context=context,
         group_id=group_id,
+        traits=traits,
     )
 
 
@@ -442,7 +399,7 @@ def parse_call(message: object, warnings: Warnings, *, event_time: str = "timest
             ``type``, or a field the call needs is missing or malformed.
     """
     if not is_mapping(message):
-        raise InvalidMessage("$", f"a Segment message must be an object, not {_kind(message)}")
+        raise InvalidMessage("$", f"a Segment message must be an object, not {kind_of(message)}")
     call_type = message.get("type")
     if not isinstance(call_type, str) or not call_type:
         raise InvalidMessage("$.type", "missing message type")

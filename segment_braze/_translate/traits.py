@@ -9,9 +9,15 @@ from typing import Any, Final
 from segment_braze._translate.dates import read_birthday
 from segment_braze._translate.iso import country_code, language_code
 from segment_braze._translate.segment import Warnings, child_path, is_mapping, is_text, shown
-from segment_braze._translate.values import DROP, MAX_STRING, clean_custom_attribute, is_plain
+from segment_braze._translate.values import (
+    DROP,
+    MAX_STRING,
+    clean_custom_attribute,
+    is_operation,
+    is_plain,
+)
 
-__all__ = ["traits_to_attributes"]
+__all__ = ["group_subscription", "has_nested_object", "traits_to_attributes"]
 
 # Braze: M, F, O (other), N (not applicable), P (prefer not to say).
 _GENDERS: Final = {
@@ -158,34 +164,44 @@ def _subscribe(target: str) -> Handler:
     return handle
 
 
-def _subscription_groups(value: Any, path: str, out: Out, warnings: Warnings) -> None:
-    if not isinstance(value, (list, tuple)):
-        warnings.append((path, "subscription_groups must be an array; dropped"))
-        return
-    groups = []
-    for index, group in enumerate(value):
-        if (
-            isinstance(group, Mapping)
-            and isinstance(group.get("subscription_group_id"), str)
-            and _UUID.match(group["subscription_group_id"])
-            and group.get("subscription_state") in _GROUP_STATES
-        ):
-            groups.append(
-                {
-                    "subscription_group_id": group["subscription_group_id"],
-                    "subscription_state": group["subscription_state"],
-                }
-            )
-        else:
-            warnings.append(
-                (
-                    child_path(path, index),
-                    "needs a UUID subscription_group_id and a subscription_state of "
-                    "subscribed or unsubscribed; dropped",
+def _group_entries(state_key: str) -> Handler:
+    """Make a handler for a list of subscription group states, in Braze's form.
+
+    Braze's own trait names the state ``subscription_state``; Segment's web mode
+    (trait ``braze_subscription_groups``) ``subscription_group_state``. Both
+    traits add to the one ``subscription_groups`` attribute.
+    """
+
+    def handle(value: Any, path: str, out: Out, warnings: Warnings) -> None:
+        if not isinstance(value, (list, tuple)):
+            warnings.append((path, "subscription groups must be an array; dropped"))
+            return
+        groups = []
+        for index, group in enumerate(value):
+            if (
+                isinstance(group, Mapping)
+                and isinstance(group.get("subscription_group_id"), str)
+                and _UUID.match(group["subscription_group_id"])
+                and group.get(state_key) in _GROUP_STATES
+            ):
+                groups.append(
+                    {
+                        "subscription_group_id": group["subscription_group_id"],
+                        "subscription_state": group[state_key],
+                    }
                 )
-            )
-    if groups:
-        out["subscription_groups"] = groups
+            else:
+                warnings.append(
+                    (
+                        child_path(path, index),
+                        f"needs a UUID subscription_group_id and a {state_key} of "
+                        "subscribed or unsubscribed; dropped",
+                    )
+                )
+        if groups:
+            out.setdefault("subscription_groups", []).extend(groups)
+
+    return handle
 
 
 def _current_location(value: Any, path: str, out: Out, warnings: Warnings) -> None:
@@ -254,7 +270,9 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "time_zone": _time_zone,
     "email_subscribe": _subscribe("email_subscribe"),
     "push_subscribe": _subscribe("push_subscribe"),
-    "subscription_groups": _subscription_groups,
+    "subscription_groups": _group_entries("subscription_state"),
+    # Segment's web mode trait (Braze Web Mode (Actions), updateUserProfile).
+    "braze_subscription_groups": _group_entries("subscription_group_state"),
     "current_location": _current_location,
     "push_tokens": _push_tokens,
     "id": _skip,
@@ -348,3 +366,41 @@ def traits_to_attributes(
         name_path = path if origins is None else origins.get("name", path)
         _split_name(traits["name"], child_path(name_path, "name"), out, warnings)
     return out
+
+
+def has_nested_object(attributes: Mapping[str, Any]) -> bool:
+    """Whether ``attributes`` sets a nested object custom attribute.
+
+    Operations (``inc``, ``add``, ``$add``, ...) and Braze's own object
+    attribute (``current_location``) are not nested objects.
+    """
+    return any(
+        isinstance(value, Mapping) and key != "current_location" and not is_operation(value)
+        for key, value in attributes.items()
+    )
+
+
+def group_subscription(
+    group_id: str, traits: Mapping[str, Any], warnings: Warnings
+) -> dict[str, Any] | None:
+    """A group call's subscription state, in Braze's ``subscription_groups`` form.
+
+    RudderStack's "subscription group in group call": a ``groupId`` that is a
+    subscription group UUID and ``traits.subscription_state`` (RudderStack:
+    ``subscriptionState``) of ``subscribed`` or ``unsubscribed``. Returns None
+    (with a warning for a state that cannot be used) otherwise.
+    """
+    key = "subscription_state" if "subscription_state" in traits else "subscriptionState"
+    raw = traits.get(key)
+    if raw is None:
+        return None
+    path = f"$.traits.{key}"
+    if not _UUID.match(group_id):
+        warnings.append((path, "groupId is not a subscription group UUID; state ignored"))
+        return None
+    state = raw.strip().lower() if isinstance(raw, str) else None
+    if state not in _GROUP_STATES:
+        warnings.append((path, f"{raw!r} is not subscribed or unsubscribed; state dropped"))
+        return None
+    entry = {"subscription_group_id": group_id, "subscription_state": state}
+    return {"subscription_groups": [entry]}

@@ -63,31 +63,36 @@ class Translation:
     def requests(self) -> list[BrazeRequest]:
         """Return the Braze REST requests for this message, in the order to send them.
 
-        ``/users/track`` comes first, then the user-management requests
+        User-management entries marked ``before_track`` come first, then
+        ``/users/track``, then the other user-management requests
         (``/users/identify``, ``/users/merge``, ``/users/delete``) grouped by path,
         so that a profile exists before it is merged.
         """
         body = self.track_body()
-        requests = [] if body is None else [BrazeRequest(path=TRACK_PATH, body=body)]
+        track = [] if body is None else [BrazeRequest(path=TRACK_PATH, body=body)]
         operations = self.operations
         if not operations:
-            return requests
-        if len(operations) == 1:
+            return track
+        if len(operations) == 1 and not operations[0].before_track:
             # Hot path: one operation (identify, alias, delete) needs no grouping.
             operation = operations[0]
-            requests.append(
-                BrazeRequest(path=operation.path, body={operation.key: [operation.entry]})
-            )
-            return requests
-        grouped: dict[tuple[str, str], list[Any]] = {}
-        for operation in operations:
-            grouped.setdefault((operation.path, operation.key), []).append(operation.entry)
-        requests.extend(
-            BrazeRequest(path=path, body={key: entries}) for (path, key), entries in grouped.items()
-        )
-        return requests
+            track.append(BrazeRequest(path=operation.path, body={operation.key: [operation.entry]}))
+            return track
+        before = [operation for operation in operations if operation.before_track]
+        after = [operation for operation in operations if not operation.before_track]
+        return [*_grouped(before), *track, *_grouped(after)]
 
     @property
     def object_count(self) -> int:
         """How many ``/users/track`` objects this message produces."""
         return len(self.attributes) + len(self.events) + len(self.purchases)
+
+
+def _grouped(operations: list[UserOperation]) -> list[BrazeRequest]:
+    """One request per endpoint and list key, in order of first appearance."""
+    grouped: dict[tuple[str, str], list[Any]] = {}
+    for operation in operations:
+        grouped.setdefault((operation.path, operation.key), []).append(operation.entry)
+    return [
+        BrazeRequest(path=path, body={key: entries}) for (path, key), entries in grouped.items()
+    ]

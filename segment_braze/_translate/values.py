@@ -21,6 +21,7 @@ __all__ = [
     "MAX_STRING",
     "clean_custom_attribute",
     "clean_properties",
+    "is_operation",
     "is_plain",
     "within_size",
 ]
@@ -228,7 +229,8 @@ def _clean_nested_object(
     return out
 
 
-def _is_operation(value: Mapping[str, Any]) -> bool:
+def is_operation(value: Mapping[str, Any]) -> bool:
+    """Whether an object value is a Braze operation (``inc``, ``add``, ``$add``, ...)."""
     keys = value.keys()
     if len(value) == 1 and "inc" in value:
         return True
@@ -370,7 +372,7 @@ def clean_custom_attribute(
         )
         return DROP
     if kind is dict or isinstance(value, Mapping):
-        if _is_operation(value):
+        if is_operation(value):
             return _clean_operation(value, path, warnings)
         return _sized(_bounded(value, path, warnings), path, warnings)
     warnings.append((path, f"{type(value).__name__} is not JSON; custom attribute dropped"))

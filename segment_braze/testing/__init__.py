@@ -21,9 +21,10 @@ The stand-in judges with its own rules and never imports the rest of
 segment_braze, so it stays an independent judge of what Braze accepts.
 
 The room holds the public names above and its private modules: ``standin`` (the
-server's behaviour), ``server`` (HTTP on loopback), ``rules`` and ``processing``
-(Braze's object rules and what Braze stores), ``faults`` and ``records``. It may
-import only itself and ``segment_braze.exceptions``; never ``_translate``,
+server's behaviour), ``server`` (HTTP on loopback), ``rules``, ``processing`` and
+``directory`` (Braze's object rules, what Braze stores, and who exists),
+``ecommerce`` (Braze's recommended-event schema), ``faults`` and ``records``. It
+may import only itself and ``segment_braze.exceptions``; never ``_translate``,
 ``_deliver``, ``_cache`` or ``_replay``.
 """
 

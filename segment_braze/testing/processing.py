@@ -3,8 +3,9 @@
 The second half of :mod:`segment_braze.testing`'s judgement: after
 :mod:`segment_braze.testing.rules` has judged each object, Braze applies the
 valid ones in order, silently dropping update-only objects for users that do not
-exist. :class:`UserDirectory` remembers the users; :func:`process_track` and
-:func:`process_entries` turn a parsed body into Braze's answer.
+exist. :class:`~segment_braze.testing.directory.UserDirectory` remembers the
+users; :func:`process_track` and :func:`process_entries` turn a parsed body into
+Braze's answer.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from typing import Any, Final
 
 import attrs
 
+from segment_braze.testing.directory import UserDirectory
+from segment_braze.testing.ecommerce import recommended_problem
 from segment_braze.testing.rules import (
     ARRAYS,
     ENTRY_ARRAYS,
     MAX_ENTRIES,
     MAX_TRACK_OBJECTS,
-    NOT_ATTRIBUTES,
-    UserKey,
     alias_key,
     attributes_problem,
     delete_kind,
@@ -30,148 +31,6 @@ from segment_braze.testing.rules import (
 )
 
 __all__ = ["NO_VALID_DATA", "Outcome", "UserDirectory", "process_entries", "process_track"]
-
-
-def _fill_missing(target: dict[str, Any], source: dict[str, Any]) -> None:
-    # Braze: merging copies a field only when the kept profile lacks it.
-    for key, value in source.items():
-        target.setdefault(key, value)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _applied(current: Any, value: Any) -> Any:
-    """The attribute after Braze applies ``value`` to ``current``."""
-    if isinstance(value, dict) and set(value) == {"inc"} and _is_number(value["inc"]):
-        # Braze: {"inc": n} adds to a number (an unset attribute counts as 0).
-        return (current if _is_number(current) else 0) + value["inc"]
-    operations = ("add", "remove")
-    if (
-        isinstance(value, dict)
-        and value
-        and set(value) <= set(operations)
-        and all(isinstance(value.get(op, []), list) for op in operations)
-    ):
-        # Braze: add/remove edit an array of scalars, keeping values unique.
-        removed = value.get("remove", [])
-        items = [v for v in current if v not in removed] if isinstance(current, list) else []
-        return items + [v for v in value.get("add", []) if v not in items]
-    return value
-
-
-class UserDirectory:
-    """The users the stand-in knows, with their merged attributes.
-
-    Braze drops (silently) updates for users that do not exist when the update
-    is update-only, so the stand-in must remember who was created. Aliases that
-    were identified or added to a user point at that user.
-
-    Not thread-safe: the stand-in calls it under its lock.
-    """
-
-    def __init__(self) -> None:
-        self.profiles: dict[UserKey, dict[str, Any]] = {}
-        self._links: dict[UserKey, UserKey] = {}
-
-    def resolve(self, key: UserKey) -> UserKey:
-        """Follow alias links and email/phone lookups to the profile's key.
-
-        Args:
-            key: any user key.
-
-        Returns:
-            The key the profile is stored under (``key`` itself if unknown).
-        """
-        key = self._links.get(key, key)
-        if key[0] in ("email", "phone") and key not in self.profiles:
-            for stored, profile in self.profiles.items():
-                if profile.get(key[0]) == key[1]:
-                    return stored
-        return key
-
-    def exists(self, key: UserKey) -> bool:
-        """Tell whether the user exists.
-
-        Args:
-            key: any user key.
-
-        Returns:
-            True when a profile answers to it.
-        """
-        # Braze assigns braze_ids itself: a braze_id we never saw may well be
-        # real, so the stand-in cannot judge it and takes it as existing.
-        return key[0] == "braze_id" or self.resolve(key) in self.profiles
-
-    def update(self, key: UserKey, attributes: dict[str, Any] | None = None) -> None:
-        """Create the user if needed and apply an attributes object to it.
-
-        Args:
-            key: the user.
-            attributes: an accepted attributes object, or None to only create.
-        """
-        profile = self.profiles.setdefault(self.resolve(key), {})
-        for name, value in (attributes or {}).items():
-            if name in NOT_ATTRIBUTES:
-                continue
-            if value is None:  # Braze: null unsets the attribute
-                profile.pop(name, None)
-            else:
-                profile[name] = _applied(profile.get(name), value)
-
-    def identify(self, external_id: str, alias: UserKey) -> None:
-        """Identify an alias: /users/identify.
-
-        Args:
-            external_id: the user to attach the alias to.
-            alias: the alias key.
-        """
-        user: UserKey = ("external_id", external_id)
-        target = self.profiles.setdefault(self.resolve(user), {})
-        # Braze (since 2023-08-07): the alias-only profile's data is merged into
-        # the identified user and the alias profile removed.
-        _fill_missing(target, self.profiles.pop(alias, {}))
-        self._links[alias] = self.resolve(user)
-
-    def add_alias(self, alias: UserKey, external_id: str | None) -> None:
-        """Create an alias: /users/alias/new.
-
-        Args:
-            alias: the alias key.
-            external_id: the user to add it to, or None for an alias-only user.
-        """
-        if external_id is None:
-            self.profiles.setdefault(alias, {})
-            return
-        user = self.resolve(("external_id", external_id))
-        self.profiles.setdefault(user, {})
-        self._links[alias] = user
-
-    def merge(self, merged: UserKey, kept: UserKey) -> None:
-        """Merge one user into another: /users/merge.
-
-        Args:
-            merged: the user that disappears.
-            kept: the user that stays.
-        """
-        source_key, target_key = self.resolve(merged), self.resolve(kept)
-        if source_key == target_key or source_key not in self.profiles:
-            return
-        _fill_missing(self.profiles.setdefault(target_key, {}), self.profiles[source_key])
-        self.delete(merged)
-
-    def delete(self, key: UserKey) -> None:
-        """Delete a user and every link to it: /users/delete.
-
-        Args:
-            key: the user.
-        """
-        gone = self.resolve(key)
-        self.profiles.pop(gone, None)
-        self._links = {
-            link: user for link, user in self._links.items() if user != gone and link != key
-        }
 
 
 @attrs.frozen(kw_only=True)
@@ -226,10 +85,15 @@ def _arrays(body: dict[str, Any], *, legacy_limits: bool) -> dict[str, list[Any]
 
 def _judge(
     arrays: dict[str, list[Any]], failing: frozenset[tuple[str, int]]
-) -> tuple[list[_Valid], list[dict[str, Any]]]:
-    """Split the objects into valid ones and Braze's ``errors`` entries."""
+) -> tuple[list[_Valid], list[dict[str, Any]], set[tuple[str, int]]]:
+    """Split the objects into valid ones and Braze's ``errors`` entries.
+
+    Also returns the positions of recommended events that fail Braze's
+    eCommerce schema: valid for the request (it succeeds), but never stored.
+    """
     valid: list[_Valid] = []
     errors: list[dict[str, Any]] = []
+    unschematic: set[tuple[str, int]] = set()
     for name, objects in arrays.items():
         for index, obj in enumerate(objects):
             problem = _JUDGES[name](obj)
@@ -237,9 +101,13 @@ def _judge(
                 problem = "Injected fault: Braze could not process this object"
             if problem is None:
                 valid.append((name, index, obj))
-            else:
-                errors.append({"type": problem, "input_array": name, "index": index})
-    return valid, errors
+                schema = recommended_problem(obj) if name == "events" else None
+                if schema is None:
+                    continue
+                unschematic.add((name, index))
+                problem = schema
+            errors.append({"type": problem, "input_array": name, "index": index})
+    return valid, errors, unschematic
 
 
 def _drop_reason(array: str, obj: dict[str, Any], directory: UserDirectory) -> str | None:
@@ -283,7 +151,7 @@ def process_track(
     arrays = _arrays(body, legacy_limits=legacy_limits)
     if isinstance(arrays, Outcome):
         return arrays
-    valid, errors = _judge(arrays, failing)
+    valid, errors, unschematic = _judge(arrays, failing)
     # Braze: when no object survives, the request fails with 400 and the errors.
     if not valid:
         return Outcome(status=400, payload={"message": NO_VALID_DATA, "errors": errors})
@@ -292,6 +160,10 @@ def process_track(
     # `valid` lists attributes before events and purchases: Braze processes
     # them in that order, so an alias created above can take events below.
     for name, index, obj in valid:
+        if (name, index) in unschematic:
+            # Braze: an invalid recommended event is dropped entirely (named in
+            # errors, not stored, not kept as a plain custom event instead).
+            continue
         reason = _drop_reason(name, obj, directory)
         if reason is not None:
             ignored.append((name, index, obj, reason))
@@ -332,40 +204,68 @@ def process_entries(path: str, body: dict[str, Any], *, directory: UserDirectory
     Returns:
         The answer with the accepted entries; any bad entry refuses them all.
     """
-    array = delete_kind(body) if path == "/users/delete" else ENTRY_ARRAYS[path][0]
-    if array is None:
-        kinds = ", ".join(ENTRY_ARRAYS[path])
-        return Outcome(status=400, payload={"message": f"Send exactly one of {kinds}"})
-    entries = body.get(array)
-    if not isinstance(entries, list) or not entries:
-        return Outcome(status=400, payload={"message": f"{array} must be a non-empty array"})
-    if len(entries) > MAX_ENTRIES:
-        message = f"{_MAX_INPUT}: at most {MAX_ENTRIES} entries in {array}"
-        return Outcome(status=400, payload={"message": message})
-    for index, entry in enumerate(entries):
-        problem = entry_problem(path, array, entry)
-        if problem is not None:
-            return Outcome(status=400, payload={"message": f"{array}[{index}]: {problem}"})
-
-    for entry in entries:
-        if path == "/users/identify":
-            directory.identify(entry["external_id"], alias_key(entry["user_alias"]))
-        elif path == "/users/merge":
-            directory.merge(
-                user_key(entry["identifier_to_merge"]),
-                user_key(entry["identifier_to_keep"]),
-            )
-        elif path == "/users/alias/new":
-            directory.add_alias(alias_key(entry), entry.get("external_id"))
-        elif array == "user_aliases":
-            directory.delete(alias_key(entry))
-        else:
-            directory.delete((_DELETE_KINDS[array], entry))
+    pairs = _read_entries(path, body)
+    if isinstance(pairs, Outcome):
+        return pairs
+    for array, entry in pairs:
+        _apply(path, array, entry, directory)
     payload: dict[str, Any] = {"message": "success"}
     if path == "/users/delete":
-        payload = {"deleted": len(entries), "message": "success"}
+        payload = {"deleted": len(pairs), "message": "success"}
     return Outcome(
         status=_SUCCESS_STATUS[path],
         payload=payload,
-        accepted=tuple((path, entry) for entry in entries),
+        accepted=tuple((path, entry) for _, entry in pairs),
     )
+
+
+def _read_entries(path: str, body: dict[str, Any]) -> list[tuple[str, Any]] | Outcome:
+    """The body's ``(array, entry)`` pairs, or Braze's 400 when any is wrong."""
+    arrays = _entry_arrays(path, body)
+    if not arrays:
+        kinds = ", ".join(ENTRY_ARRAYS[path])
+        one = "one or both" if path == "/users/identify" else "exactly one"
+        return Outcome(status=400, payload={"message": f"Send {one} of {kinds}"})
+    pairs: list[tuple[str, Any]] = []
+    for array in arrays:
+        entries = body.get(array)
+        if not isinstance(entries, list) or not entries:
+            return Outcome(status=400, payload={"message": f"{array} must be a non-empty array"})
+        pairs.extend((array, entry) for entry in entries)
+    if len(pairs) > MAX_ENTRIES:
+        message = f"{_MAX_INPUT}: at most {MAX_ENTRIES} entries in {' and '.join(arrays)}"
+        return Outcome(status=400, payload={"message": message})
+    for array in arrays:
+        for index, entry in enumerate(body[array]):
+            problem = entry_problem(path, array, entry)
+            if problem is not None:
+                return Outcome(status=400, payload={"message": f"{array}[{index}]: {problem}"})
+    return pairs
+
+
+def _apply(path: str, array: str, entry: Any, directory: UserDirectory) -> None:
+    if array == "emails_to_identify":
+        directory.identify_email(entry["external_id"], entry["email"], entry["prioritization"])
+    elif path == "/users/identify":
+        directory.identify(entry["external_id"], alias_key(entry["user_alias"]))
+    elif path == "/users/merge":
+        directory.merge(
+            user_key(entry["identifier_to_merge"]),
+            user_key(entry["identifier_to_keep"]),
+        )
+    elif path == "/users/alias/new":
+        directory.add_alias(alias_key(entry), entry.get("external_id"))
+    elif array == "user_aliases":
+        directory.delete(alias_key(entry))
+    else:
+        directory.delete((_DELETE_KINDS[array], entry))
+
+
+def _entry_arrays(path: str, body: dict[str, Any]) -> list[str]:
+    """The body's entry arrays: one for most endpoints, one or both for identify."""
+    if path == "/users/delete":
+        kind = delete_kind(body)
+        return [] if kind is None else [kind]
+    if path == "/users/identify":
+        return [array for array in ENTRY_ARRAYS[path] if array in body]
+    return [ENTRY_ARRAYS[path][0]]

@@ -45,7 +45,8 @@ MAX_TRACK_OBJECTS: Final = 75
 MAX_ENTRIES: Final = 50
 
 ENTRY_ARRAYS: Final = {
-    "/users/identify": ("aliases_to_identify",),
+    # Braze: /users/identify takes either array, or both, in one request.
+    "/users/identify": ("aliases_to_identify", "emails_to_identify"),
     "/users/merge": ("merge_updates",),
     "/users/alias/new": ("user_aliases",),
     # Braze: /users/delete takes exactly one of these per request.
@@ -66,6 +67,7 @@ NOT_ATTRIBUTES: Final = frozenset(_PRIMARY + _FLAGS)
 
 _MAX_EXTERNAL_ID_BYTES: Final = 987  # Braze: external_id at most 987 bytes
 _MAX_CHARS: Final = 255  # Braze: keys, string values, product_id: at most 255
+_E164: Final = re.compile(r"\+[1-9][0-9]{0,14}")
 _EVENT_RESERVED: Final = frozenset({"time", "event_name"})
 _PURCHASE_RESERVED: Final = frozenset(
     {"time", "product_id", "quantity", "event_name", "price", "currency"}
@@ -131,19 +133,28 @@ def _alias_problem(alias: object) -> str | None:
     return None
 
 
-def _identifier_problem(obj: dict[str, Any], *, lookup_allowed: bool) -> str | None:
+def _lookup_problem(obj: dict[str, Any]) -> str | None:
+    """Braze: without a primary identifier, email (first) or phone looks the profile up."""
+    email, phone = obj.get("email"), obj.get("phone")
+    if isinstance(email, str) and email:
+        return None
+    if isinstance(phone, str) and phone:
+        # Braze: a phone number identifies a profile only in E.164 form.
+        if _E164.fullmatch(phone) is None:
+            return "phone must be an E.164 number (+ and up to 15 digits) to identify a user"
+        return None
+    return "Missing identifier: one of external_id, user_alias, braze_id, email, phone"
+
+
+def _identifier_problem(obj: dict[str, Any]) -> str | None:
     """Check Braze's rule: exactly one of external_id, user_alias, braze_id."""
     present = [name for name in _PRIMARY if name in obj]
     if len(present) > 1:
         return f"Multiple identifiers given ({', '.join(present)}): send exactly one"
     if not present:
-        # Braze: email or phone identify an attributes object only when no
-        # primary identifier is present.
-        if lookup_allowed and any(
-            isinstance(obj.get(key), str) and obj[key] for key in ("email", "phone")
-        ):
-            return None
-        return "Missing identifier: one of external_id, user_alias, braze_id"
+        # Braze: email or phone identify an attributes, event or purchase object
+        # only when no primary identifier is present.
+        return _lookup_problem(obj)
     name = present[0]
     value = obj[name]
     if name == "user_alias":
@@ -191,7 +202,7 @@ def attributes_problem(obj: object) -> str | None:
     """
     if not isinstance(obj, dict):
         return "Attributes object must be a JSON object"
-    problem = _identifier_problem(obj, lookup_allowed=True) or _flags_problem(obj)
+    problem = _identifier_problem(obj) or _flags_problem(obj)
     if problem:
         return problem
     for key, value in obj.items():
@@ -235,7 +246,7 @@ def _common_problem(obj: object, kind: str) -> str | None:
     """The rules events and purchases share: identifier, flags, app_id, time."""
     if not isinstance(obj, dict):
         return f"{kind} object must be a JSON object"
-    problem = _identifier_problem(obj, lookup_allowed=False) or _flags_problem(obj)
+    problem = _identifier_problem(obj) or _flags_problem(obj)
     if problem:
         return problem
     if "app_id" in obj and not isinstance(obj["app_id"], str):
@@ -321,6 +332,30 @@ def _lookup_identifier_problem(identifier: object) -> str | None:
     return None
 
 
+# Braze: prioritization draws from these, with at most one of the first two.
+_PRIORITIES: Final = (
+    "identified",
+    "unidentified",
+    "most_recently_updated",
+    "least_recently_updated",
+)
+
+
+def _email_entry_problem(entry: dict[str, Any]) -> str | None:
+    email = entry.get("email")
+    if not isinstance(email, str) or not email:
+        return "email must be a non-empty string"
+    priority = entry.get("prioritization")
+    # Braze: prioritization is required with an email.
+    if not isinstance(priority, list) or not priority:
+        return "prioritization must be a non-empty array"
+    if any(rule not in _PRIORITIES for rule in priority) or len(set(priority)) != len(priority):
+        return f"prioritization takes each of {', '.join(_PRIORITIES)} at most once"
+    if {"identified", "unidentified"} <= set(priority):
+        return "prioritization takes identified or unidentified, not both"
+    return None
+
+
 def entry_problem(path: str, array: str, entry: object) -> str | None:
     """Judge one entry of a /users/identify, merge, delete or alias/new body.
 
@@ -348,6 +383,8 @@ def entry_problem(path: str, array: str, entry: object) -> str | None:
         external_id = entry.get("external_id")
         if not isinstance(external_id, str) or not external_id:
             return "external_id must be a non-empty string"
+        if array == "emails_to_identify":
+            return _email_entry_problem(entry)
         return _alias_problem(entry.get("user_alias"))
     for side in ("identifier_to_merge", "identifier_to_keep"):
         problem = _lookup_identifier_problem(entry.get(side))

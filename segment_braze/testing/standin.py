@@ -213,7 +213,8 @@ class BrazeStandIn:
         """The entries accepted on one of the other user endpoints, in order.
 
         Args:
-            path: ``"/users/identify"`` (``aliases_to_identify`` items),
+            path: ``"/users/identify"`` (``aliases_to_identify`` and
+                ``emails_to_identify`` items),
                 ``"/users/merge"`` (``merge_updates`` items), ``"/users/delete"``
                 (the deleted identifiers) or ``"/users/alias/new"``
                 (``user_aliases`` items).
