@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
@@ -44,7 +45,7 @@ from segment_braze._replay.state import ReplayState
 from segment_braze._replay.summary import delivery_summary, translate_summary
 from segment_braze._replay.tally import DeadLetter, Tally
 from segment_braze._replay.transform import DROPPED, Transform, apply, load
-from segment_braze._replay.usage import UsageError
+from segment_braze._replay.usage import FileError, UsageError
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate
 from segment_braze.exceptions import AuthenticationError, InvalidMessage, SettingsError
@@ -279,16 +280,32 @@ def _open(
         kept = [name for name in files if not received_long_before(name, since)]
         unread, files = len(files) - len(kept), kept
     if not dry:
-        cache = attribute_cache(
-            args.dedup or ("sqlite" if state_path is not None else "none"),
-            default_sqlite=cache_file,
+        cache = _attribute_cache(args, cache_file, settings)
+        if cache is not None:
+            stack.callback(cache.close)
+    return _Resources(files=files, unread=unread, state=state, dead_letter=dead_letter, cache=cache)
+
+
+def _attribute_cache(
+    args: argparse.Namespace, default: str | None, settings: Settings
+) -> AttributeCache | None:
+    spec = args.dedup or ("sqlite" if default is not None else "none")
+    try:
+        return attribute_cache(
+            spec,
+            default_sqlite=default,
             ttl_days=args.dedup_ttl_days,
             namespace=args.dedup_namespace,
             settings=settings,
         )
-        if cache is not None:
-            stack.callback(cache.close)
-    return _Resources(files=files, unread=unread, state=state, dead_letter=dead_letter, cache=cache)
+    except ValueError as err:  # SQLiteStore: a database that is not an attribute cache
+        raise FileError(f"{err}: give another file with --dedup sqlite:PATH") from err
+    except sqlite3.Error as err:
+        path = spec.partition(":")[2] or default
+        raise FileError(
+            f"cannot use the attribute cache {path} ({err}): give another file with"
+            " --dedup sqlite:PATH, or --dedup none"
+        ) from err
 
 
 def _transmit(
