@@ -151,6 +151,15 @@ class StateFile:
         self.db.close()
         _unlock(self.lock_file, self.temp)
 
+    def abandon(self) -> None:
+        """Close without committing (after a failed write) and unlock."""
+        if self.reader is not self.db:
+            self.reader.close()
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        self.db.close()
+        _unlock(self.lock_file, self.temp)
+
 
 def open_state(path: str, *, dry_run: bool) -> StateFile:
     """Lock, open and check a state file, and start a run.
