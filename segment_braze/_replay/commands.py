@@ -21,6 +21,7 @@ import attrs
 from segment_braze import _json
 from segment_braze._cache.cache import AttributeCache
 from segment_braze._deliver.client import BrazeClient
+from segment_braze._replay.cachefile import guard
 from segment_braze._replay.config import (
     ENV_DATACENTER,
     ENV_KEY,
@@ -29,6 +30,7 @@ from segment_braze._replay.config import (
     attribute_cache,
     load_settings,
 )
+from segment_braze._replay.deadletter import DeadLetter
 from segment_braze._replay.feed import Feed
 from segment_braze._replay.inputs import (
     STDIN,
@@ -43,7 +45,7 @@ from segment_braze._replay.pipeline import dry_run, send
 from segment_braze._replay.progress import Progress
 from segment_braze._replay.state import ReplayState
 from segment_braze._replay.summary import delivery_summary, translate_summary
-from segment_braze._replay.tally import DeadLetter, Tally
+from segment_braze._replay.tally import Tally
 from segment_braze._replay.transform import DROPPED, Transform, apply, load
 from segment_braze._replay.usage import FileError, UsageError
 from segment_braze._settings import Settings
@@ -245,6 +247,7 @@ class _Resources:
     state: ReplayState | None = None
     dead_letter: DeadLetter | None = None
     cache: AttributeCache | None = None
+    cache_name: str = ""
 
 
 def _open(
@@ -270,8 +273,11 @@ def _open(
         cache_file = _default_cache(state_path)
         exclude += [*_state_files(state_path), *_state_files(cache_file)]
     if args.dead_letter:
-        exclude.append(Path(args.dead_letter).resolve())
-        dead_letter = DeadLetter(args.dead_letter)
+        target = Path(args.dead_letter).resolve()
+        _refuse_as_dead_letter(args.dead_letter, target, paths=paths, kept=exclude)
+        exclude.append(target)
+        # A replay reads the same archive each run: its invalid lines go in once.
+        dead_letter = DeadLetter(args.dead_letter, once=state_path is not None)
         stack.callback(dead_letter.close)
     files = _inputs(paths, quiet=args.quiet, exclude=exclude)
     unread = 0
@@ -283,7 +289,32 @@ def _open(
         cache = _attribute_cache(args, cache_file, settings)
         if cache is not None:
             stack.callback(cache.close)
-    return _Resources(files=files, unread=unread, state=state, dead_letter=dead_letter, cache=cache)
+    name = (args.dedup or "").partition(":")[2] or cache_file or ""
+    return _Resources(
+        files=files,
+        unread=unread,
+        state=state,
+        dead_letter=dead_letter,
+        cache=cache,
+        cache_name=name,
+    )
+
+
+def _refuse_as_dead_letter(
+    name: str, target: Path, *, paths: Sequence[str], kept: Sequence[Path]
+) -> None:
+    """Refuse a ``--dead-letter`` file that is an input, or a file the replay keeps."""
+    for path in paths:
+        if path != STDIN and Path(path).resolve() == target:
+            raise UsageError(
+                f"the dead-letter file {name} is also an input ({path}): give another"
+                " --dead-letter file"
+            )
+    if target in kept:
+        raise UsageError(
+            f"the dead-letter file {name} is a file the replay keeps (its state or attribute"
+            " cache): give another --dead-letter file"
+        )
 
 
 def _attribute_cache(
@@ -318,11 +349,19 @@ def _transmit(
     tally: Tally,
 ) -> AuthenticationError | None:
     # The state is committed before each request: a kill re-sends at most the
-    # batch each worker had in flight.
+    # batch each worker had in flight. A cache that could not save stops it.
+    cache_fault = guard(opened.cache, opened.cache_name)
+    state = opened.state
+
+    def before_request() -> None:
+        cache_fault()
+        if state is not None:
+            state.commit()
+
     client = stack.enter_context(
         BrazeClient(
             settings,
-            before_request=None if opened.state is None else opened.state.commit,
+            before_request=before_request,
             workers=args.workers,
             window=_WINDOW,
             on_outcome=feed.outcome,
@@ -333,6 +372,7 @@ def _transmit(
         send(feed, client, tally)
     except AuthenticationError as err:
         return err
+    cache_fault()
     return None
 
 
