@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -217,7 +218,7 @@ def _require_sending(settings: Settings) -> None:
 
 
 def _state_files(state: str) -> list[Path]:
-    base = Path(state).resolve()
+    base = Path(os.path.realpath(state))
     return [base, *(base.with_name(base.name + suffix) for suffix in ("-wal", "-shm", ".lock"))]
 
 
@@ -273,7 +274,7 @@ def _open(
         cache_file = _default_cache(state_path)
         exclude += [*_state_files(state_path), *_state_files(cache_file)]
     if args.dead_letter:
-        target = Path(args.dead_letter).resolve()
+        target = Path(os.path.realpath(args.dead_letter))
         _refuse_as_dead_letter(args.dead_letter, target, paths=paths, kept=exclude)
         exclude.append(target)
         # A replay reads the same archive each run: its invalid lines go in once.
@@ -305,7 +306,7 @@ def _refuse_as_dead_letter(
 ) -> None:
     """Refuse a ``--dead-letter`` file that is an input, or a file the replay keeps."""
     for path in paths:
-        if path != STDIN and Path(path).resolve() == target:
+        if path != STDIN and Path(os.path.realpath(path)) == target:
             raise UsageError(
                 f"the dead-letter file {name} is also an input ({path}): give another"
                 " --dead-letter file"

@@ -32,6 +32,7 @@ a killed upgrade leaves version 1.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 import sys
 import tempfile
@@ -179,7 +180,7 @@ def open_state(path: str, *, dry_run: bool) -> StateFile:
     else:
         # The resolved path: a symlink, or another relative path to the same
         # file, is the same state and so takes the same lock.
-        path = str(Path(path).resolve())
+        path = os.path.realpath(path)  # unlike resolve(), never raises on a loop
         lock_file = _exclusive(path, shown)
         try:
             _check_not_empty(path, shown)
