@@ -255,10 +255,13 @@ def _reader(path: str) -> sqlite3.Connection:
 
 def damaged(shown: str, err: sqlite3.Error) -> FileError:
     """The one-line error for a state file SQLite cannot use, by what went wrong."""
-    if isinstance(err, sqlite3.OperationalError) and "full" in str(err):
+    if isinstance(err, sqlite3.OperationalError) and ("full" in str(err) or "I/O" in str(err)):
+        # SQLite: ENOSPC is SQLITE_FULL; a write refused otherwise (EFBIG at a
+        # file-size limit, a failing disk) is an I/O error.
+        cause = "the disk is full" if "full" in str(err) else str(err)
         return FileError(
-            f"cannot write the state file {shown}: the disk is full; what was recorded"
-            " is kept: free some space and run the same command again"
+            f"cannot write the state file {shown}: {cause}; what was recorded is kept:"
+            " free some space (or fix the disk) and run the same command again"
         )
     if isinstance(err, sqlite3.DatabaseError) and not isinstance(err, sqlite3.OperationalError):
         return FileError(
