@@ -12,8 +12,9 @@ from contextlib import closing
 import pytest
 from commandline import KEY, cli, jsonl, track
 
-from segment_braze._replay.state import ReplayState
-from segment_braze._replay.usage import UsageError
+from segment_braze._replay.identity import Identity
+from segment_braze._replay.state import Claim, ReplayState
+from segment_braze._replay.usage import FileError, UsageError
 from segment_braze.testing import BrazeStandIn
 
 _PAGE = 4096
@@ -218,3 +219,47 @@ class TestCacheNotOurs:
                 braze=braze,
             )
             assert result.returncode == 0, result.stderr
+
+
+class _FailingCommits:
+    """The state's writer, whose COMMIT fails as on a full disk."""
+
+    def __init__(self, db):
+        self._db = db
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+def _identity(n):
+    return Identity(source="src", id=f"m:{n}", time=1_714_550_400_000 + n)
+
+
+class TestFailedCommit:
+    """A commit that fails keeps the state consistent and stops the run."""
+
+    def test_failed_commit_stops_claims_and_keeps_what_was_committed(self, tmp_path):
+        """Claims after it raise FileError; close() releases the file; earlier commits stay."""
+        path = str(tmp_path / "state.sqlite")
+        state = ReplayState(path, commit_after=3600)  # commits only when asked
+        for n in range(3):
+            assert state.claim(_identity(n), ("in.jsonl", n + 1, None)).claim is Claim.NEW
+            state.finish(_identity(n), "delivered")
+        state.commit()
+        assert state.claim(_identity(3), ("in.jsonl", 4, None)).claim is Claim.NEW
+        state.finish(_identity(3), "delivered")
+        state._db = _FailingCommits(state._db)
+        with pytest.raises(FileError, match="the disk is full"):
+            state.commit()
+        state._db = state._db._db  # room again: the run is still over
+        with pytest.raises(FileError):
+            state.claim(_identity(4), ("in.jsonl", 5, None))
+        with pytest.raises(FileError):
+            state.close()
+        with ReplayState(path) as again:  # unlocked, and only the commit that worked
+            assert again.recorded() == {"delivered": 3, "failed": 0}
