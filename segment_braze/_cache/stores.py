@@ -11,6 +11,13 @@ from segment_braze._cache.store import Remembered
 
 __all__ = ["MemoryStore", "RedisStore", "SQLiteStore"]
 
+_COLUMNS = ("user", "name", "digest", "acknowledged_at")
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS attribute_cache ("
+    " user TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL,"
+    " acknowledged_at REAL NOT NULL, PRIMARY KEY (user, name)) WITHOUT ROWID"
+)
+
 
 class MemoryStore:
     """In-process, bounded: the least recently used users are forgotten first."""
@@ -55,18 +62,38 @@ class SQLiteStore:
     """
 
     def __init__(self, path: str) -> None:
+        """Open (or create) the file.
+
+        Raises:
+            ValueError: the file holds something else than an attribute cache
+                (another program's database, a replay state), so it is left alone.
+            sqlite3.Error: the file is not an SQLite database, or cannot be written.
+        """
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS attribute_cache ("
-            " user TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL,"
-            " acknowledged_at REAL NOT NULL, PRIMARY KEY (user, name)) WITHOUT ROWID"
-        )
-        self._db.commit()
+        try:
+            self._check_ours()
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_CREATE)
+            self._db.commit()
+        except (ValueError, sqlite3.Error):
+            self._db.close()
+            raise
         self._saves = 0
+
+    def _check_ours(self) -> None:
+        """Refuse a database with other tables, or another ``attribute_cache`` table."""
+        tables = [row[0] for row in self._db.execute("SELECT name FROM sqlite_master")]
+        if not tables:
+            return  # a new (or empty) file: ours from now on
+        columns = [row[1] for row in self._db.execute("PRAGMA table_info(attribute_cache)")]
+        if tables != ["attribute_cache"] or columns != list(_COLUMNS):
+            raise ValueError(
+                f"{self.path} is not an attribute cache (it holds the tables"
+                f" {', '.join(sorted(tables))}): it is left as it is"
+            )
 
     def load(self, users: list[str]) -> dict[str, dict[str, Remembered]]:
         """Return remembered values of ``users``."""

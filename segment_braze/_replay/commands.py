@@ -12,20 +12,16 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any, Final
 
-import attrs
-
 from segment_braze import _json
-from segment_braze._cache.cache import AttributeCache
 from segment_braze._deliver.client import BrazeClient
+from segment_braze._replay.cachefile import guard
 from segment_braze._replay.config import (
     ENV_DATACENTER,
     ENV_KEY,
     ENV_REST_ENDPOINT,
     TimeWindow,
-    attribute_cache,
     load_settings,
 )
 from segment_braze._replay.feed import Feed
@@ -33,16 +29,14 @@ from segment_braze._replay.inputs import (
     STDIN,
     Meter,
     Record,
-    expand_paths,
     read_source,
     total_bytes,
 )
-from segment_braze._replay.layout import received_long_before
 from segment_braze._replay.pipeline import dry_run, send
 from segment_braze._replay.progress import Progress
-from segment_braze._replay.state import ReplayState
+from segment_braze._replay.resources import PROG, Resources, inputs, note, open_resources
 from segment_braze._replay.summary import delivery_summary, translate_summary
-from segment_braze._replay.tally import DeadLetter, Tally
+from segment_braze._replay.tally import Tally
 from segment_braze._replay.transform import DROPPED, Transform, apply, load
 from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
@@ -51,7 +45,6 @@ from segment_braze.exceptions import AuthenticationError, InvalidMessage, Sender
 
 __all__ = ["EXIT_FAILED", "PROG", "run_replay", "run_send", "run_translate"]
 
-PROG: Final = "segment-braze"
 EXIT_FAILED: Final = 1
 # Messages queued per sender worker (the memory bound). What a kill can re-send
 # is bounded apart from it: one batch (at most 75 objects) per worker.
@@ -81,29 +74,16 @@ def _log_to(stack: ExitStack, note: Callable[[str], None], *, quiet: bool) -> No
     stack.callback(logger.removeHandler, handler)
 
 
-def _note(text: str) -> None:
-    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
-
-
 def _records(files: Iterable[str], meter: Meter) -> Iterator[Record]:
     for name in files:
         yield from read_source(name, meter)
 
 
-def _inputs(paths: Sequence[str], *, quiet: bool, exclude: Iterable[Path] = ()) -> list[str]:
-    files, skipped = expand_paths(paths, exclude=frozenset(exclude))
-    if skipped and not quiet:
-        _note(
-            f"skipped {skipped:,} files in folders (hidden, or not .json, .jsonl, .ndjson or .gz)"
-        )
-    return files
-
-
 def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     loaded = load_settings(args.settings, env)
     if not args.quiet:
-        for note in loaded.notes:
-            _note(note)
+        for line in loaded.notes:
+            note(line)
     return loaded.settings
 
 
@@ -131,7 +111,7 @@ def run_translate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """``segment-braze translate``: one JSON line per input message."""
     transform = load(args.transform) if args.transform else None
     settings = _settings(args, env)
-    files = _inputs(args.paths or [STDIN], quiet=args.quiet)
+    files = inputs(args.paths or [STDIN], quiet=args.quiet)
     tally, meter = Tally(), Meter()
     progress = _progress(args, files, meter, tally, lambda: (tally["read"], ""))
     out = sys.stdout.buffer
@@ -213,16 +193,6 @@ def _require_sending(settings: Settings) -> None:
         ) from None
 
 
-def _state_files(state: str) -> list[Path]:
-    base = Path(state).resolve()
-    return [base, *(base.with_name(base.name + suffix) for suffix in ("-wal", "-shm", ".lock"))]
-
-
-def _default_cache(state: str) -> str:
-    path = Path(state)
-    return str(path.with_name(f"{path.stem}.attributes.sqlite"))
-
-
 def run_send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """``segment-braze send``: translate, send, print the delivery report."""
     return _deliver(args, env, paths=args.paths or [STDIN], state_path=None)
@@ -235,77 +205,29 @@ def run_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return _deliver(args, env, paths=args.paths, state_path=args.state)
 
 
-@attrs.define(kw_only=True)
-class _Resources:
-    """What a send or replay opened, closed by the ExitStack that holds them."""
-
-    files: list[str]
-    unread: int = 0  # files skipped unread: received over a day before --since
-    state: ReplayState | None = None
-    dead_letter: DeadLetter | None = None
-    cache: AttributeCache | None = None
-
-
-def _open(
-    args: argparse.Namespace,
-    stack: ExitStack,
-    *,
-    paths: Sequence[str],
-    state_path: str | None,
-    settings: Settings,
-    dry: bool,
-) -> _Resources:
-    state = dead_letter = cache = None
-    exclude: list[Path] = []  # never read our own files from an input folder
-    cache_file = None
-    if state_path is not None:
-        state = ReplayState(
-            state_path,
-            dry_run=dry,
-            retry_failed=bool(args.retry_failed),
-            window=round(args.dedup_window * 3_600_000),
-        )
-        stack.callback(state.close)
-        cache_file = _default_cache(state_path)
-        exclude += [*_state_files(state_path), *_state_files(cache_file)]
-    if args.dead_letter:
-        exclude.append(Path(args.dead_letter).resolve())
-        dead_letter = DeadLetter(args.dead_letter)
-        stack.callback(dead_letter.close)
-    files = _inputs(paths, quiet=args.quiet, exclude=exclude)
-    unread = 0
-    since = getattr(args, "since", None)
-    if since is not None:
-        kept = [name for name in files if not received_long_before(name, since)]
-        unread, files = len(files) - len(kept), kept
-    if not dry:
-        cache = attribute_cache(
-            args.dedup or ("sqlite" if state_path is not None else "none"),
-            default_sqlite=cache_file,
-            ttl_days=args.dedup_ttl_days,
-            namespace=args.dedup_namespace,
-            settings=settings,
-        )
-        if cache is not None:
-            stack.callback(cache.close)
-    return _Resources(files=files, unread=unread, state=state, dead_letter=dead_letter, cache=cache)
-
-
 def _transmit(
     args: argparse.Namespace,
     stack: ExitStack,
     *,
     settings: Settings,
     feed: Feed,
-    opened: _Resources,
+    opened: Resources,
     tally: Tally,
 ) -> AuthenticationError | None:
     # The state is committed before each request: a kill re-sends at most the
-    # batch each worker had in flight.
+    # batch each worker had in flight. A cache that could not save stops it.
+    cache_fault = guard(opened.cache, opened.cache_name)
+    state = opened.state
+
+    def before_request() -> None:
+        cache_fault()
+        if state is not None:
+            state.commit()
+
     client = stack.enter_context(
         BrazeClient(
             settings,
-            before_request=None if opened.state is None else opened.state.commit,
+            before_request=before_request,
             workers=args.workers,
             window=_WINDOW,
             on_outcome=feed.outcome,
@@ -316,6 +238,7 @@ def _transmit(
         send(feed, client, tally)
     except AuthenticationError as err:
         return err
+    cache_fault()
     return None
 
 
@@ -338,11 +261,11 @@ def _deliver(
     tally, meter = Tally(), Meter()
     refused: AuthenticationError | None = None
     stopped: BaseException | None = None  # Ctrl-C, SIGTERM, a stopped sender
-    opened: _Resources | None = None
+    opened: Resources | None = None
     recorded = None
     try:
         with ExitStack() as stack:
-            opened = _open(
+            opened = open_resources(
                 args, stack, paths=paths, state_path=state_path, settings=settings, dry=dry
             )
             progress = _progress(args, opened.files, meter, tally, _status(tally, dry=dry))

@@ -20,12 +20,13 @@ from typing import Any, Final, NamedTuple
 import attrs
 
 from segment_braze._replay.config import TimeWindow
+from segment_braze._replay.deadletter import DeadLetter
 from segment_braze._replay.identity import Identity, identify
 from segment_braze._replay.inputs import Record
 from segment_braze._replay.layout import folder_source
 from segment_braze._replay.processes import ProcessTranslator, Translated
 from segment_braze._replay.state import Claim, ReplayState, Verdict
-from segment_braze._replay.tally import DeadLetter, Tally
+from segment_braze._replay.tally import Tally
 from segment_braze._replay.transform import DROPPED, apply, load
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate

@@ -13,6 +13,7 @@ record: reading never stops at a bad input.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import os
@@ -95,8 +96,8 @@ def expand_paths(paths: Sequence[str], *, exclude: Collection[Path] = ()) -> tup
             found, rejected = _folder(path, exclude)
             files.extend(found)
             skipped += rejected
-        elif path.exists():
-            files.append(name)
+        elif path.exists() or path.is_symlink():
+            files.append(name)  # a link to nothing, or a loop, is reported when read
         else:
             raise UsageError(f"no such file or folder: {name}")
     return files, skipped
@@ -105,20 +106,27 @@ def expand_paths(paths: Sequence[str], *, exclude: Collection[Path] = ()) -> tup
 def _folder(root: Path, exclude: Collection[Path]) -> tuple[list[str], int]:
     found: list[tuple[tuple[str, ...], str]] = []
     skipped = 0
-    for folder, subfolders, names in os.walk(root):
+    # A folder that cannot be listed is kept as an input: reading it reports
+    # why (read_source), so it counts as invalid input rather than vanishing.
+    unlisted: list[OSError] = []
+    for folder, subfolders, names in os.walk(root, onerror=unlisted.append):
         subfolders[:] = [sub for sub in subfolders if not sub.startswith(".")]
         for name in names:
             path = Path(folder, name)
-            if (
-                name.startswith(".")
-                or not name.lower().endswith(ARCHIVE_SUFFIXES)
-                or not path.is_file()
-            ):
+            if name.startswith(".") or not name.lower().endswith(ARCHIVE_SUFFIXES):
                 skipped += 1
                 continue
-            if path.resolve() in exclude:
+            if not path.is_file() and (path.is_dir() or not path.is_symlink()):
+                skipped += 1  # a folder named like an archive, a device
+                continue
+            # A link to nothing, or a loop, is kept: reading it reports it.
+            if Path(os.path.realpath(path)) in exclude:  # never raises on a loop
                 continue
             found.append((order_key(str(path), path.relative_to(root).parts), str(path)))
+    for error in unlisted:
+        path = Path(str(error.filename))
+        relative = path.relative_to(root).parts if path != root else ()
+        found.append((order_key(str(path), relative), str(path)))
     found.sort()
     return [path for _, path in found], skipped
 
@@ -149,7 +157,7 @@ def read_source(name: str, meter: Meter | None = None) -> Iterator[Record]:
     try:
         raw = open(name, "rb")  # noqa: SIM115 (closed below, also when the caller stops early)
     except OSError as err:
-        yield Record(source=source, line=0, error=f"cannot read: {err.strerror or err}")
+        yield Record(source=source, line=0, error=_unreadable(name, err))
         return
     size = os.fstat(raw.fileno()).st_size
     try:
@@ -167,10 +175,10 @@ def _read_stream(raw: IO[bytes], source: str, meter: Meter | None) -> Iterator[R
     if meter is not None:
         meter.start(raw)
     stream: Readable = raw
-    if raw.peek(2)[:2] == _GZIP_MAGIC:
-        stream = gzip.GzipFile(fileobj=raw, mode="rb")
     lines = Lines(stream)
     try:
+        if raw.peek(2)[:2] == _GZIP_MAGIC:  # a file that fails to read fails here
+            lines.stream = gzip.GzipFile(fileobj=raw, mode="rb")
         yield from records(lines, source)
     except _CORRUPT as err:
         reason = "file is corrupt or truncated" if lines.count else "cannot read"
@@ -179,3 +187,17 @@ def _read_stream(raw: IO[bytes], source: str, meter: Meter | None) -> Iterator[R
             line=lines.count + 1,
             error=f"{reason}: {err}; the rest of this file is skipped",
         )
+
+
+def _unreadable(name: str, err: OSError) -> str:
+    """Why an input cannot be opened, in words: a loop, a link to nothing, a folder."""
+    if err.errno == errno.ELOOP:
+        return "cannot read: a symbolic link loop"
+    if err.errno == errno.ENOENT and os.path.islink(name):
+        return "cannot read: a symbolic link to nothing"
+    if err.errno == errno.EISDIR:
+        try:
+            os.listdir(name)
+        except OSError as listing:
+            return f"cannot read the folder: {listing.strerror or listing}"
+    return f"cannot read: {err.strerror or err}"

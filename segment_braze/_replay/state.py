@@ -35,12 +35,14 @@ claim checks memory first.
 
 from __future__ import annotations
 
-import enum
+import sqlite3
 import threading
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal
 
+from segment_braze._replay.claims import EARLIER, NEW, Claim, Claimed, Position, Verdict, place
 from segment_braze._replay.identity import Identity
-from segment_braze._replay.statefile import DELIVERED, FAILED, SEEN, open_state
+from segment_braze._replay.statefile import DELIVERED, FAILED, SEEN, damaged, open_state
+from segment_braze._replay.usage import FileError
 
 __all__ = ["DAY", "MAX_WINDOW", "Claim", "Position", "ReplayState", "Verdict"]
 
@@ -63,64 +65,6 @@ _UPSERT: Final = (
 
 # A recorded message: time, status, run, file, line, item.
 _Row = tuple[int, int, int, int | None, int | None, int | None]
-
-Position = tuple[str, int, int | None]
-"""Where a message was read: the input's name, its line, its item on that line."""
-
-
-class Claim(enum.Enum):
-    """What the state says about a message about to be sent."""
-
-    NEW = "new"
-    """Not claimed yet, nor a duplicate: send it (it is now in flight)."""
-    DUPLICATE = "duplicate"
-    """A duplicate of a message claimed in this run or recorded by an earlier one."""
-    DONE_EARLIER = "done earlier"
-    """Delivered by an earlier run."""
-    FAILED_EARLIER = "failed earlier"
-    """Failed in an earlier run; not retried without ``retry_failed``."""
-
-
-class Verdict(NamedTuple):
-    """A claim's answer.
-
-    Attributes:
-        claim: what to do with the message.
-        first: for a duplicate, where the message it duplicates was read
-            (``file:line``, as the records say it).
-        same: for a duplicate, whether it is a copy of the same message (the same
-            time), rather than another within the window.
-    """
-
-    claim: Claim
-    first: str | None = None
-    same: bool = False
-
-
-class _Claimed:
-    """A message claimed in this run and not committed yet."""
-
-    __slots__ = ("file", "item", "legacy", "line", "source", "status", "time")
-
-    def __init__(
-        self, source: int, time: int, file: int, line: int, item: int | None, *, legacy: bool
-    ) -> None:
-        self.source = source  # the source's number
-        self.time = time
-        self.status = 0  # 0 while in flight
-        self.file = file
-        self.line = line
-        self.item = item
-        self.legacy = legacy  # claimed again over a version-1 row (--retry-failed)
-
-
-_NEW: Final = Verdict(Claim.NEW)
-_EARLIER: Final = {claim: Verdict(claim) for claim in (Claim.DONE_EARLIER, Claim.FAILED_EARLIER)}
-
-
-def _place(name: str, line: int | None, item: int | None) -> str:
-    place = f"{name}:{line}" if line else name
-    return place if item is None else f"{place} item {item}"
 
 
 class ReplayState:
@@ -166,8 +110,8 @@ class ReplayState:
         # one lock in a dry run), then _lock. _lock guards the collections below
         # and is held only to read or change them, never around SQLite.
         self._lock = threading.Lock()
-        self._claimed: dict[tuple[str, str], list[_Claimed]] = {}  # not committed yet
-        self._settled: list[tuple[tuple[str, str], _Claimed]] = []  # outcome known
+        self._claimed: dict[tuple[str, str], list[Claimed]] = {}  # not committed yet
+        self._settled: list[tuple[tuple[str, str], Claimed]] = []  # outcome known
         self._in_flight = 0
         self._files: dict[str, int] = {}  # input names this run met, and their ids
         self._names: dict[int, str] = {}
@@ -189,6 +133,9 @@ class ReplayState:
         self._write_lock = threading.Lock()
         self._read_lock = self._write_lock if dry_run else threading.Lock()
         self._stop = threading.Event()
+        # The first commit that failed (a full disk): every later claim and
+        # commit raises it, so the run stops with one line.
+        self._fault: FileError | None = None
         self._committer: threading.Thread | None = None
         if not dry_run:
             self._committer = threading.Thread(
@@ -206,6 +153,8 @@ class ReplayState:
             identity: the message's identity.
             position: where it was read, for the report of its duplicates.
         """
+        if self._fault is not None:
+            raise self._fault
         source, key, time = identity
         slot = (source, key)
         # The read lock serialises claims, so no other claim can add a message
@@ -217,9 +166,9 @@ class ReplayState:
                 held = self._held(entries, time) if entries else None
             row, earlier, legacy = self._lookup(identity)
             if earlier is not None:
-                return _EARLIER[earlier]
+                return EARLIER[earlier]
             if held is not None:
-                first = _place(self._names[held.file], held.line, held.item)
+                first = place(self._names[held.file], held.line, held.item)
                 return Verdict(Claim.DUPLICATE, first=first, same=held.time == time)
             if row is not None and (row[2] == self.run or row[0] != time):
                 first = self._where(row[3], row[4], row[5])
@@ -227,14 +176,14 @@ class ReplayState:
             name, line, item = position
             file = self._last_file[1] if name == self._last_file[0] else self._file(name)
             number = self._sources.get(source) or self._source(source)
-            entry = _Claimed(number, time, file, line, item, legacy=legacy)
+            entry = Claimed(number, time, file, line, item, legacy=legacy)
             with self._lock:
                 if entries is None:
                     self._claimed[slot] = [entry]
                 else:
                     entries.append(entry)
                 self._in_flight += 1
-            return _NEW
+            return NEW
 
     def _lookup(self, identity: Identity) -> tuple[_Row | None, Claim | None, bool]:
         """Look a message up in the file (called with the read lock held).
@@ -261,7 +210,7 @@ class ReplayState:
                 return None, self._earlier(int(status[0])), True
         return None, None, False
 
-    def _held(self, entries: list[_Claimed], time: int) -> _Claimed | None:
+    def _held(self, entries: list[Claimed], time: int) -> Claimed | None:
         """The message held in memory that one at ``time`` duplicates (called under _lock)."""
         best, nearest = None, self.window + 1
         for entry in entries:
@@ -310,7 +259,7 @@ class ReplayState:
         if name is None and file is not None:
             row = self._reader.execute("SELECT name FROM files WHERE id = ?", (file,)).fetchone()
             name = row[0] if row is not None else None
-        return _place(name or "an earlier run's input", line, item)
+        return place(name or "an earlier run's input", line, item)
 
     def decided(self, identity: Identity) -> Claim | None:
         """What earlier runs decided of this very message, without claiming it.
@@ -360,12 +309,45 @@ class ReplayState:
 
     def _commit(self) -> None:
         # Called with the write lock held.
+        if self._fault is not None:
+            raise self._fault
         with self._lock:
             settled, self._settled = self._settled, []
             files, self._new_files = self._new_files, []
             sources, self._new_sources = self._new_sources, []
         if not settled and not files and not sources:
             return
+        try:
+            self._write(settled, files, sources)
+        except sqlite3.Error as err:
+            # Nothing of this commit is in the file (SQLite rolled it back, or
+            # we do): the messages stay in memory, so this run still knows them,
+            # and the next run sends them again. Nothing recorded is lost.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if not self.dry_run:
+                self._db.execute("BEGIN")
+            with self._lock:
+                self._settled[:0] = settled
+                self._new_files[:0] = files
+                self._new_sources[:0] = sources
+            self._fault = damaged(self.path, err)
+            raise self._fault from err
+        # Only now may claims find these messages in the file rather than in memory
+        # (a dry run's reader is the writer, which sees its own transaction).
+        with self._lock:
+            for slot, entry in settled:
+                entries = self._claimed[slot]
+                entries.remove(entry)
+                if not entries:
+                    del self._claimed[slot]
+
+    def _write(
+        self,
+        settled: list[tuple[tuple[str, str], Claimed]],
+        files: list[tuple[int, str]],
+        sources: list[tuple[int, str]],
+    ) -> None:
         db, run = self._db, self.run
         db.executemany("INSERT INTO sources (id, name) VALUES (?, ?)", sources)
         db.executemany("INSERT INTO files (id, name) VALUES (?, ?)", files)
@@ -382,18 +364,13 @@ class ReplayState:
         if not self.dry_run:
             db.execute("COMMIT")
             db.execute("BEGIN")
-        # Only now may claims find these messages in the file rather than in memory
-        # (a dry run's reader is the writer, which sees its own transaction).
-        with self._lock:
-            for slot, entry in settled:
-                entries = self._claimed[slot]
-                entries.remove(entry)
-                if not entries:
-                    del self._claimed[slot]
 
     def _commit_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            self.commit()
+            try:
+                self.commit()
+            except FileError:
+                return  # kept in _fault: the reading thread's next claim raises it
 
     @property
     def in_flight(self) -> int:
@@ -420,9 +397,16 @@ class ReplayState:
         # The claims are over (the caller is the reading thread); the sender's
         # threads may still be settling outcomes, hence the write lock.
         with self._write_lock:
-            if not self.dry_run:
-                self._commit()
-            self._file_state.close()
+            try:
+                if not self.dry_run:
+                    self._commit()
+                self._file_state.close()
+            except FileError:
+                self._file_state.abandon()
+                raise
+            except sqlite3.Error as err:  # the run's last row, or its commit
+                self._file_state.abandon()
+                raise damaged(self.path, err) from err
 
     def __enter__(self) -> ReplayState:
         return self

@@ -32,6 +32,7 @@ a killed upgrade leaves version 1.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 import sys
 import tempfile
@@ -40,9 +41,9 @@ from typing import IO, Final
 
 import attrs
 
-from segment_braze._replay.usage import UsageError
+from segment_braze._replay.usage import FileError, UsageError
 
-__all__ = ["DELIVERED", "FAILED", "SEEN", "StateFile", "now", "open_state"]
+__all__ = ["DELIVERED", "FAILED", "SEEN", "StateFile", "damaged", "now", "open_state"]
 
 DELIVERED: Final = 1
 FAILED: Final = 2
@@ -151,6 +152,15 @@ class StateFile:
         self.db.close()
         _unlock(self.lock_file, self.temp)
 
+    def abandon(self) -> None:
+        """Close without committing (after a failed write) and unlock."""
+        if self.reader is not self.db:
+            self.reader.close()
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        self.db.close()
+        _unlock(self.lock_file, self.temp)
+
 
 def open_state(path: str, *, dry_run: bool) -> StateFile:
     """Lock, open and check a state file, and start a run.
@@ -168,7 +178,15 @@ def open_state(path: str, *, dry_run: bool) -> StateFile:
         temp = tempfile.TemporaryDirectory(prefix="segment-braze-")
         path = str(Path(temp.name, "state.sqlite"))
     else:
-        lock_file = _exclusive(path)
+        # The resolved path: a symlink, or another relative path to the same
+        # file, is the same state and so takes the same lock.
+        path = os.path.realpath(path)  # unlike resolve(), never raises on a loop
+        lock_file = _exclusive(path, shown)
+        try:
+            _check_not_empty(path, shown)
+        except UsageError:
+            _unlock(lock_file, temp)
+            raise
     try:
         db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as err:
@@ -182,7 +200,7 @@ def open_state(path: str, *, dry_run: bool) -> StateFile:
     except sqlite3.DatabaseError as err:
         db.close()
         _unlock(lock_file, temp)
-        raise UsageError(f"{shown} is not a replay state file ({err})") from err
+        raise damaged(shown, err) from err
     except UsageError:
         db.close()
         _unlock(lock_file, temp)
@@ -198,6 +216,7 @@ def _start(db: sqlite3.Connection, shown: str, *, dry_run: bool) -> StateFile:
     db.execute("BEGIN IMMEDIATE")
     try:
         _prepare(db, shown)
+        _check_whole(db)
     except (UsageError, sqlite3.DatabaseError):
         db.execute("ROLLBACK")
         raise
@@ -234,7 +253,55 @@ def _reader(path: str) -> sqlite3.Connection:
     return reader
 
 
-def _exclusive(path: str) -> IO[str] | None:
+def damaged(shown: str, err: sqlite3.Error) -> FileError:
+    """The one-line error for a state file SQLite cannot use, by what went wrong."""
+    if isinstance(err, sqlite3.OperationalError) and ("full" in str(err) or "I/O" in str(err)):
+        # SQLite: ENOSPC is SQLITE_FULL; a write refused otherwise (EFBIG at a
+        # file-size limit, a failing disk) is an I/O error.
+        cause = "the disk is full" if "full" in str(err) else str(err)
+        return FileError(
+            f"cannot write the state file {shown}: {cause}; what was recorded is kept:"
+            " free some space (or fix the disk) and run the same command again"
+        )
+    if isinstance(err, sqlite3.DatabaseError) and not isinstance(err, sqlite3.OperationalError):
+        return FileError(
+            f"{shown} is not a replay state file, or is damaged ({err}): give a new --state"
+            " file, or restore this one from a backup"
+        )
+    return FileError(f"cannot use the state file {shown}: {err}")
+
+
+def _check_not_empty(path: str, shown: str) -> None:
+    """Refuse an existing zero-byte state file: SQLite would silently start afresh.
+
+    This command never leaves one (it writes the schema in its first
+    transaction), so an empty file is a state that was truncated or replaced.
+    """
+    try:
+        size = Path(path).stat().st_size
+    except FileNotFoundError:
+        return  # a new state
+    except OSError as err:
+        raise FileError(f"cannot use the state file {shown}: {err.strerror or err}") from err
+    if size == 0:
+        raise FileError(
+            f"the state file {shown} is empty, so what earlier runs recorded is gone: give"
+            " a new --state file, or delete this one to start afresh"
+        )
+
+
+def _check_whole(db: sqlite3.Connection) -> None:
+    """Read every page of the file: damage anywhere is found now, not mid-run.
+
+    Raises:
+        sqlite3.DatabaseError: the file is damaged or truncated.
+    """
+    problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+    if problems != ["ok"]:
+        raise sqlite3.DatabaseError("; ".join(str(problem) for problem in problems[:3]))
+
+
+def _exclusive(path: str, shown: str) -> IO[str] | None:
     """Lock ``<path>.lock`` for this process; the OS releases it if the process dies."""
     if sys.platform == "win32":  # pragma: no cover - no flock: one replay at a time is on you
         return None
@@ -243,12 +310,12 @@ def _exclusive(path: str) -> IO[str] | None:
     try:
         handle = open(f"{path}.lock", "a")  # noqa: SIM115 (held until close())
     except OSError as err:
-        raise UsageError(f"cannot use the state file {path}: {err.strerror or err}") from err
+        raise UsageError(f"cannot use the state file {shown}: {err.strerror or err}") from err
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise UsageError(f"another segment-braze replay is using the state file {path}") from None
+        raise UsageError(f"another segment-braze replay is using the state file {shown}") from None
     return handle
 
 

@@ -1,19 +1,15 @@
-"""What became of the messages read: the counts and the dead-letter file."""
+"""What became of the messages read: the counts (the dead-letter file is ``deadletter``)."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import IO, Any
 
-from segment_braze import _json
 from segment_braze._deliver.report import DeliveryReport
-from segment_braze._replay.inputs import Record
 from segment_braze._replay.processes import Counts, count_objects
-from segment_braze._replay.usage import UsageError
 from segment_braze._translate.translation import Translation
 
-__all__ = ["DeadLetter", "Tally"]
+__all__ = ["Tally"]
 
 
 class Tally:
@@ -82,52 +78,3 @@ class Tally:
         with self._lock:
             counts = self.counts
             return counts["failed"] + counts["invalid"] + counts["failed earlier"]
-
-
-class DeadLetter:
-    """The ``--dead-letter`` file: JSON Lines of every message not delivered.
-
-    Appended to (a resumed replay adds to it), and flushed after every line, so
-    a killed process loses none of them.
-    """
-
-    def __init__(self, path: str) -> None:
-        try:
-            self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 (closed by close())
-        except OSError as err:
-            raise UsageError(
-                f"cannot write the dead-letter file {path}: {err.strerror or err}"
-            ) from err
-        self._lock = threading.Lock()
-
-    def write(
-        self, record: Record, outcome: str, reason: str, *, duplicate_of: str | None = None
-    ) -> None:
-        """Write one message (or unreadable input) and why it was not delivered.
-
-        Args:
-            record: the message, or the input that could not be read.
-            outcome: ``failed``, ``dropped``, ``invalid`` or ``duplicate``.
-            reason: why.
-            duplicate_of: for a duplicate, where the message it duplicates was read.
-        """
-        entry: dict[str, Any] = {
-            "source": record.where,
-            "messageId": record.message_id,
-            "outcome": outcome,
-            "reason": reason,
-            "message": record.value,
-        }
-        if record.text is not None:
-            entry["line"] = record.text
-        if duplicate_of is not None:
-            entry["duplicate_of"] = duplicate_of
-        data = _json.dumps(entry) + b"\n"
-        with self._lock:
-            self._file.write(data)
-            self._file.flush()
-
-    def close(self) -> None:
-        """Close the file."""
-        with self._lock:
-            self._file.close()
