@@ -93,15 +93,18 @@ class TestSoak:
             with lock:
                 fates.setdefault(mid, []).append(outcome)
 
+        # The injected post-receipt delay (2 s) is well past the read timeout (1 s),
+        # which is itself well past a loaded machine's stalls: only the injected
+        # timeouts may cause re-sends, as the last assertions require.
         with BrazeStandIn(
-            api_key=KEY, random_faults=0.1, seed=20240501, post_receipt_delay=0.6
+            api_key=KEY, random_faults=0.1, seed=20240501, post_receipt_delay=2.0
         ) as braze:
             settings = Settings(
                 rest_api_key=KEY, rest_endpoint=braze.url, allow_custom_endpoint=True
             )
             with BrazeClient(
                 settings,
-                read_timeout=0.3,
+                read_timeout=1.0,
                 backoff_initial=0.001,
                 backoff_max=0.01,
                 seed=11,
