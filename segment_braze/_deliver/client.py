@@ -59,7 +59,8 @@ class BrazeClient:
         read_timeout: seconds to wait for each read of Braze's answer.
         request_timeout: seconds for a whole request, from connecting to the
             last byte of the answer (a server trickling bytes times out too).
-        track_rate_limit: ``(requests, seconds)`` for ``/users/track``.
+        track_rate_limit: ``(requests, seconds)`` for ``/users/track``, Braze's
+            limit: the client keeps 1% under it (see ``docs/sending.md``).
         users_rate_limit: ``(requests, seconds)`` shared by the user-management
             endpoints.
         max_rate_limit_waits: 429 answers tolerated per request before it fails.
@@ -144,8 +145,8 @@ class BrazeClient:
             session.mount("http://", adapter)
         self._session = session
         self._limiters = {
-            "track": RateLimiter(*track_rate_limit),
-            "users": RateLimiter(*users_rate_limit),
+            "track": RateLimiter.with_margin(*track_rate_limit),
+            "users": RateLimiter.with_margin(*users_rate_limit),
         }
         self._rng = random.Random(seed)  # noqa: S311 (jitter, not security)
         self._rng_lock = threading.Lock()
