@@ -233,3 +233,15 @@ class TestBenchReplay:
         assert set(report["memory"]) == names
         assert report["results"]["400"]["real:2"]["accepted"]["events"] > 0
         assert len(list(tmp_path.glob("corpus-400-1-*.jsonl.gz"))) == 1
+
+
+class TestBenchTransport:
+    """bench_transport.py posts through both transports and reports CPU per request."""
+
+    def test_reports_both_transports(self):
+        """A line per transport, each with a CPU figure."""
+        result = _run("bench_transport.py", *("--requests", 20, "--repeat", 1, "--size", 500))
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert [line.split(":")[0] for line in lines] == ["requests", "lean"]
+        assert all("us CPU per request" in line for line in lines)

@@ -16,7 +16,8 @@ from segment_braze._deliver.batching import (
     fits_alone,
 )
 from segment_braze._deliver.delivery import HookRaised, Run, RunConfig, message_label
-from segment_braze._deliver.exchange import Poster, Reply
+from segment_braze._deliver.exchange import Poster, Reply, RequestsTransport
+from segment_braze._deliver.lean import LeanTransport
 from segment_braze._deliver.ratelimit import RateLimiter
 from segment_braze._deliver.report import DeliveryReport, Ledger
 from segment_braze._deliver.transport import Answer, RetryPolicy, post_with_retries
@@ -29,10 +30,10 @@ from segment_braze.exceptions import InvalidMessage
 __all__ = ["BrazeClient"]
 
 
-def _version() -> str:
+def _version(distribution: str = "segment-braze") -> str:
     from importlib.metadata import version  # noqa: PLC0415 (only needed once per client)
 
-    return version("segment-braze")
+    return version(distribution)
 
 
 class BrazeClient:
@@ -49,8 +50,10 @@ class BrazeClient:
 
     Args:
         settings: needs ``rest_api_key`` and an endpoint.
-        session: a ``requests.Session`` to use (default: one of our own with a
-            connection pool of ``workers`` connections).
+        session: a ``requests.Session`` to send through (its proxies, adapters
+            and hooks apply). Without one the client sends through urllib3
+            directly (HTTP/1.1 keep-alive, ``workers`` connections, TLS verified),
+            reading the proxy and CA-bundle environment as ``requests`` does.
         workers: worker threads, each with at most one request in flight.
         max_attempts: attempts per request for 5xx, connection errors, timeouts.
         backoff_initial: first retry delay in seconds (jittered, then doubling).
@@ -136,14 +139,14 @@ class BrazeClient:
         self.attribute_cache = attribute_cache
         self._before_request = before_request
         self._own_session = session is None
+        transport: RequestsTransport | LeanTransport
         if session is None:
-            session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(
-                pool_connections=1, pool_maxsize=workers, max_retries=0
-            )
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-        self._session = session
+            transport = LeanTransport(maxsize=workers)
+            agent = f"urllib3/{_version('urllib3')}"
+        else:
+            transport = RequestsTransport(session)
+            agent = f"python-requests/{requests.__version__}"
+        self._transport = transport
         self._limiters = {
             "track": RateLimiter.with_margin(*track_rate_limit),
             "users": RateLimiter.with_margin(*users_rate_limit),
@@ -151,11 +154,11 @@ class BrazeClient:
         self._rng = random.Random(seed)  # noqa: S311 (jitter, not security)
         self._rng_lock = threading.Lock()
         self._poster = Poster(
-            session,
+            transport,
             headers={
                 "Authorization": f"Bearer {settings.rest_api_key}",
                 "Content-Type": "application/json",
-                "User-Agent": f"segment-braze/{_version()} python-requests/{requests.__version__}",
+                "User-Agent": f"segment-braze/{_version()} {agent}",
             },
             timeout=(connect_timeout, read_timeout),
             deadline=request_timeout,
@@ -172,9 +175,9 @@ class BrazeClient:
         self.close()
 
     def close(self) -> None:
-        """Close the HTTP session if the client created it."""
+        """Close the client's own connections (a caller's session stays open)."""
         if self._own_session:
-            self._session.close()
+            self._transport.close()
 
     def send(self, messages: Iterable[Mapping[str, Any] | Translation]) -> DeliveryReport:
         """Translate (where needed) and deliver messages; account for each one.
