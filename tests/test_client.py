@@ -719,7 +719,7 @@ class TestRetries:
         assert kept(braze) == Counter()
 
     def test_default_policy(self, braze):
-        """Defaults: 0.5 s first backoff, doubling to 30 s, 6 attempts, 10 s/30 s timeouts."""
+        """Defaults: backoff 0.5 s doubling to 30 s, 6 attempts, 10 s/30 s, 32 workers."""
         with BrazeClient(settings_for(braze)) as client:
             assert client.policy == RetryPolicy(
                 max_attempts=6,
@@ -728,7 +728,7 @@ class TestRetries:
                 connect_timeout=10.0,
                 read_timeout=30.0,
             )
-            assert client.workers == 4
+            assert (client.workers, client.window) == (32, 125)
 
 
 class TestTimeouts:

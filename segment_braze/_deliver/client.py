@@ -54,7 +54,10 @@ class BrazeClient:
             and hooks apply). Without one the client sends through urllib3
             directly (HTTP/1.1 keep-alive, ``workers`` connections, TLS verified),
             reading the proxy and CA-bundle environment as ``requests`` does.
-        workers: worker threads, each with at most one request in flight.
+        workers: worker threads, each with at most one request in flight. The
+            default, 32, keeps Braze's ceiling of 1,000 requests per second
+            with up to 32 ms per request (requests in flight = rate x latency);
+            see ``docs/sending.md`` for choosing another.
         max_attempts: attempts per request for 5xx, connection errors, timeouts.
         backoff_initial: first retry delay in seconds (jittered, then doubling).
         backoff_max: the cap on a retry delay.
@@ -72,7 +75,9 @@ class BrazeClient:
             header) fails its request's messages instead of pausing every worker.
         linger: seconds a part-filled batch waits for more messages when the
             input is slow.
-        window: messages queued per worker before ``send`` waits (the memory bound).
+        window: messages queued per worker before ``send`` waits (the memory
+            bound: ``workers x window`` messages, 4,000 by default, as before
+            with 4 workers of 1,000).
         on_failure: called with each failed original message and the reason.
         on_outcome: called with each message and ``"delivered"``, ``"failed"``
             or ``"dropped"`` (and the reason), as its fate is decided.
@@ -94,7 +99,7 @@ class BrazeClient:
         settings: Settings,
         *,
         session: requests.Session | None = None,
-        workers: int = 4,
+        workers: int = 32,
         max_attempts: int = 6,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
@@ -106,7 +111,7 @@ class BrazeClient:
         max_rate_limit_waits: int = 20,
         max_rate_limit_wait: float = 300.0,
         linger: float = 0.5,
-        window: int = 1000,
+        window: int = 125,
         on_failure: Callable[[Any, str], None] | None = None,
         on_outcome: Callable[[Any, str, str | None], None] | None = None,
         attribute_cache: AttributeCache | None = None,
