@@ -7,12 +7,13 @@ exist before its first event, and it does not order separate requests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 
 from segment_braze._translate.braze import UserOperation
+from segment_braze._translate.translation import Translation
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -21,6 +22,7 @@ __all__ = [
     "Pending",
     "TrackBatch",
     "operation_batches",
+    "user_key",
 ]
 
 # Braze: /users/track takes 75 objects in total per request (legacy accounts: 75
@@ -174,3 +176,29 @@ def operation_batches(
         for start in range(0, len(entries), MAX_USER_ENTRIES):
             stop = start + MAX_USER_ENTRIES
             yield path, key, entries[start:stop], owners[start:stop]
+
+
+def user_key(translation: Translation) -> str:
+    """The key that decides which worker sends a message: one key, one order.
+
+    An anonymous visitor's alias and the identify that merges it into a known
+    user share the alias's key, so the merge never overtakes the visitor's own
+    events (which would orphan them on a fresh alias profile).
+    """
+    for operation in translation.operations:
+        entry = operation.entry
+        if operation.key == "aliases_to_identify" and isinstance(entry, Mapping):
+            return f"user_alias:{entry['user_alias']['alias_name']}"
+    for objects in (translation.attributes, translation.events, translation.purchases):
+        if objects:
+            identifier = objects[0].identifier
+            return f"{identifier.kind}:{identifier.value}"
+    for operation in translation.operations:
+        entry = operation.entry
+        if isinstance(entry, str):
+            return f"external_id:{entry}"
+        if isinstance(entry, Mapping):
+            keep = entry.get("identifier_to_keep", entry)
+            if isinstance(keep, Mapping) and "external_id" in keep:
+                return f"external_id:{keep['external_id']}"
+    return ""

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import random
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import requests
 
 from segment_braze import _json
 from segment_braze._cache.cache import AttributeCache
-from segment_braze._deliver.batching import (
-    Pending,
-    fits_alone,
-)
-from segment_braze._deliver.delivery import HookRaised, Run, RunConfig, message_label
+from segment_braze._deliver.batching import Pending, fits_alone, user_key
+from segment_braze._deliver.delivery import HOOK_STOP, HookRaised, Run, RunConfig, message_label
 from segment_braze._deliver.exchange import Poster, Reply, RequestsTransport
 from segment_braze._deliver.lean import LeanTransport
+from segment_braze._deliver.pool import BROKEN, Prepared, TranslationPool, parsed
 from segment_braze._deliver.ratelimit import RateLimiter
 from segment_braze._deliver.report import DeliveryReport, Ledger
 from segment_braze._deliver.transport import Answer, RetryPolicy, post_with_retries
@@ -25,9 +25,11 @@ from segment_braze._settings import Settings
 from segment_braze._translate.braze import TRACK_PATH
 from segment_braze._translate.calls import translate
 from segment_braze._translate.translation import Translation
-from segment_braze.exceptions import InvalidMessage
+from segment_braze.exceptions import InvalidMessage, SenderError
 
 __all__ = ["BrazeClient"]
+
+_NO_POOL: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 def _version(distribution: str = "segment-braze") -> str:
@@ -89,6 +91,12 @@ class BrazeClient:
             its state here, so a kill re-sends at most one batch per worker. An
             exception it raises fails that request like a transport fault would
             stop it: it is re-raised from ``send``.
+        processes: with more than 1, Segment dicts are translated and their
+            objects serialised in that many child processes (started for each
+            ``send``, never given the key), while this process packs, sends and
+            accounts. With an ``attribute_cache`` translation stays in this
+            process (the cache needs each attribute's value here). See
+            ``docs/sending.md`` for choosing it.
 
     Raises:
         SettingsError: ``rest_api_key`` or the endpoint is missing.
@@ -117,16 +125,18 @@ class BrazeClient:
         attribute_cache: AttributeCache | None = None,
         seed: int | None = None,
         before_request: Callable[[], None] | None = None,
+        processes: int = 1,
     ) -> None:
         settings.require_sending()
-        if workers < 1 or max_attempts < 1 or window < 1:
-            raise ValueError("workers, max_attempts and window must be at least 1")
+        if workers < 1 or max_attempts < 1 or window < 1 or processes < 1:
+            raise ValueError("workers, max_attempts, window and processes must be at least 1")
         if not request_timeout > 0:
             raise ValueError("request_timeout must be a positive number of seconds")
         if not max_rate_limit_wait >= 0:
             raise ValueError("max_rate_limit_wait must be a number of seconds, 0 or more")
         self.settings = settings
         self.workers = workers
+        self.processes = processes
         self.policy = RetryPolicy(
             max_attempts=max_attempts,
             backoff_initial=backoff_initial,
@@ -184,12 +194,17 @@ class BrazeClient:
         if self._own_session:
             self._transport.close()
 
-    def send(self, messages: Iterable[Mapping[str, Any] | Translation]) -> DeliveryReport:
+    def send(
+        self, messages: Iterable[Mapping[str, Any] | Translation | str | bytes]
+    ) -> DeliveryReport:
         """Translate (where needed) and deliver messages; account for each one.
 
         Args:
-            messages: Segment message dicts and/or ``Translation`` objects, any
-                iterable (a generator of millions is fine: it is streamed).
+            messages: Segment message dicts, Segment messages as JSON text
+                (``str`` or ``bytes``, one object each: with ``processes`` the
+                parsing moves to the child processes too) and/or ``Translation``
+                objects; any iterable (a generator of millions is fine: it is
+                streamed). Hooks get each item as it was given.
 
         Returns:
             The report: every message delivered, failed or dropped, exactly once.
@@ -199,22 +214,92 @@ class BrazeClient:
                 is sent; every unsent message is reported failed, and the report
                 so far is on the exception's ``report`` attribute.
         """
-        run = Run(
-            RunConfig(
-                workers=self.workers,
-                window=self.window,
-                linger=self.linger,
-                legacy_limits=self.settings.legacy_track_limits,
-                on_failure=self.on_failure,
-                on_outcome=self.on_outcome,
-                attribute_cache=self.attribute_cache,
-                prepare=self._prepare,
-                post=self._post,
+        pooled = self.processes > 1 and self.attribute_cache is None
+        with TranslationPool(self.settings, self.processes) if pooled else _NO_POOL as pool:
+            run = Run(
+                RunConfig(
+                    workers=self.workers,
+                    window=self.window,
+                    linger=self.linger,
+                    legacy_limits=self.settings.legacy_track_limits,
+                    on_failure=self.on_failure,
+                    on_outcome=self.on_outcome,
+                    attribute_cache=self.attribute_cache,
+                    prepare=self._prepare,
+                    post=self._post,
+                    source=None if pool is None else functools.partial(self._pooled, pool),
+                )
             )
-        )
-        return run.execute(messages)
+            return run.execute(messages)
 
     # Internal helpers used by the delivery run and its workers.
+
+    def _pooled(
+        self, pool: TranslationPool, messages: Iterable[Any], run: Run
+    ) -> Iterator[tuple[int, Any, Pending | None]]:
+        """Prepare ``messages`` through the pool, in order (the run's ``source``)."""
+
+        def admitted() -> Iterator[tuple[int, Any]]:
+            for position, item in enumerate(messages):
+                if run.ledger.hook_error is not None:
+                    run.halt(HOOK_STOP)
+                if run.stop.is_set():
+                    run.fail_unsent(item, message_label(item, f"#{position}"))
+                    continue
+                yield position, item
+
+        entries = admitted()
+        lost: list[tuple[int, Any]] = []
+        try:
+            for position, item, prepared in pool.translated(entries, lost=lost):
+                if prepared is None:  # a Translation: prepared here
+                    yield position, item, run.prepare(item, position)
+                else:
+                    pending = run.prepare(item, position, self._from_pool, prepared)
+                    yield position, item, pending
+        except SenderError as err:
+            # A child died: what it held, and everything after, fails.
+            run.crashed(err, reason=BROKEN)
+            for position, item in lost:
+                run.fail_unsent(item, message_label(item, f"#{position}"))
+            for _ in entries:  # admitted() fails each, the run being stopped
+                pass
+
+    def _from_pool(
+        self, item: Any, position: int, ledger: Ledger, prepared: Prepared
+    ) -> Pending | None:
+        label = prepared.message_id or message_label(item, f"#{position}")
+        if prepared.dropped is not None:
+            if prepared.failed:
+                ledger.failed(item, label, f"not sent: {prepared.dropped}", None)
+            else:
+                ledger.dropped(item, label, prepared.dropped)
+            return None
+        objects = prepared.objects or {"attributes": [], "events": [], "purchases": []}
+        if objects["attributes"]:
+            ledger.attributes(sent=prepared.attribute_keys, saved=0, data_points_saved=0)
+        pending = Pending(
+            item=item,
+            label=label,
+            user_key=prepared.user_key,
+            objects=objects,
+            operations=prepared.operations,
+        )
+        return self._checked(pending, ledger)
+
+    def _checked(self, pending: Pending, ledger: Ledger) -> Pending | None:
+        """Account for a message with nothing left to send or too big to send."""
+        if not pending.has_track and not pending.operations:
+            # Everything was already known to Braze (attribute cache): nothing
+            # to send, and nothing lost.
+            pending.done = True
+            ledger.delivered(pending.item)
+            return None
+        problem = fits_alone(pending, legacy_limits=self.settings.legacy_track_limits)
+        if problem is not None:
+            ledger.failed(pending.item, pending.label, f"not sent: {problem}", None)
+            return None
+        return pending
 
     def _prepare(self, item: Any, position: int, ledger: Ledger) -> Pending | None:
         label = f"#{position}"
@@ -222,7 +307,7 @@ class BrazeClient:
             translation = item
         else:
             try:
-                translation = translate(item, self.settings)
+                translation = translate(parsed(item), self.settings)
             except InvalidMessage as err:
                 ledger.dropped(item, message_label(item, label), f"invalid message: {err}")
                 return None
@@ -253,23 +338,13 @@ class BrazeClient:
         pending = Pending(
             item=item,
             label=label,
-            user_key=_user_key(translation),
+            user_key=user_key(translation),
             objects=objects,
             # Kept only for the cache to acknowledge: held objects cost the GC.
             attribute_objects=attribute_objects if self.attribute_cache is not None else (),
             operations=translation.operations,
         )
-        if not pending.has_track and not pending.operations:
-            # Everything was already known to Braze (attribute cache): nothing
-            # to send, and nothing lost.
-            pending.done = True
-            ledger.delivered(item)
-            return None
-        problem = fits_alone(pending, legacy_limits=self.settings.legacy_track_limits)
-        if problem is not None:
-            ledger.failed(item, label, f"not sent: {problem}", None)
-            return None
-        return pending
+        return self._checked(pending, ledger)
 
     def _post(self, path: str, body: bytes, ledger: Ledger, stop: threading.Event) -> Answer:
         limiter = self._limiters["track" if path == TRACK_PATH else "users"]
@@ -302,29 +377,3 @@ def _attribute_keys(objects: list[dict[str, Any]]) -> int:
     # Every attributes object has exactly two keys that are not attributes: its
     # one identifier and _update_existing_only.
     return sum(map(len, objects)) - 2 * len(objects)
-
-
-def _user_key(translation: Translation) -> str:
-    """The key that decides which worker sends a message: one key, one order.
-
-    An anonymous visitor's alias and the identify that merges it into a known
-    user share the alias's key, so the merge never overtakes the visitor's own
-    events (which would orphan them on a fresh alias profile).
-    """
-    for operation in translation.operations:
-        entry = operation.entry
-        if operation.key == "aliases_to_identify" and isinstance(entry, Mapping):
-            return f"user_alias:{entry['user_alias']['alias_name']}"
-    for objects in (translation.attributes, translation.events, translation.purchases):
-        if objects:
-            identifier = objects[0].identifier
-            return f"{identifier.kind}:{identifier.value}"
-    for operation in translation.operations:
-        entry = operation.entry
-        if isinstance(entry, str):
-            return f"external_id:{entry}"
-        if isinstance(entry, Mapping):
-            keep = entry.get("identifier_to_keep", entry)
-            if isinstance(keep, Mapping) and "external_id" in keep:
-                return f"external_id:{keep['external_id']}"
-    return ""

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import attrs
@@ -31,7 +31,7 @@ from segment_braze._deliver.transport import Answer, Unauthorized
 from segment_braze._translate.braze import TRACK_PATH
 from segment_braze.exceptions import AuthenticationError, SenderError
 
-__all__ = ["HookRaised", "Run", "RunConfig", "message_label"]
+__all__ = ["HOOK_STOP", "HookRaised", "Run", "RunConfig", "message_label"]
 
 logger = logging.getLogger("segment_braze")
 
@@ -39,7 +39,7 @@ _END: Final = object()
 # Messages a worker is woken for (it also looks every _POLL seconds).
 _CHUNK: Final = 64
 _POLL: Final = 0.02
-_HOOK_STOP: Final = "not sent: a hook given to BrazeClient raised"
+HOOK_STOP: Final = "not sent: a hook given to BrazeClient raised"
 _UNAUTHORIZED_CAUSES: Final = {
     401: "the REST API key is wrong, malformed, revoked, or from another Braze "
     "cluster or workspace (check datacenter/rest_endpoint)",
@@ -84,6 +84,9 @@ class RunConfig:
         prepare: turns one input item into a pending message (or accounts for it).
         post: sends one body to a path, with retries, and returns Braze's answer;
             raises ``HookRaised`` when the caller's ``before_request`` hook raised.
+        source: when set, turns the input into ``(position, item, pending)`` in
+            input order in its own way (translation in child processes), given
+            the run to account with; by default each item goes to ``prepare``.
     """
 
     workers: int
@@ -95,6 +98,7 @@ class RunConfig:
     attribute_cache: AttributeCache | None
     prepare: Callable[[Any, int, Ledger], Pending | None]
     post: Callable[[str, bytes, Ledger, threading.Event], Answer]
+    source: Callable[[Iterable[Any], Run], Iterator[tuple[int, Any, Pending | None]]] | None = None
 
 
 class Run:
@@ -115,16 +119,10 @@ class Run:
         workers = [_Worker(self, index) for index in range(config.workers)]
         for worker in workers:
             worker.thread.start()
+        source = config.source
         try:
-            for position, item in enumerate(messages):
-                if self.ledger.hook_error is not None:
-                    # The caller's hook is broken: failures would no longer reach
-                    # its dead-letter store, so stop sending.
-                    self.halt(_HOOK_STOP)
-                if self.stop.is_set():
-                    self.fail_unsent(item, message_label(item, f"#{position}"))
-                    continue
-                pending = self.prepare(item, position)
+            prepared = self.each(messages) if source is None else source(messages, self)
+            for _position, _item, pending in prepared:
                 if pending is not None:
                     workers[zlib.crc32(pending.user_key.encode()) % len(workers)].put(pending)
         finally:
@@ -135,6 +133,9 @@ class Run:
             for worker in workers:
                 worker.thread.join()
         report = self.ledger.report()
+        if isinstance(self.crash, SenderError):
+            # Ours, already worded (a translation process died).
+            raise SenderError(str(self.crash), report=report) from self.crash
         if self.crash is not None:
             raise SenderError(
                 f"sending stopped on an unexpected error ({type(self.crash).__name__}); "
@@ -153,10 +154,26 @@ class Run:
             raise error
         return report
 
-    def prepare(self, item: Any, position: int) -> Pending | None:
-        """Prepare one input item; an unexpected error fails only that message."""
+    def each(self, messages: Iterable[Any]) -> Iterator[tuple[int, Any, Pending | None]]:
+        """Prepare the input items one by one, here (the default source)."""
+        for position, item in enumerate(messages):
+            if self.ledger.hook_error is not None:
+                # The caller's hook is broken: failures would no longer reach
+                # its dead-letter store, so stop sending.
+                self.halt(HOOK_STOP)
+            if self.stop.is_set():
+                self.fail_unsent(item, message_label(item, f"#{position}"))
+                continue
+            yield position, item, self.prepare(item, position)
+
+    def prepare(
+        self, item: Any, position: int, prepare: Callable[..., Any] | None = None, *extra: Any
+    ) -> Pending | None:
+        """Prepare one item (by ``prepare(..., *extra)`` or the config's), failing it on a bug."""
         try:
-            return self.config.prepare(item, position, self.ledger)
+            done: Pending | None = (prepare or self.config.prepare)(
+                item, position, self.ledger, *extra
+            )
         except Exception as err:  # one bad message costs only itself
             label = message_label(item, f"#{position}")
             logger.exception("message %s could not be prepared (%s)", label, type(err).__name__)
@@ -164,13 +181,15 @@ class Run:
                 item, label, f"not sent: unexpected error preparing it ({type(err).__name__})", None
             )
             return None
+        return done
 
-    def crashed(self, err: BaseException) -> None:
+    def crashed(self, err: BaseException, *, reason: str | None = None) -> None:
         """Remember the first unexpected error of a worker and stop sending."""
         with self.lock:
             if self.crash is None:
                 self.crash = err
-        self.halt(f"not sent: the sender stopped on an unexpected error ({type(err).__name__})")
+        name = type(err).__name__
+        self.halt(reason or f"not sent: the sender stopped on an unexpected error ({name})")
 
     def fail_unsent(self, item: Any, label: str) -> None:
         """Account for a message that will not be sent, with the stop's reason."""
@@ -376,8 +395,8 @@ class _Worker:
         except HookRaised as raised:
             # The caller's own error: send() re-raises it as it is.
             self.ledger.hook_failed(raised.error)
-            self.run.halt(_HOOK_STOP)
-            return Answer(status=None, reason=_HOOK_STOP)
+            self.run.halt(HOOK_STOP)
+            return Answer(status=None, reason=HOOK_STOP)
 
     def send_track(self, messages: list[Pending]) -> None:
         work = [messages]
