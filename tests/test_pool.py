@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +129,30 @@ class TestSameAsOneProcess:
         """Processes below 1 is refused."""
         with pytest.raises(ValueError, match="processes"):
             BrazeClient(settings_for(braze), processes=0)
+
+
+class TestSlowInput:
+    """A slow input's messages are sent after ``linger``, not held for a full chunk."""
+
+    def test_sent_while_the_input_waits(self, braze):
+        """Three messages reach Braze while the input is still waiting for more."""
+        delivered = threading.Event()
+        seen: list[bool] = []
+
+        def on_outcome(item: Any, outcome: str, reason: str | None) -> None:
+            if outcome == "delivered" and item["messageId"] == "m2":
+                delivered.set()
+
+        def messages() -> Iterator[dict[str, Any]]:
+            yield from (track(n) for n in range(3))
+            seen.append(delivered.wait(20.0))  # a bound against a hang, not a timing
+            yield track(3)
+
+        client = BrazeClient(settings_for(braze), processes=2, linger=0.05, on_outcome=on_outcome)
+        with client:
+            report = client.send(messages())
+        assert seen == [True]
+        assert report.delivered == 4
 
 
 class TestChildren:

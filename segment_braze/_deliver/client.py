@@ -251,19 +251,23 @@ class BrazeClient:
         entries = admitted()
         lost: list[tuple[int, Any]] = []
         try:
-            for position, item, prepared in pool.translated(entries, lost=lost):
+            for position, item, prepared in pool.translated(
+                entries,
+                lost=lost,
+                linger=self.linger,
+                broken=functools.partial(run.crashed, reason=BROKEN),
+            ):
                 if prepared is None:  # a Translation: prepared here
                     yield position, item, run.prepare(item, position)
                 else:
                     pending = run.prepare(item, position, self._from_pool, prepared)
                     yield position, item, pending
-        except SenderError as err:
-            # A child died: what it held, and everything after, fails.
-            run.crashed(err, reason=BROKEN)
+        except SenderError:
+            # A child died: translated() stopped the run (admitted() failed
+            # every message read after that) and read the input to its end;
+            # what the children held fails here.
             for position, item in lost:
                 run.fail_unsent(item, message_label(item, f"#{position}"))
-            for _ in entries:  # admitted() fails each, the run being stopped
-                pass
 
     def _from_pool(
         self, item: Any, position: int, ledger: Ledger, prepared: Prepared

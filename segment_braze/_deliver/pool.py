@@ -34,7 +34,7 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, Final, NamedTuple
 
 import attrs
@@ -59,6 +59,7 @@ _AHEAD: Final = 2
 # a second.
 _STALL: Final = 60.0
 _POLL: Final = 0.5
+_READ_POLL: Final = 0.02
 _HEADER: Final = struct.Struct("!I")
 _KEY_VARIABLE: Final = "BRAZE_REST_API_KEY"
 BROKEN: Final = "not sent: a translation process ended unexpectedly"
@@ -265,32 +266,40 @@ class TranslationPool:
         self.close()
 
     def translated(
-        self, items: Iterable[tuple[int, Any]], *, lost: list[tuple[int, Any]]
+        self,
+        items: Iterable[tuple[int, Any]],
+        *,
+        lost: list[tuple[int, Any]],
+        linger: float,
+        broken: Callable[[SenderError], None],
     ) -> Iterator[tuple[int, Any, Prepared | None]]:
         """Yield ``(position, item, prepared)`` in input order.
 
         ``prepared`` is ``None`` for an item the parent prepares itself (a
-        ``Translation``: it is already translated).
+        ``Translation``: it is already translated). The input is read on a
+        thread of its own: when fewer than a chunk's worth arrive within
+        ``linger`` seconds, what has arrived is translated and yielded anyway.
 
         Raises:
-            SenderError: a child died or stalled. ``lost`` then holds every item
-                taken from ``items`` and not yet yielded, for the caller to fail.
+            SenderError: a child died or stalled. ``broken`` is called with it
+                first (to stop the run: ``items`` then fails what it still
+                reads), the input is read to its end, and ``lost`` holds every
+                item taken from ``items`` and not yet yielded, for the caller
+                to fail.
         """
         children = self._children
         flight: collections.deque[tuple[_Child, list[tuple[int, Any]]]] = collections.deque()
-        chunk: list[tuple[int, Any]] = []
         turn = 0
 
-        def submit() -> None:
-            nonlocal chunk, turn
+        def submit(chunk: list[tuple[int, Any]]) -> None:
+            nonlocal turn
             child = children[turn % len(children)]
             turn += 1
+            flight.append((child, chunk))
             try:
                 child.send([None if isinstance(i, Translation) else i for _, i in chunk])
             except (OSError, ValueError) as err:
                 raise SenderError(f"{BROKEN} ({type(err).__name__})") from err
-            flight.append((child, chunk))
-            chunk = []
 
         def finish() -> Iterator[tuple[int, Any, Prepared | None]]:
             child, done = flight[0]
@@ -303,22 +312,90 @@ class TranslationPool:
                     lost.extend(done[index + 1 :])
                     raise
 
+        feed = _Feed(items)
+        unsent: list[tuple[int, Any]] = []
         try:
-            for entry in items:
-                chunk.append(entry)
-                if len(chunk) >= _CHUNK:
-                    submit()
+            while True:
+                unsent, ended, slow = feed.collect(linger)
+                while unsent:
+                    chunk, unsent = unsent[:_CHUNK], unsent[_CHUNK:]
+                    submit(chunk)
                     while len(flight) > _AHEAD * len(children):
                         yield from finish()
-            if chunk:
-                submit()
+                if ended:
+                    break
+                if slow:
+                    # The input is slow: what has arrived must not wait for more.
+                    while flight:
+                        yield from finish()
             while flight:
                 yield from finish()
-        except SenderError:
+        except SenderError as err:
+            broken(err)
             for _, held in flight:
                 lost.extend(held)
-            lost.extend(chunk)
+            lost.extend(unsent)
+            ended = False
+            while not ended:
+                rest, ended, _ = feed.collect(_POLL)
+                lost.extend(rest)
             raise
+        if feed.error is not None:
+            raise feed.error
+
+
+class _Feed:
+    """The input, read on a thread of its own, at most two chunks ahead.
+
+    A slow input must not hold back what has already arrived.
+    """
+
+    def __init__(self, items: Iterable[tuple[int, Any]]) -> None:
+        self._items = items
+        self._lock = threading.Lock()
+        self._taken: list[tuple[int, Any]] = []
+        self._ended = False
+        self.error: BaseException | None = None
+        self._wake = threading.Event()
+        self._room = threading.Event()
+        threading.Thread(target=self._read, name="segment-braze-input", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for entry in self._items:
+                with self._lock:
+                    self._taken.append(entry)
+                    size = len(self._taken)
+                if size == _CHUNK:
+                    self._wake.set()
+                while size >= 2 * _CHUNK:
+                    # The timeout bounds the one race (collected just before
+                    # the clear) to a short pause.
+                    self._room.wait(_READ_POLL)
+                    self._room.clear()
+                    with self._lock:
+                        size = len(self._taken)
+        except BaseException as err:  # noqa: BLE001 (re-raised by translated(), as send() would)
+            self.error = err
+        finally:
+            with self._lock:
+                self._ended = True
+            self._wake.set()
+
+    def collect(self, timeout: float) -> tuple[list[tuple[int, Any]], bool, bool]:
+        """What was read so far, after up to ``timeout`` for a chunk's worth.
+
+        Returns:
+            The entries, whether the input has ended (nothing more will come),
+            and whether the wait timed out (the input is slow).
+        """
+        slow = not self._wake.wait(timeout)
+        self._wake.clear()
+        with self._lock:
+            taken, self._taken = self._taken, []
+            ended = self._ended
+        self._room.set()
+        return taken, ended, slow
 
 
 def serve() -> None:
