@@ -19,6 +19,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_TRACK_OBJECTS",
     "MAX_USER_ENTRIES",
+    "Packer",
     "Pending",
     "TrackBatch",
     "operation_batches",
@@ -121,6 +122,60 @@ class TrackBatch:
 
     def __len__(self) -> int:
         return len(self.messages)
+
+
+@attrs.define(kw_only=True)
+class Packer:
+    """A worker's two open ``/users/track`` batches, so requests leave full.
+
+    A message that does not fit the first batch goes to the second instead of
+    sending the first with room left: later, smaller messages still fill the
+    first, as long as their user has nothing in the second (one user's messages
+    go out in order, the first batch always before the second). A message is
+    never split.
+    """
+
+    legacy_limits: bool = False
+    batch: TrackBatch = attrs.field(init=False)
+    spill: TrackBatch = attrs.field(init=False)
+    spill_users: set[str] = attrs.field(init=False, factory=set)
+
+    def __attrs_post_init__(self) -> None:
+        self.batch = TrackBatch(legacy_limits=self.legacy_limits)
+        self.spill = TrackBatch(legacy_limits=self.legacy_limits)
+
+    def add(self, message: Pending) -> list[list[Pending]]:
+        """Place a message (call ``fits_alone`` first); return the batches to send now."""
+        ready = []
+        if self.batch.fits(message) and message.user_key not in self.spill_users:
+            self.batch.add(message)
+        elif self.spill.fits(message):
+            self.spill.add(message)
+            self.spill_users.add(message.user_key)
+        else:
+            ready.append(self._promote())
+            if not self.batch.fits(message):
+                ready.append(self._promote())
+            self.batch.add(message)
+        if self.batch.full:
+            ready.append(self._promote())
+        return [batch for batch in ready if batch]
+
+    def take_all(self) -> list[list[Pending]]:
+        """Both batches (the first first), emptied."""
+        ready = [self._promote(), self._promote()]
+        return [batch for batch in ready if batch]
+
+    def messages(self) -> list[Pending]:
+        """Every message held."""
+        return [*self.batch.messages, *self.spill.messages]
+
+    def _promote(self) -> list[Pending]:
+        sent = self.batch.messages
+        self.batch = self.spill
+        self.spill = TrackBatch(legacy_limits=self.legacy_limits)
+        self.spill_users = set()
+        return sent
 
 
 def fits_alone(message: Pending, *, legacy_limits: bool) -> str | None:

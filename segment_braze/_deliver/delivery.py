@@ -21,8 +21,8 @@ from segment_braze._cache.cache import AttributeCache
 from segment_braze._deliver.answers import acknowledged_attributes, named_entry, named_failures
 from segment_braze._deliver.batching import (
     MAX_USER_ENTRIES,
+    Packer,
     Pending,
-    TrackBatch,
     operation_batches,
     track_body,
 )
@@ -237,7 +237,8 @@ class _Worker:
         self.unread: collections.deque[Any] = collections.deque()
         self.current: Pending | None = None
         self.ended = False  # the worker has taken _END from its inbox
-        self.batch = TrackBatch(legacy_limits=self.config.legacy_limits)
+        self.packer = Packer(legacy_limits=self.config.legacy_limits)
+        self.sending: list[Pending] = []  # batches on their way: drain() finds them
         self.deferred: list[Pending] = []
         self.deferred_users: set[str] = set()
         self.deferred_entries = 0
@@ -317,7 +318,7 @@ class _Worker:
         # The batch and the deferred messages stay in place while they are sent
         # (see flush), so whatever was in flight is here too; `done` keeps the
         # ones already decided from being counted twice.
-        held = [*self.batch.messages, *self.deferred]
+        held = [*self.packer.messages(), *self.sending, *self.deferred]
         if self.current is not None:
             held.append(self.current)
         self.finish_failed(held, reason, None)
@@ -341,9 +342,7 @@ class _Worker:
         if message.has_track and message.user_key in self.deferred_users:
             self.flush()
         if message.has_track:
-            if not self.batch.fits(message):
-                self.flush_track()
-            self.batch.add(message)
+            self.send_ready(self.packer.add(message))
         if message.operations:
             # Sent after the message's track objects, once 50 entries wait (Braze's
             # per-request maximum) or the input pauses or ends.
@@ -352,8 +351,6 @@ class _Worker:
             self.deferred_entries += len(message.operations)
         if self.deferred_entries >= MAX_USER_ENTRIES:
             self.flush()
-        elif self.batch.full:
-            self.flush_track()
 
     def flush(self) -> None:
         """Send everything waiting: track objects first, then their entries."""
@@ -368,13 +365,16 @@ class _Worker:
         self.deferred, self.deferred_entries, self.deferred_users = [], 0, set()
 
     def flush_track(self) -> None:
-        batch = self.batch.messages
-        if batch:
+        self.send_ready(self.packer.take_all())
+
+    def send_ready(self, ready: list[list[Pending]]) -> None:
+        # Kept in self.sending until decided, for drain() if sending fails.
+        self.sending = [message for batch in ready for message in batch]
+        for batch in ready:
             self.send_track(batch)
             # A message with entries still to send is finished by flush().
             self.finish_delivered([message for message in batch if not message.operations])
-        # Replaced only now, for drain() to find the batch if sending it failed.
-        self.batch = TrackBatch(legacy_limits=self.config.legacy_limits)
+        self.sending = []
 
     def finish_delivered(self, messages: list[Pending]) -> None:
         items = []
