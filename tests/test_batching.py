@@ -6,11 +6,14 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from segment_braze._deliver.batching import (
     MAX_BODY_BYTES,
     MAX_TRACK_OBJECTS,
     MAX_USER_ENTRIES,
+    Packer,
     Pending,
     TrackBatch,
     fits_alone,
@@ -292,3 +295,53 @@ class TestOperationBatches:
     def test_nothing(self):
         """No entries, no requests."""
         assert list(operation_batches([pending("a", events=1)])) == []
+
+
+def of_user(label: str, user: str, events: int) -> Pending:
+    """A message of ``events`` events for ``user``."""
+    message = pending(label, events=events)
+    message.user_key = f"external_id:{user}"
+    return message
+
+
+class TestPacker:
+    """Two open batches: requests leave fuller, one user's order is kept."""
+
+    def test_part_full_batch_takes_a_later_message(self):
+        """A message that does not fit waits in the second batch; a later one fills the first."""
+        packer = Packer()
+        assert packer.add(of_user("a", "u1", 70)) == []
+        assert packer.add(of_user("b", "u2", 10)) == []  # to the second batch
+        sent = packer.add(of_user("c", "u3", 5))  # fills the first: 75
+        assert [[m.label for m in batch] for batch in sent] == [["a", "c"]]
+        assert [[m.label for m in batch] for batch in packer.take_all()] == [["b"]]
+
+    def test_a_user_in_the_second_batch_stays_there(self):
+        """A user with a message in the second batch never has a later one in the first."""
+        packer = Packer()
+        packer.add(of_user("a", "u1", 70))
+        packer.add(of_user("b", "u2", 10))
+        packer.add(of_user("c", "u2", 1))  # u2 waits in the second batch: c goes there too
+        assert [[m.label for m in b] for b in packer.take_all()] == [["a"], ["b", "c"]]
+
+    @given(
+        st.lists(
+            st.tuples(st.integers(0, 4), st.integers(1, MAX_TRACK_OBJECTS)),
+            max_size=60,
+        )
+    )
+    def test_order_and_limits(self, specs):
+        """Every message once, no request over 75 objects, each user's messages in order."""
+        packer = Packer()
+        messages = [of_user(f"m{n}", f"u{user}", size) for n, (user, size) in enumerate(specs)]
+        batches = []
+        for message in messages:
+            batches.extend(packer.add(message))
+        batches.extend(packer.take_all())
+        sent = [message for batch in batches for message in batch]
+        assert sorted(m.label for m in sent) == sorted(m.label for m in messages)
+        assert all(sum(m.object_total for m in batch) <= MAX_TRACK_OBJECTS for batch in batches)
+        for user in range(5):
+            key = f"external_id:u{user}"
+            mine = [m.label for m in sent if m.user_key == key]
+            assert mine == [m.label for m in messages if m.user_key == key]

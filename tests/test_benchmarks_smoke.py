@@ -233,3 +233,40 @@ class TestBenchReplay:
         assert set(report["memory"]) == names
         assert report["results"]["400"]["real:2"]["accepted"]["events"] > 0
         assert len(list(tmp_path.glob("corpus-400-1-*.jsonl.gz"))) == 1
+
+
+class TestBenchTransport:
+    """bench_transport.py posts through both transports and reports CPU per request."""
+
+    def test_reports_both_transports(self):
+        """A line per transport, each with a CPU figure."""
+        result = _run("bench_transport.py", *("--requests", 20, "--repeat", 1, "--size", 500))
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert [line.split(":")[0] for line in lines] == ["requests", "lean"]
+        assert all("us CPU per request" in line for line in lines)
+
+
+class TestBenchCeiling:
+    """bench_ceiling.py sends a tiny gzipped corpus into the sink and reports ratios."""
+
+    def test_reports_ratios_and_memory(self, tmp_path):
+        """Translate and two configs are measured; every message is delivered, no 429s."""
+        corpus, out = tmp_path / "c.jsonl.gz", tmp_path / "ceiling.json"
+        assert _run("corpus.py", "--count", 300, "--gzip", "-o", corpus).returncode == 0
+        result = _run(
+            "bench_ceiling.py",
+            *("--corpus", corpus, "--repeat", 1, "--json", out),
+            *("--config", "one:workers=4", "--config", "two:processes=2,input=lines"),
+        )
+        assert result.returncode == 0, result.stderr
+        assert "x ceiling" in result.stdout
+        report = json.loads(out.read_text())
+        assert set(report) == {"translate", "one", "two"}
+        assert report["translate"][0]["messages"] == 300
+        for name in ("one", "two"):
+            [numbers] = report[name]
+            assert numbers["delivered"] + numbers["dropped"] + numbers["failed"] == 300
+            assert numbers["failed"] == 0
+            assert numbers["status_429"] == 0
+            assert numbers["rss_kb"] > 0

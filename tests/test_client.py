@@ -575,13 +575,15 @@ class TestHeaders:
             assert request.headers["content-type"] == "application/json"
             assert f"segment-braze/{segment_braze.__version__}" in request.headers["user-agent"]
 
+    @pytest.mark.parametrize("session", [False, True])
     @pytest.mark.parametrize("status", [301, 302, 307, 308])
-    def test_redirect_not_followed(self, braze, status):
+    def test_redirect_not_followed(self, braze, status, session):
         """A redirect fails the request's messages with its status; nothing follows it."""
         with _redirecting(braze.url, status) as url:
             settings = Settings(rest_api_key=KEY, rest_endpoint=url, allow_custom_endpoint=True)
             inputs = [track("m0"), track("m1")]
-            report = send(braze, inputs, settings=settings)
+            options = {"session": requests.Session()} if session else {}
+            report = send(braze, inputs, settings=settings, **options)
         assert_accounted(report, inputs)
         assert report.delivered == 0
         assert {f.status for f in report.failed} == {status}
@@ -718,7 +720,7 @@ class TestRetries:
         assert kept(braze) == Counter()
 
     def test_default_policy(self, braze):
-        """Defaults: 0.5 s first backoff, doubling to 30 s, 6 attempts, 10 s/30 s timeouts."""
+        """Defaults: backoff 0.5 s doubling to 30 s, 6 attempts, 10 s/30 s, 32 workers."""
         with BrazeClient(settings_for(braze)) as client:
             assert client.policy == RetryPolicy(
                 max_attempts=6,
@@ -727,7 +729,7 @@ class TestRetries:
                 connect_timeout=10.0,
                 read_timeout=30.0,
             )
-            assert client.workers == 4
+            assert (client.workers, client.window) == (32, 125)
 
 
 class TestTimeouts:
@@ -1355,6 +1357,36 @@ class TestSession:
                 rest_api_key=KEY, rest_endpoint="http://localhost:9", allow_custom_endpoint=True
             )
             with BrazeClient(settings, **FAST) as client:
+                report = client.send([track("m0")])
+        assert report.delivered == 1
+        assert proxy.seen == ["http://localhost:9/users/track"]
+
+    @pytest.mark.parametrize("session", [False, True])
+    def test_no_proxy_from_the_environment(self, braze, monkeypatch, session):
+        """NO_PROXY sends a listed host around the proxy, in both transports."""
+        for name in ("no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        with _proxy() as proxy:
+            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+            options = {"session": requests.Session()} if session else {}
+            report = send(braze, [track("m0")], **options)
+        assert report.delivered == 1
+        assert proxy.seen == []
+        assert len(braze.requests) == 1
+
+    @pytest.mark.parametrize("session", [False, True])
+    def test_proxy_for_both_transports(self, monkeypatch, session):
+        """HTTP_PROXY reaches the proxy with or without a session of the caller's."""
+        for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        with _proxy() as proxy:
+            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+            settings = Settings(
+                rest_api_key=KEY, rest_endpoint="http://localhost:9", allow_custom_endpoint=True
+            )
+            options = {"session": requests.Session()} if session else {}
+            with BrazeClient(settings, **FAST, **options) as client:
                 report = client.send([track("m0")])
         assert report.delivered == 1
         assert proxy.seen == ["http://localhost:9/users/track"]

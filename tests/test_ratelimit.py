@@ -198,3 +198,56 @@ class TestStop:
         waiter.join(10.0)  # a guard against a hang, not a timing assertion
         assert not waiter.is_alive()
         assert results == [False]
+
+
+class TestMargin:
+    """``with_margin`` keeps arrivals at or under 99% of Braze's limit in any window."""
+
+    def test_keeps_one_percent_under(self):
+        """3,000 per 3 s becomes 2,970 per 3.03 s."""
+        rate = RateLimiter.with_margin(3000, 3.0)
+        assert (rate.limit, rate.period) == (2970, pytest.approx(3.03))
+
+    def test_paced_not_bursting(self):
+        """Starts are spaced period/limit apart after a burst of a quarter of the margin."""
+        fake = FakeTime()
+        rate = RateLimiter.with_margin(3000, 3.0, clock=fake.clock, sleep=fake.sleep)
+        for _ in range(100):
+            rate.acquire()
+        # 7.5 ms of burst at 1.02 ms a start, then one start per interval.
+        assert 8 <= 100 - len(fake.sleeps) <= 9
+        assert fake.now - 100.0 == pytest.approx(100 * 3.03 / 2970 - 0.0075, abs=0.0011)
+
+    def test_small_limit_keeps_one(self):
+        """A limit of one still allows one request per (longer) period."""
+        assert RateLimiter.with_margin(1, 1.0).limit == 1
+
+    @pytest.mark.parametrize(("limit", "period"), [(0, 1.0), (5, 0.0)])
+    def test_invalid(self, limit, period):
+        """A limit below 1 or a period that is not positive is refused."""
+        with pytest.raises(ValueError, match="rate limit"):
+            RateLimiter.with_margin(limit, period)
+
+    @given(
+        limit=st.integers(100, 400),
+        delays=st.lists(st.floats(0.0, 0.005), min_size=50, max_size=50),
+        gaps=st.lists(st.floats(0.0, 0.02), min_size=1, max_size=20),
+    )
+    def test_arrivals_stay_under(self, limit, delays, gaps):
+        """Starts delayed by up to 0.5% of the period never put > 99% in a window of arrivals."""
+        period = 1.0
+        fake = FakeTime()
+        rate = RateLimiter.with_margin(limit, period, clock=fake.clock, sleep=fake.sleep)
+        arrivals = []
+        for n in range(3 * limit):
+            rate.acquire()
+            arrivals.append(fake.now + delays[n % len(delays)])
+            fake.now += gaps[n % len(gaps)] * period / limit
+        arrivals.sort()
+        most = 0
+        start = 0
+        for end, arrival in enumerate(arrivals):
+            while arrival - arrivals[start] >= period - EPSILON:
+                start += 1
+            most = max(most, end - start + 1)
+        assert most <= limit * 99 // 100

@@ -105,6 +105,10 @@ class TestSoak:
             with BrazeClient(
                 settings,
                 read_timeout=1.0,
+                # Four workers against the in-process stand-in: with many more,
+                # it answers slower under the GIL, and genuine (uninjected)
+                # timeouts would resend what Braze kept.
+                workers=4,
                 backoff_initial=0.001,
                 backoff_max=0.01,
                 seed=11,

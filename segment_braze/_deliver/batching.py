@@ -7,20 +7,23 @@ exist before its first event, and it does not order separate requests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 
 from segment_braze._translate.braze import UserOperation
+from segment_braze._translate.translation import Translation
 
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_TRACK_OBJECTS",
     "MAX_USER_ENTRIES",
+    "Packer",
     "Pending",
     "TrackBatch",
     "operation_batches",
+    "user_key",
 ]
 
 # Braze: /users/track takes 75 objects in total per request (legacy accounts: 75
@@ -124,6 +127,60 @@ class TrackBatch:
         return len(self.messages)
 
 
+@attrs.define(kw_only=True)
+class Packer:
+    """A worker's two open ``/users/track`` batches, so requests leave full.
+
+    A message that does not fit the first batch goes to the second instead of
+    sending the first with room left: later, smaller messages still fill the
+    first, as long as their user has nothing in the second (one user's messages
+    go out in order, the first batch always before the second). A message is
+    never split.
+    """
+
+    legacy_limits: bool = False
+    batch: TrackBatch = attrs.field(init=False)
+    spill: TrackBatch = attrs.field(init=False)
+    spill_users: set[str] = attrs.field(init=False, factory=set)
+
+    def __attrs_post_init__(self) -> None:
+        self.batch = TrackBatch(legacy_limits=self.legacy_limits)
+        self.spill = TrackBatch(legacy_limits=self.legacy_limits)
+
+    def add(self, message: Pending) -> list[list[Pending]]:
+        """Place a message (call ``fits_alone`` first); return the batches to send now."""
+        ready = []
+        if self.batch.fits(message) and message.user_key not in self.spill_users:
+            self.batch.add(message)
+        elif self.spill.fits(message):
+            self.spill.add(message)
+            self.spill_users.add(message.user_key)
+        else:
+            ready.append(self._promote())
+            if not self.batch.fits(message):
+                ready.append(self._promote())
+            self.batch.add(message)
+        if self.batch.full:
+            ready.append(self._promote())
+        return [batch for batch in ready if batch]
+
+    def take_all(self) -> list[list[Pending]]:
+        """Both batches (the first first), emptied."""
+        ready = [self._promote(), self._promote()]
+        return [batch for batch in ready if batch]
+
+    def messages(self) -> list[Pending]:
+        """Every message held."""
+        return [*self.batch.messages, *self.spill.messages]
+
+    def _promote(self) -> list[Pending]:
+        sent = self.batch.messages
+        self.batch = self.spill
+        self.spill = TrackBatch(legacy_limits=self.legacy_limits)
+        self.spill_users = set()
+        return sent
+
+
 def fits_alone(message: Pending, *, legacy_limits: bool) -> str | None:
     """Say why a message can never be sent in one request, or return ``None``."""
     if message.size + _ENVELOPE_BYTES > MAX_BODY_BYTES:
@@ -181,3 +238,49 @@ def operation_batches(
         for start in range(0, len(entries), MAX_USER_ENTRIES):
             stop = start + MAX_USER_ENTRIES
             yield path, key, entries[start:stop], owners[start:stop]
+
+
+def user_key(translation: Translation) -> str:
+    """The key that decides which worker sends a message: one key, one order.
+
+    An anonymous visitor's alias and the identify that merges it into a known
+    user share the alias's key, so the merge never overtakes the visitor's own
+    events (which would orphan them on a fresh alias profile).
+    """
+    for operation in translation.operations:
+        entry = operation.entry
+        if operation.key == "aliases_to_identify" and isinstance(entry, Mapping):
+            return f"user_alias:{entry['user_alias']['alias_name']}"
+    for objects in (translation.attributes, translation.events, translation.purchases):
+        if objects:
+            identifier = objects[0].identifier
+            return f"{identifier.kind}:{identifier.value}"
+    for operation in translation.operations:
+        entry = operation.entry
+        if isinstance(entry, str):
+            return f"external_id:{entry}"
+        if isinstance(entry, Mapping):
+            keep = entry.get("identifier_to_keep", entry)
+            if isinstance(keep, Mapping) and "external_id" in keep:
+                return f"external_id:{keep['external_id']}"
+    return ""
+
+
+def split_operations(
+    operations: tuple[UserOperation, ...],
+) -> tuple[tuple[UserOperation, ...], tuple[UserOperation, ...]]:
+    """A message's entries as ``(after, before)`` its track objects (``before_track``)."""
+    if not any(operation.before_track for operation in operations):
+        return operations, ()
+    return (
+        tuple(operation for operation in operations if not operation.before_track),
+        tuple(operation for operation in operations if operation.before_track),
+    )
+
+
+def attribute_keys(objects: Sequence[Mapping[str, Any]]) -> int:
+    """The attribute keys of attributes objects, for the report (what Braze bills)."""
+    # Every attributes object has two keys that are not attributes, its one
+    # identifier and _update_existing_only, and some the flag _merge_objects.
+    flags = sum(1 for obj in objects if "_merge_objects" in obj)
+    return sum(map(len, objects)) - 2 * len(objects) - flags

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import random
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import requests
@@ -13,26 +15,33 @@ from segment_braze import _json
 from segment_braze._cache.cache import AttributeCache
 from segment_braze._deliver.batching import (
     Pending,
+    attribute_keys,
     fits_alone,
+    split_operations,
+    user_key,
 )
-from segment_braze._deliver.delivery import HookRaised, Run, RunConfig, message_label
-from segment_braze._deliver.exchange import Poster, Reply
+from segment_braze._deliver.delivery import HOOK_STOP, Run, RunConfig
+from segment_braze._deliver.exchange import Poster, Reply, RequestsTransport
+from segment_braze._deliver.lean import LeanTransport
+from segment_braze._deliver.pool import BROKEN, Prepared, TranslationPool, parsed
 from segment_braze._deliver.ratelimit import RateLimiter
-from segment_braze._deliver.report import DeliveryReport, Ledger
-from segment_braze._deliver.transport import Answer, RetryPolicy, post_with_retries
+from segment_braze._deliver.report import DeliveryReport, Ledger, message_label
+from segment_braze._deliver.transport import Answer, HookRaised, RetryPolicy, post_with_retries
 from segment_braze._settings import Settings
-from segment_braze._translate.braze import TRACK_PATH, UserOperation
+from segment_braze._translate.braze import TRACK_PATH
 from segment_braze._translate.calls import translate
 from segment_braze._translate.translation import Translation
-from segment_braze.exceptions import InvalidMessage
+from segment_braze.exceptions import InvalidMessage, SenderError
 
 __all__ = ["BrazeClient"]
 
+_NO_POOL: contextlib.nullcontext[None] = contextlib.nullcontext()
 
-def _version() -> str:
+
+def _version(distribution: str = "segment-braze") -> str:
     from importlib.metadata import version  # noqa: PLC0415 (only needed once per client)
 
-    return version("segment-braze")
+    return version(distribution)
 
 
 class BrazeClient:
@@ -49,9 +58,14 @@ class BrazeClient:
 
     Args:
         settings: needs ``rest_api_key`` and an endpoint.
-        session: a ``requests.Session`` to use (default: one of our own with a
-            connection pool of ``workers`` connections).
-        workers: worker threads, each with at most one request in flight.
+        session: a ``requests.Session`` to send through (its proxies, adapters
+            and hooks apply). Without one the client sends through urllib3
+            directly (HTTP/1.1 keep-alive, ``workers`` connections, TLS verified),
+            reading the proxy and CA-bundle environment as ``requests`` does.
+        workers: worker threads, each with at most one request in flight. The
+            default, 32, keeps Braze's ceiling of 1,000 requests per second
+            with up to 32 ms per request (requests in flight = rate x latency);
+            see ``docs/sending.md`` for choosing another.
         max_attempts: attempts per request for 5xx, connection errors, timeouts.
         backoff_initial: first retry delay in seconds (jittered, then doubling).
         backoff_max: the cap on a retry delay.
@@ -59,7 +73,8 @@ class BrazeClient:
         read_timeout: seconds to wait for each read of Braze's answer.
         request_timeout: seconds for a whole request, from connecting to the
             last byte of the answer (a server trickling bytes times out too).
-        track_rate_limit: ``(requests, seconds)`` for ``/users/track``.
+        track_rate_limit: ``(requests, seconds)`` for ``/users/track``, Braze's
+            limit: the client keeps 1% under it (see ``docs/sending.md``).
         users_rate_limit: ``(requests, seconds)`` shared by the user-management
             endpoints.
         max_rate_limit_waits: 429 answers tolerated per request before it fails.
@@ -68,7 +83,9 @@ class BrazeClient:
             header) fails its request's messages instead of pausing every worker.
         linger: seconds a part-filled batch waits for more messages when the
             input is slow.
-        window: messages queued per worker before ``send`` waits (the memory bound).
+        window: messages queued per worker before ``send`` waits (the memory
+            bound: ``workers x window`` messages, 4,000 by default, as before
+            with 4 workers of 1,000).
         on_failure: called with each failed original message and the reason.
         on_outcome: called with each message and ``"delivered"``, ``"failed"``
             or ``"dropped"`` (and the reason), as its fate is decided.
@@ -80,6 +97,12 @@ class BrazeClient:
             its state here, so a kill re-sends at most one batch per worker. An
             exception it raises fails that request like a transport fault would
             stop it: it is re-raised from ``send``.
+        processes: with more than 1, Segment dicts are translated and their
+            objects serialised in that many child processes (started for each
+            ``send``, never given the key), while this process packs, sends and
+            accounts. With an ``attribute_cache`` translation stays in this
+            process (the cache needs each attribute's value here). See
+            ``docs/sending.md`` for choosing it.
 
     Raises:
         SettingsError: ``rest_api_key`` or the endpoint is missing.
@@ -90,7 +113,7 @@ class BrazeClient:
         settings: Settings,
         *,
         session: requests.Session | None = None,
-        workers: int = 4,
+        workers: int = 32,
         max_attempts: int = 6,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
@@ -102,22 +125,24 @@ class BrazeClient:
         max_rate_limit_waits: int = 20,
         max_rate_limit_wait: float = 300.0,
         linger: float = 0.5,
-        window: int = 1000,
+        window: int = 125,
         on_failure: Callable[[Any, str], None] | None = None,
         on_outcome: Callable[[Any, str, str | None], None] | None = None,
         attribute_cache: AttributeCache | None = None,
         seed: int | None = None,
         before_request: Callable[[], None] | None = None,
+        processes: int = 1,
     ) -> None:
         settings.require_sending()
-        if workers < 1 or max_attempts < 1 or window < 1:
-            raise ValueError("workers, max_attempts and window must be at least 1")
+        if workers < 1 or max_attempts < 1 or window < 1 or processes < 1:
+            raise ValueError("workers, max_attempts, window and processes must be at least 1")
         if not request_timeout > 0:
             raise ValueError("request_timeout must be a positive number of seconds")
         if not max_rate_limit_wait >= 0:
             raise ValueError("max_rate_limit_wait must be a number of seconds, 0 or more")
         self.settings = settings
         self.workers = workers
+        self.processes = processes
         self.policy = RetryPolicy(
             max_attempts=max_attempts,
             backoff_initial=backoff_initial,
@@ -135,26 +160,26 @@ class BrazeClient:
         self.attribute_cache = attribute_cache
         self._before_request = before_request
         self._own_session = session is None
+        transport: RequestsTransport | LeanTransport
         if session is None:
-            session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(
-                pool_connections=1, pool_maxsize=workers, max_retries=0
-            )
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-        self._session = session
+            transport = LeanTransport(maxsize=workers)
+            agent = f"urllib3/{_version('urllib3')}"
+        else:
+            transport = RequestsTransport(session)
+            agent = f"python-requests/{requests.__version__}"
+        self._transport = transport
         self._limiters = {
-            "track": RateLimiter(*track_rate_limit),
-            "users": RateLimiter(*users_rate_limit),
+            "track": RateLimiter.with_margin(*track_rate_limit),
+            "users": RateLimiter.with_margin(*users_rate_limit),
         }
         self._rng = random.Random(seed)  # noqa: S311 (jitter, not security)
         self._rng_lock = threading.Lock()
         self._poster = Poster(
-            session,
+            transport,
             headers={
                 "Authorization": f"Bearer {settings.rest_api_key}",
                 "Content-Type": "application/json",
-                "User-Agent": f"segment-braze/{_version()} python-requests/{requests.__version__}",
+                "User-Agent": f"segment-braze/{_version()} {agent}",
             },
             timeout=(connect_timeout, read_timeout),
             deadline=request_timeout,
@@ -171,16 +196,21 @@ class BrazeClient:
         self.close()
 
     def close(self) -> None:
-        """Close the HTTP session if the client created it."""
+        """Close the client's own connections (a caller's session stays open)."""
         if self._own_session:
-            self._session.close()
+            self._transport.close()
 
-    def send(self, messages: Iterable[Mapping[str, Any] | Translation]) -> DeliveryReport:
+    def send(
+        self, messages: Iterable[Mapping[str, Any] | Translation | str | bytes]
+    ) -> DeliveryReport:
         """Translate (where needed) and deliver messages; account for each one.
 
         Args:
-            messages: Segment message dicts and/or ``Translation`` objects, any
-                iterable (a generator of millions is fine: it is streamed).
+            messages: Segment message dicts, Segment messages as JSON text
+                (``str`` or ``bytes``, one object each: with ``processes`` the
+                parsing moves to the child processes too) and/or ``Translation``
+                objects; any iterable (a generator of millions is fine: it is
+                streamed). Hooks get each item as it was given.
 
         Returns:
             The report: every message delivered, failed or dropped, exactly once.
@@ -190,22 +220,98 @@ class BrazeClient:
                 is sent; every unsent message is reported failed, and the report
                 so far is on the exception's ``report`` attribute.
         """
-        run = Run(
-            RunConfig(
-                workers=self.workers,
-                window=self.window,
-                linger=self.linger,
-                legacy_limits=self.settings.legacy_track_limits,
-                on_failure=self.on_failure,
-                on_outcome=self.on_outcome,
-                attribute_cache=self.attribute_cache,
-                prepare=self._prepare,
-                post=self._post,
+        pooled = self.processes > 1 and self.attribute_cache is None
+        with TranslationPool(self.settings, self.processes) if pooled else _NO_POOL as pool:
+            run = Run(
+                RunConfig(
+                    workers=self.workers,
+                    window=self.window,
+                    linger=self.linger,
+                    legacy_limits=self.settings.legacy_track_limits,
+                    on_failure=self.on_failure,
+                    on_outcome=self.on_outcome,
+                    attribute_cache=self.attribute_cache,
+                    prepare=self._prepare,
+                    post=self._post,
+                    source=None if pool is None else functools.partial(self._pooled, pool),
+                )
             )
-        )
-        return run.execute(messages)
+            return run.execute(messages)
 
     # Internal helpers used by the delivery run and its workers.
+
+    def _pooled(
+        self, pool: TranslationPool, messages: Iterable[Any], run: Run
+    ) -> Iterator[tuple[int, Any, Pending | None]]:
+        """Prepare ``messages`` through the pool, in order (the run's ``source``)."""
+
+        def admitted() -> Iterator[tuple[int, Any]]:
+            for position, item in enumerate(messages):
+                if run.ledger.hook_error is not None:
+                    run.halt(HOOK_STOP)
+                if run.stop.is_set():
+                    run.fail_unsent(item, message_label(item, f"#{position}"))
+                    continue
+                yield position, item
+
+        entries = admitted()
+        lost: list[tuple[int, Any]] = []
+        try:
+            for position, item, prepared in pool.translated(
+                entries,
+                lost=lost,
+                linger=self.linger,
+                broken=functools.partial(run.crashed, reason=BROKEN),
+            ):
+                if prepared is None:  # a Translation: prepared here
+                    yield position, item, run.prepare(item, position)
+                else:
+                    pending = run.prepare(item, position, self._from_pool, prepared)
+                    yield position, item, pending
+        except SenderError:
+            # A child died: translated() stopped the run (admitted() failed
+            # every message read after that) and read the input to its end;
+            # what the children held fails here.
+            for position, item in lost:
+                run.fail_unsent(item, message_label(item, f"#{position}"))
+
+    def _from_pool(
+        self, item: Any, position: int, ledger: Ledger, prepared: Prepared
+    ) -> Pending | None:
+        label = prepared.message_id or message_label(item, f"#{position}")
+        if prepared.dropped is not None:
+            if prepared.failed:
+                ledger.failed(item, label, f"not sent: {prepared.dropped}", None)
+            else:
+                ledger.dropped(item, label, prepared.dropped)
+            return None
+        objects = prepared.objects or {"attributes": [], "events": [], "purchases": []}
+        if objects["attributes"]:
+            ledger.attributes(sent=prepared.attribute_keys, saved=0, data_points_saved=0)
+        after, before = split_operations(prepared.operations)
+        pending = Pending(
+            item=item,
+            label=label,
+            user_key=prepared.user_key,
+            objects=objects,
+            operations=after,
+            before=before,
+        )
+        return self._checked(pending, ledger)
+
+    def _checked(self, pending: Pending, ledger: Ledger) -> Pending | None:
+        """Account for a message with nothing left to send or too big to send."""
+        if not pending.has_track and not pending.operations and not pending.before:
+            # Everything was already known to Braze (attribute cache): nothing
+            # to send, and nothing lost.
+            pending.done = True
+            ledger.delivered(pending.item)
+            return None
+        problem = fits_alone(pending, legacy_limits=self.settings.legacy_track_limits)
+        if problem is not None:
+            ledger.failed(pending.item, pending.label, f"not sent: {problem}", None)
+            return None
+        return pending
 
     def _prepare(self, item: Any, position: int, ledger: Ledger) -> Pending | None:
         label = f"#{position}"
@@ -213,7 +319,7 @@ class BrazeClient:
             translation = item
         else:
             try:
-                translation = translate(item, self.settings)
+                translation = translate(parsed(item), self.settings)
             except InvalidMessage as err:
                 ledger.dropped(item, message_label(item, label), f"invalid message: {err}")
                 return None
@@ -232,7 +338,7 @@ class BrazeClient:
                 sent=result.sent, saved=result.saved, data_points_saved=result.data_points_saved
             )
         elif attribute_objects:
-            ledger.attributes(sent=_attribute_keys(attribute_objects), saved=0, data_points_saved=0)
+            ledger.attributes(sent=attribute_keys(attribute_objects), saved=0, data_points_saved=0)
         # Each object is serialised once, here: its size decides the batching,
         # and the worker joins the bytes into a body without encoding again.
         dumps = _json.dumps
@@ -241,32 +347,18 @@ class BrazeClient:
             "events": [dumps(obj.to_json()) for obj in translation.events],
             "purchases": [dumps(obj.to_json()) for obj in translation.purchases],
         }
-        operations = translation.operations
-        before: tuple[UserOperation, ...] = ()
-        if operations and any(operation.before_track for operation in operations):
-            before = tuple(operation for operation in operations if operation.before_track)
-            operations = tuple(operation for operation in operations if not operation.before_track)
+        after, before = split_operations(translation.operations)
         pending = Pending(
             item=item,
             label=label,
-            user_key=_user_key(translation),
+            user_key=user_key(translation),
             objects=objects,
             # Kept only for the cache to acknowledge: held objects cost the GC.
             attribute_objects=attribute_objects if self.attribute_cache is not None else (),
-            operations=operations,
+            operations=after,
             before=before,
         )
-        if not pending.has_track and not pending.operations and not pending.before:
-            # Everything was already known to Braze (attribute cache): nothing
-            # to send, and nothing lost.
-            pending.done = True
-            ledger.delivered(item)
-            return None
-        problem = fits_alone(pending, legacy_limits=self.settings.legacy_track_limits)
-        if problem is not None:
-            ledger.failed(item, label, f"not sent: {problem}", None)
-            return None
-        return pending
+        return self._checked(pending, ledger)
 
     def _post(self, path: str, body: bytes, ledger: Ledger, stop: threading.Event) -> Answer:
         limiter = self._limiters["track" if path == TRACK_PATH else "users"]
@@ -293,36 +385,3 @@ class BrazeClient:
             stop=stop,
             rng=rng,
         )
-
-
-def _attribute_keys(objects: list[dict[str, Any]]) -> int:
-    # Every attributes object has two keys that are not attributes, its one
-    # identifier and _update_existing_only, and some the flag _merge_objects.
-    flags = sum(1 for obj in objects if "_merge_objects" in obj)
-    return sum(map(len, objects)) - 2 * len(objects) - flags
-
-
-def _user_key(translation: Translation) -> str:
-    """The key that decides which worker sends a message: one key, one order.
-
-    An anonymous visitor's alias and the identify that merges it into a known
-    user share the alias's key, so the merge never overtakes the visitor's own
-    events (which would orphan them on a fresh alias profile).
-    """
-    for operation in translation.operations:
-        entry = operation.entry
-        if operation.key == "aliases_to_identify" and isinstance(entry, Mapping):
-            return f"user_alias:{entry['user_alias']['alias_name']}"
-    for objects in (translation.attributes, translation.events, translation.purchases):
-        if objects:
-            identifier = objects[0].identifier
-            return f"{identifier.kind}:{identifier.value}"
-    for operation in translation.operations:
-        entry = operation.entry
-        if isinstance(entry, str):
-            return f"external_id:{entry}"
-        if isinstance(entry, Mapping):
-            keep = entry.get("identifier_to_keep", entry)
-            if isinstance(keep, Mapping) and "external_id" in keep:
-                return f"external_id:{keep['external_id']}"
-    return ""

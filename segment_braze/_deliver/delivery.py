@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 import attrs
@@ -21,17 +21,17 @@ from segment_braze._cache.cache import AttributeCache
 from segment_braze._deliver.answers import acknowledged_attributes, named_entry, named_failures
 from segment_braze._deliver.batching import (
     MAX_USER_ENTRIES,
+    Packer,
     Pending,
-    TrackBatch,
     operation_batches,
     track_body,
 )
-from segment_braze._deliver.report import DeliveryReport, Ledger
-from segment_braze._deliver.transport import Answer, Unauthorized
+from segment_braze._deliver.report import DeliveryReport, Ledger, message_label
+from segment_braze._deliver.transport import Answer, HookRaised, Unauthorized
 from segment_braze._translate.braze import TRACK_PATH
 from segment_braze.exceptions import AuthenticationError, SenderError
 
-__all__ = ["HookRaised", "Run", "RunConfig", "message_label"]
+__all__ = ["HOOK_STOP", "Run", "RunConfig"]
 
 logger = logging.getLogger("segment_braze")
 
@@ -39,34 +39,13 @@ _END: Final = object()
 # Messages a worker is woken for (it also looks every _POLL seconds).
 _CHUNK: Final = 64
 _POLL: Final = 0.02
-_HOOK_STOP: Final = "not sent: a hook given to BrazeClient raised"
+HOOK_STOP: Final = "not sent: a hook given to BrazeClient raised"
 _UNAUTHORIZED_CAUSES: Final = {
     401: "the REST API key is wrong, malformed, revoked, or from another Braze "
     "cluster or workspace (check datacenter/rest_endpoint)",
     403: "the REST API key lacks the permission for this endpoint "
     "(users.track, users.identify, users.merge, users.delete)",
 }
-
-
-class HookRaised(Exception):  # noqa: N818 (internal signal, not an error)
-    """The caller's ``before_request`` hook raised ``error``: sending stops.
-
-    ``RunConfig.post`` raises it so that the run tells the caller's own error
-    (re-raised as it is by ``send``) from a fault of the sender.
-    """
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-        super().__init__(type(error).__name__)
-
-
-def message_label(item: Any, default: str) -> str:
-    """The ``messageId`` of a Segment dict, or ``default``."""
-    if isinstance(item, Mapping):
-        message_id = item.get("messageId")
-        if isinstance(message_id, str) and message_id:
-            return message_id
-    return default
 
 
 @attrs.frozen(kw_only=True)
@@ -84,6 +63,9 @@ class RunConfig:
         prepare: turns one input item into a pending message (or accounts for it).
         post: sends one body to a path, with retries, and returns Braze's answer;
             raises ``HookRaised`` when the caller's ``before_request`` hook raised.
+        source: when set, turns the input into ``(position, item, pending)`` in
+            input order in its own way (translation in child processes), given
+            the run to account with; by default each item goes to ``prepare``.
     """
 
     workers: int
@@ -95,6 +77,7 @@ class RunConfig:
     attribute_cache: AttributeCache | None
     prepare: Callable[[Any, int, Ledger], Pending | None]
     post: Callable[[str, bytes, Ledger, threading.Event], Answer]
+    source: Callable[[Iterable[Any], Run], Iterator[tuple[int, Any, Pending | None]]] | None = None
 
 
 class Run:
@@ -115,16 +98,10 @@ class Run:
         workers = [_Worker(self, index) for index in range(config.workers)]
         for worker in workers:
             worker.thread.start()
+        source = config.source
         try:
-            for position, item in enumerate(messages):
-                if self.ledger.hook_error is not None:
-                    # The caller's hook is broken: failures would no longer reach
-                    # its dead-letter store, so stop sending.
-                    self.halt(_HOOK_STOP)
-                if self.stop.is_set():
-                    self.fail_unsent(item, message_label(item, f"#{position}"))
-                    continue
-                pending = self.prepare(item, position)
+            prepared = self.each(messages) if source is None else source(messages, self)
+            for _position, _item, pending in prepared:
                 if pending is not None:
                     workers[zlib.crc32(pending.user_key.encode()) % len(workers)].put(pending)
         finally:
@@ -135,6 +112,9 @@ class Run:
             for worker in workers:
                 worker.thread.join()
         report = self.ledger.report()
+        if isinstance(self.crash, SenderError):
+            # Ours, already worded (a translation process died).
+            raise SenderError(str(self.crash), report=report) from self.crash
         if self.crash is not None:
             raise SenderError(
                 f"sending stopped on an unexpected error ({type(self.crash).__name__}); "
@@ -153,10 +133,26 @@ class Run:
             raise error
         return report
 
-    def prepare(self, item: Any, position: int) -> Pending | None:
-        """Prepare one input item; an unexpected error fails only that message."""
+    def each(self, messages: Iterable[Any]) -> Iterator[tuple[int, Any, Pending | None]]:
+        """Prepare the input items one by one, here (the default source)."""
+        for position, item in enumerate(messages):
+            if self.ledger.hook_error is not None:
+                # The caller's hook is broken: failures would no longer reach
+                # its dead-letter store, so stop sending.
+                self.halt(HOOK_STOP)
+            if self.stop.is_set():
+                self.fail_unsent(item, message_label(item, f"#{position}"))
+                continue
+            yield position, item, self.prepare(item, position)
+
+    def prepare(
+        self, item: Any, position: int, prepare: Callable[..., Any] | None = None, *extra: Any
+    ) -> Pending | None:
+        """Prepare one item (by ``prepare(..., *extra)`` or the config's), failing it on a bug."""
         try:
-            return self.config.prepare(item, position, self.ledger)
+            done: Pending | None = (prepare or self.config.prepare)(
+                item, position, self.ledger, *extra
+            )
         except Exception as err:  # one bad message costs only itself
             label = message_label(item, f"#{position}")
             logger.exception("message %s could not be prepared (%s)", label, type(err).__name__)
@@ -164,13 +160,15 @@ class Run:
                 item, label, f"not sent: unexpected error preparing it ({type(err).__name__})", None
             )
             return None
+        return done
 
-    def crashed(self, err: BaseException) -> None:
+    def crashed(self, err: BaseException, *, reason: str | None = None) -> None:
         """Remember the first unexpected error of a worker and stop sending."""
         with self.lock:
             if self.crash is None:
                 self.crash = err
-        self.halt(f"not sent: the sender stopped on an unexpected error ({type(err).__name__})")
+        name = type(err).__name__
+        self.halt(reason or f"not sent: the sender stopped on an unexpected error ({name})")
 
     def fail_unsent(self, item: Any, label: str) -> None:
         """Account for a message that will not be sent, with the stop's reason."""
@@ -218,7 +216,8 @@ class _Worker:
         self.unread: collections.deque[Any] = collections.deque()
         self.current: Pending | None = None
         self.ended = False  # the worker has taken _END from its inbox
-        self.batch = TrackBatch(legacy_limits=self.config.legacy_limits)
+        self.packer = Packer(legacy_limits=self.config.legacy_limits)
+        self.sending: list[Pending] = []  # batches on their way: drain() finds them
         self.deferred: list[Pending] = []
         self.deferred_users: set[str] = set()
         self.deferred_entries = 0
@@ -298,7 +297,7 @@ class _Worker:
         # The batch and the deferred messages stay in place while they are sent
         # (see flush), so whatever was in flight is here too; `done` keeps the
         # ones already decided from being counted twice.
-        held = [*self.batch.messages, *self.deferred]
+        held = [*self.packer.messages(), *self.sending, *self.deferred]
         if self.current is not None:
             held.append(self.current)
         self.finish_failed(held, reason, None)
@@ -322,14 +321,12 @@ class _Worker:
         batched = message.has_track or bool(message.before)
         if batched and message.user_key in self.deferred_users:
             self.flush()
-        elif message.before and any(m.user_key == message.user_key for m in self.batch.messages):
-            # Its entries go before the batch's track request, so this user's
-            # earlier objects waiting in the batch go first.
+        elif message.before and any(m.user_key == message.user_key for m in self.packer.messages()):
+            # Its entries go before its batch's track request, so this user's
+            # earlier objects waiting in a batch go first.
             self.flush_track()
         if batched:
-            if not self.batch.fits(message):
-                self.flush_track()
-            self.batch.add(message)
+            self.send_ready(self.packer.add(message))
         if message.operations:
             # Sent after the message's track objects, once 50 entries wait (Braze's
             # per-request maximum) or the input pauses or ends.
@@ -338,8 +335,6 @@ class _Worker:
             self.deferred_entries += len(message.operations)
         if self.deferred_entries >= MAX_USER_ENTRIES:
             self.flush()
-        elif self.batch.full:
-            self.flush_track()
 
     def flush(self) -> None:
         """Send everything waiting: track objects first, then their entries."""
@@ -354,8 +349,13 @@ class _Worker:
         self.deferred, self.deferred_entries, self.deferred_users = [], 0, set()
 
     def flush_track(self) -> None:
-        batch = self.batch.messages
-        if batch:
+        self.send_ready(self.packer.take_all())
+
+    def send_ready(self, ready: list[list[Pending]]) -> None:
+        # Kept in self.sending until decided, for drain() if sending fails.
+        self.sending = [message for batch in ready for message in batch]
+        for ready_batch in ready:
+            batch = ready_batch
             if any(message.before for message in batch):
                 # Entries that must reach Braze before the batch's objects; a message
                 # whose entry failed does not send its objects.
@@ -367,8 +367,7 @@ class _Worker:
                 self.send_track(tracked)
             # A message with entries still to send is finished by flush().
             self.finish_delivered([message for message in batch if not message.operations])
-        # Replaced only now, for drain() to find the batch if sending it failed.
-        self.batch = TrackBatch(legacy_limits=self.config.legacy_limits)
+        self.sending = []
 
     def finish_delivered(self, messages: list[Pending]) -> None:
         items = []
@@ -389,8 +388,8 @@ class _Worker:
         except HookRaised as raised:
             # The caller's own error: send() re-raises it as it is.
             self.ledger.hook_failed(raised.error)
-            self.run.halt(_HOOK_STOP)
-            return Answer(status=None, reason=_HOOK_STOP)
+            self.run.halt(HOOK_STOP)
+            return Answer(status=None, reason=HOOK_STOP)
 
     def send_track(self, messages: list[Pending]) -> None:
         work = [messages]

@@ -17,39 +17,36 @@ can quote headers, and the Authorization header holds the REST API key).
 
 from __future__ import annotations
 
-import http.client
 import queue
-import socket
-import ssl
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final, Protocol
 
 import attrs
 import requests
-import urllib3
 
+from segment_braze._deliver.faults import FAULTS, TIMED_OUT, AnswerTooLong, describe_fault
 from segment_braze.exceptions import TransportError
 
-__all__ = ["MAX_ANSWER_BYTES", "TIMED_OUT", "Poster", "Reply", "describe_fault"]
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "TIMED_OUT",
+    "Opened",
+    "Poster",
+    "Reply",
+    "RequestsTransport",
+    "Transport",
+    "describe_fault",
+]
 
 # Braze's answers are a few hundred bytes; its own payload limit is 4 MB.
 MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 _CHUNK: Final = 64 * 1024
 # Seconds a courier thread waits for its worker's next request before it ends.
 _IDLE: Final = 2.0
-TIMED_OUT: Final = "timed out waiting for Braze (it may have processed the request)"
 _REDACTED: Final = b"[REST API key]"
 # Shorter "keys" (tests' "k") would blank out innocent text.
 _MIN_SECRET: Final = 8
-
-# What requests, urllib3 and the layers below them raise for a failed exchange.
-_FAULTS: Final = (
-    requests.RequestException,
-    urllib3.exceptions.HTTPError,
-    http.client.HTTPException,
-    OSError,
-)
 
 
 @attrs.frozen(kw_only=True)
@@ -67,135 +64,62 @@ class Reply:
     body: bytes = attrs.field(repr=False)
 
 
-class _AnswerTooLong(Exception):  # noqa: N818 (internal signal, described below)
-    """The answer is longer than the cap."""
+@attrs.frozen(kw_only=True)
+class Opened:
+    """An answer whose status and headers have arrived; its body is still to come.
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        super().__init__(f"over {limit} bytes")
+    The one shape both transports (``requests`` and the lean urllib3 one) hand to
+    the exchange, which reads the body under the cap and the deadline.
 
-
-def _megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):g} MB"
-
-
-def _chain(err: BaseException) -> list[BaseException]:
-    """``err`` and what it wraps: causes, contexts, urllib3's ``reason``, exception args."""
-    found: list[BaseException] = []
-    todo = [err]
-    while todo and len(found) < 32:
-        current = todo.pop(0)
-        if any(current is seen for seen in found):
-            continue
-        found.append(current)
-        linked = (current.__cause__, current.__context__, getattr(current, "reason", None))
-        todo.extend(e for e in (*linked, *current.args) if isinstance(e, BaseException))
-    return found
-
-
-def _is_connect_timeout(err: BaseException) -> bool:
-    # urllib3's NewConnectionError (refused, DNS) is a ConnectTimeoutError too.
-    return isinstance(err, requests.ConnectTimeout) or (
-        isinstance(err, urllib3.exceptions.ConnectTimeoutError)
-        and not isinstance(err, urllib3.exceptions.NewConnectionError)
-    )
-
-
-# The first rule that matches anything in the chain names the fault; the more
-# specific causes come first.
-_RULES: Final[tuple[tuple[Callable[[BaseException], bool], str], ...]] = (
-    (
-        lambda e: isinstance(e, urllib3.exceptions.NameResolutionError | socket.gaierror),
-        "connection error: the host name could not be resolved (DNS)",
-    ),
-    (lambda e: isinstance(e, ConnectionRefusedError), "connection error: connection refused"),
-    (
-        lambda e: isinstance(e, ssl.SSLCertVerificationError),
-        "connection error: TLS certificate verification failed",
-    ),
-    (
-        lambda e: isinstance(
-            e, requests.exceptions.SSLError | urllib3.exceptions.SSLError | ssl.SSLError
-        ),
-        "connection error: TLS failed",
-    ),
-    (
-        lambda e: isinstance(e, requests.exceptions.ProxyError | urllib3.exceptions.ProxyError),
-        "connection error: the proxy failed",
-    ),
-    (_is_connect_timeout, "timed out connecting to Braze"),
-    (
-        lambda e: isinstance(
-            e, requests.Timeout | urllib3.exceptions.ReadTimeoutError | TimeoutError
-        ),
-        TIMED_OUT,
-    ),
-    (
-        lambda e: isinstance(
-            e, requests.exceptions.ContentDecodingError | urllib3.exceptions.DecodeError
-        ),
-        "connection error: the answer's Content-Encoding could not be decoded",
-    ),
-    (
-        lambda e: isinstance(e, http.client.RemoteDisconnected),
-        "connection error: the server closed the connection without answering",
-    ),
-    (
-        lambda e: isinstance(e, ConnectionResetError | ConnectionAbortedError | BrokenPipeError),
-        "connection error: the connection was reset",
-    ),
-    (
-        lambda e: isinstance(
-            e, http.client.IncompleteRead | requests.exceptions.ChunkedEncodingError
-        ),
-        "connection error: the answer was cut short",
-    ),
-    (
-        lambda e: isinstance(e, http.client.HTTPException | urllib3.exceptions.HeaderParsingError),
-        "connection error: the answer is not HTTP",
-    ),
-)
-
-
-def describe_fault(err: BaseException) -> str:
-    """Name the cause of a failed exchange in one line, without quoting the exception.
-
-    Args:
-        err: what ``requests`` (or a layer below) raised.
-
-    Returns:
-        For example ``"connection error: connection refused (ConnectionRefusedError)"``;
-        a timeout reads as :data:`TIMED_OUT`.
+    Attributes:
+        status: the HTTP status.
+        headers: the headers (case-insensitive).
+        chunks: the body, decoded per ``Content-Encoding``, in chunks.
+        raw: urllib3's response under it, whose socket is shut at the deadline.
+        close: closes the answer; ``True`` when it was read whole (the connection
+            then goes back to the pool), ``False`` to drop the connection.
     """
-    chain = _chain(err)
-    for error in chain:
-        if isinstance(error, _AnswerTooLong):
-            return f"answer too long: over {_megabytes(error.limit)}, not read further"
-    for matches, text in _RULES:
-        for error in chain:
-            if matches(error):
-                if text.startswith("timed out"):
-                    return text
-                return f"{text} ({type(error).__name__})"
-    # Something else: the innermost exception is the most telling.
-    return f"connection error: {type(chain[-1]).__name__}"
+
+    status: int
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    chunks: Iterator[bytes] = attrs.field(repr=False)
+    raw: Any = attrs.field(repr=False)
+    close: Callable[[bool], None] = attrs.field(repr=False)
 
 
-def _read_capped(response: requests.Response, limit: int) -> bytes:
-    declared = response.headers.get("Content-Length", "").strip()
+class Transport(Protocol):
+    """Opens POST exchanges: ``requests`` (a caller's session) or the lean one."""
+
+    def opener(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout: tuple[float, float]
+    ) -> Callable[[], Opened]:
+        """Prepare a POST of ``body`` to ``url``; the callable sends it (on a courier).
+
+        Preparing may raise what the libraries raise for a bad URL or proxy
+        setting; sending raises what they raise for a failed exchange.
+        """
+        ...  # pragma: no cover - a protocol
+
+    def close(self) -> None:
+        """Close the connections it holds."""
+        ...  # pragma: no cover - a protocol
+
+
+def _read_capped(opened: Opened, limit: int) -> bytes:
+    declared = opened.headers.get("Content-Length", "").strip()
     if declared.isdigit() and int(declared) > limit:
-        raise _AnswerTooLong(limit)
+        raise AnswerTooLong(limit)
     body = bytearray()
-    for chunk in response.iter_content(_CHUNK):
+    for chunk in opened.chunks:
         body += chunk
         if len(body) > limit:
-            raise _AnswerTooLong(limit)
+            raise AnswerTooLong(limit)
     return bytes(body)
 
 
-def _interrupt(response: requests.Response) -> None:
-    """Stop a read of ``response`` blocked in another thread."""
-    shutdown = getattr(response.raw, "shutdown", None)
+def _interrupt(opened: Opened) -> None:
+    """Stop a read of ``opened`` blocked in another thread."""
+    shutdown = getattr(opened.raw, "shutdown", None)
     if shutdown is None:  # pragma: no cover - urllib3 before 2.3
         return
     try:
@@ -208,45 +132,47 @@ def _interrupt(response: requests.Response) -> None:
 class _Exchange:
     """One request, run by a courier; the worker may abandon it at the deadline."""
 
-    def __init__(self, send: Callable[[], requests.Response], limit: int) -> None:
+    def __init__(self, send: Callable[[], Opened], limit: int) -> None:
         self._send = send
         self._limit = limit
         self._lock = threading.Lock()
-        self._response: requests.Response | None = None
+        self._opened: Opened | None = None
         self._abandoned = False
         self._reply: Reply | None = None
         self._error: BaseException | None = None
 
     def run(self) -> None:
-        response = None
+        opened = None
+        whole = False
         try:
-            response = self._send()
+            opened = self._send()
             with self._lock:
                 if self._abandoned:
                     return
-                self._response = response
-            body = _read_capped(response, self._limit)
-            self._reply = Reply(status=response.status_code, headers=response.headers, body=body)
+                self._opened = opened
+            body = _read_capped(opened, self._limit)
+            whole = True
+            self._reply = Reply(status=opened.status, headers=opened.headers, body=body)
         except BaseException as err:  # noqa: BLE001 (handed to the waiting worker)
             self._error = err
         finally:
-            if response is not None:
+            if opened is not None:
                 # After a whole read this only returns the connection to the pool.
-                response.close()
+                opened.close(whole)
 
     def abandon(self) -> None:
         """The deadline passed: stop the read if the answer has begun."""
         with self._lock:
             self._abandoned = True
-            response = self._response
-        if response is not None:
-            _interrupt(response)
+            opened = self._opened
+        if opened is not None:
+            _interrupt(opened)
 
     def reply(self) -> Reply:
         """The answer, or the exchange's fault raised as ``TransportError``."""
         error = self._error
         if error is not None:
-            if isinstance(error, (*_FAULTS, _AnswerTooLong)):
+            if isinstance(error, (*FAULTS, AnswerTooLong)):
                 raise TransportError(describe_fault(error)) from error
             raise error  # not a transport fault: a bug, for the worker to report
         if self._reply is None:  # pragma: no cover - run() sets one or the other
@@ -307,8 +233,8 @@ class _Courier:
                     return
 
 
-class Poster:
-    """POSTs bodies through a ``requests.Session``, preparing what repeats only once.
+class RequestsTransport:
+    """Exchanges through a ``requests.Session``, preparing what repeats only once.
 
     ``Session.post`` prepares every request from scratch: it merges the session's
     headers, auth and hooks and reads the proxy and CA-bundle environment each
@@ -318,9 +244,64 @@ class Poster:
     same adapters, hooks and connection pool as ``Session.post``). The environment
     is read when a URL is first posted to; cookies set by an answer are not sent
     back (Braze's REST API sets none that matter).
+    """
+
+    def __init__(self, session: requests.Session) -> None:
+        self.session = session
+        self._templates: dict[str, tuple[requests.PreparedRequest, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RequestsTransport(urls={sorted(self._templates)!r})"
+
+    def _template(
+        self, url: str, headers: Mapping[str, str]
+    ) -> tuple[requests.PreparedRequest, dict[str, Any]]:
+        template = self._templates.get(url)
+        if template is None:
+            with self._lock:
+                request = requests.Request("POST", url, headers=dict(headers))
+                prepared = self.session.prepare_request(request)
+                environment = dict(
+                    self.session.merge_environment_settings(url, {}, None, None, None)
+                )
+                # The answer is read by the exchange, in chunks, under the cap.
+                environment["stream"] = True
+                template = self._templates.setdefault(url, (prepared, environment))
+        return template
+
+    def opener(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout: tuple[float, float]
+    ) -> Callable[[], Opened]:
+        """Prepare a POST through the session (see :class:`Transport`)."""
+        template, environment = self._template(url, headers)
+        request = template.copy()
+        request.prepare_body(body, None)
+        session = self.session
+
+        def send() -> Opened:
+            response = session.send(request, timeout=timeout, allow_redirects=False, **environment)
+            return Opened(
+                status=response.status_code,
+                headers=response.headers,
+                chunks=response.iter_content(_CHUNK),
+                raw=response.raw,
+                close=lambda _whole: response.close(),
+            )
+
+        return send
+
+    def close(self) -> None:
+        """Close the session."""
+        self.session.close()
+
+
+class Poster:
+    """POSTs bodies through a transport, each within the total deadline.
 
     Args:
-        session: the session to send through.
+        transport: what carries the exchanges (a ``requests.Session`` is wrapped
+            in a :class:`RequestsTransport`).
         headers: headers for every request (the Authorization header among them).
         timeout: ``(connect, read)`` seconds, for each socket operation.
         deadline: seconds for the whole exchange, from connecting to the last
@@ -330,14 +311,16 @@ class Poster:
 
     def __init__(
         self,
-        session: requests.Session,
+        transport: requests.Session | Transport,
         *,
         headers: Mapping[str, str],
         timeout: tuple[float, float],
         deadline: float = 120.0,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
-        self._session = session
+        if isinstance(transport, requests.Session):
+            transport = RequestsTransport(transport)
+        self.transport: Transport = transport
         self._headers = dict(headers)
         # An answer that quotes the request (a debugging proxy's error page) must
         # not carry the key into a reason: it is blanked out of every answer.
@@ -346,27 +329,11 @@ class Poster:
         self._timeout = timeout
         self._deadline = deadline
         self._limit = max_answer_bytes
-        self._templates: dict[str, tuple[requests.PreparedRequest, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
         self._couriers = threading.local()
 
     def __repr__(self) -> str:
         # The headers hold the REST API key: never shown.
-        return f"Poster(urls={sorted(self._templates)!r})"
-
-    def _template(self, url: str) -> tuple[requests.PreparedRequest, dict[str, Any]]:
-        template = self._templates.get(url)
-        if template is None:
-            with self._lock:
-                request = requests.Request("POST", url, headers=self._headers)
-                prepared = self._session.prepare_request(request)
-                environment = dict(
-                    self._session.merge_environment_settings(url, {}, None, None, None)
-                )
-                # The answer is read here, in chunks, under the cap.
-                environment["stream"] = True
-                template = self._templates.setdefault(url, (prepared, environment))
-        return template
+        return f"Poster(transport={self.transport!r})"
 
     def __call__(self, url: str, body: bytes) -> Reply:
         """POST ``body`` to ``url`` and read the answer within the deadline.
@@ -375,16 +342,9 @@ class Poster:
             TransportError: no whole answer came: its message names the cause.
         """
         try:
-            template, environment = self._template(url)
-            request = template.copy()
-            request.prepare_body(body, None)
-        except _FAULTS as err:
+            send = self.transport.opener(url, body, self._headers, self._timeout)
+        except FAULTS as err:
             raise TransportError(describe_fault(err)) from err
-        session, timeout = self._session, self._timeout
-
-        def send() -> requests.Response:
-            return session.send(request, timeout=timeout, allow_redirects=False, **environment)
-
         exchange = _Exchange(send, self._limit)
         courier: _Courier | None = getattr(self._couriers, "courier", None)
         ended = None if courier is None else courier.carry(exchange, deadline=self._deadline)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
-__all__ = ["DeliveryReport", "Failure", "Ledger"]
+__all__ = ["DeliveryReport", "Failure", "Ledger", "message_label"]
 
 
 @attrs.frozen(kw_only=True)
@@ -157,3 +157,12 @@ class Ledger:
                 attributes_saved=self._attributes_saved,
                 data_points_saved=self._data_points_saved,
             )
+
+
+def message_label(item: Any, default: str) -> str:
+    """The ``messageId`` of a Segment dict, or ``default``."""
+    if isinstance(item, Mapping):
+        message_id = item.get("messageId")
+        if isinstance(message_id, str) and message_id:
+            return message_id
+    return default

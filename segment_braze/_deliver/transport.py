@@ -20,6 +20,7 @@ from segment_braze.exceptions import TransportError
 
 __all__ = [
     "Answer",
+    "HookRaised",
     "RetryPolicy",
     "Unauthorized",
     "post_with_retries",
@@ -324,3 +325,15 @@ def post_with_retries(
         delay = policy.backoff(attempts, rng)
         logger.warning("%s: %s; retry %d in %.2f s", url, reason, attempts, delay)
         backoff_wait(delay)
+
+
+class HookRaised(Exception):  # noqa: N818 (internal signal, not an error)
+    """The caller's ``before_request`` hook raised ``error``: sending stops.
+
+    ``RunConfig.post`` raises it so that the run tells the caller's own error
+    (re-raised as it is by ``send``) from a fault of the sender.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        super().__init__(type(error).__name__)

@@ -125,6 +125,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 sock = server.tls.wrap_socket(sock, server_side=True)
             except (ssl.SSLError, OSError):
                 return  # the client refused our certificate: that is the test
+            # The TLS socket took over the descriptor: stop() must close it.
+            with server.lock:
+                server.connections.append(sock)
         conn = Conn(sock, server.stop)
         original = conn.read_request
 

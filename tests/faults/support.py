@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Final
 
+import requests
+
 from segment_braze import BrazeClient, DeliveryReport, Settings
 
 KEY: Final = "rk-faults-3b1f-SECRET-never-shown"  # made up, searched for
@@ -23,6 +25,11 @@ QUICK: Final[dict[str, Any]] = {
     "seed": 3,
     "linger": 5.0,
 }
+# The two transports: the default (urllib3 directly, no session given) and a
+# requests.Session passed in. The autouse fixture in conftest.py sets `transport`
+# for each test, so every fault is driven through both.
+TRANSPORTS: Final = ("lean", "requests")
+transport: str = TRANSPORTS[0]
 # The guard against a hang: far above what any of these sends needs.
 BOUND: Final = 20.0
 
@@ -102,10 +109,23 @@ class Outcomes:
         return {reason or "" for _, fate, reason in self.outcomes if fate == outcome}
 
 
+def client_options(**options: Any) -> dict[str, Any]:
+    """Quick options plus ``options``, with a fresh session when the transport is requests."""
+    merged = {**QUICK, **options}
+    if transport == "requests" and "session" not in merged:
+        merged["session"] = requests.Session()
+    return merged
+
+
 def send(url: str, messages: list[dict[str, Any]], **options: Any) -> DeliveryReport:
     """Send with a fresh client to ``url`` (quick timeouts unless overridden)."""
-    with BrazeClient(settings_for(url), **{**QUICK, **options}) as client:
-        return client.send(messages)
+    merged = client_options(**options)
+    try:
+        with BrazeClient(settings_for(url), **merged) as client:
+            return client.send(messages)
+    finally:
+        if "session" not in options and "session" in merged:
+            merged["session"].close()
 
 
 def accounted(report: DeliveryReport, messages: list[dict[str, Any]]) -> bool:

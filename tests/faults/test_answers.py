@@ -15,7 +15,7 @@ from segment_braze import AttributeCache, BrazeClient, DeliveryReport
 from segment_braze.testing import BrazeStandIn
 
 from .hostile import Conn, answer, serving
-from .support import KEY, QUICK, Outcomes, accounted, bounded, send, settings_for, tracks
+from .support import KEY, Outcomes, accounted, bounded, client_options, send, settings_for, tracks
 
 PORTAL = b"<!DOCTYPE html><html><head><title>Sign in to Hotel WiFi</title></head></html>"
 JSON = "Content-Type: application/json"
@@ -105,7 +105,7 @@ class TestAttributeCache:
                 first = bounded(lambda: send(server.url, messages, attribute_cache=cache))
             assert first.delivered == 0
             with BrazeStandIn(api_key=KEY) as braze:
-                options = {**QUICK, "attribute_cache": cache}
+                options = client_options(attribute_cache=cache)
                 with BrazeClient(settings_for(braze.url), **options) as client:
                     second = bounded(lambda: client.send(messages))
                 assert second.delivered == 5

@@ -19,7 +19,7 @@ from segment_braze.testing import BrazeStandIn
 
 from . import test_transport as transport
 from .hostile import Conn, head, serving
-from .support import KEY, Outcomes, bounded, send, settings_for, tracks
+from .support import KEY, Outcomes, bounded, client_options, send, settings_for, tracks
 
 
 def echo(status: str, *, as_json: bool) -> Any:
@@ -140,6 +140,6 @@ class TestSenderError:
 
     def test_client_repr(self):
         """The client's repr leaves the key out."""
-        with BrazeClient(settings_for("http://127.0.0.1:9")) as client:
+        with BrazeClient(settings_for("http://127.0.0.1:9"), **client_options()) as client:
             assert KEY not in repr(client)
             assert KEY not in repr(client._poster)

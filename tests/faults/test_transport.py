@@ -213,8 +213,8 @@ class TestAnythingRequestsRaises:
 
 
 @pytest.fixture(scope="module")
-def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    """A server TLS context with a self-signed certificate for 127.0.0.1."""
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for 127.0.0.1, as PEM files."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is not installed, so no test certificate can be made")
@@ -231,6 +231,13 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
         capture_output=True,
         timeout=60,
     )
+    return key, cert
+
+
+@pytest.fixture(scope="module")
+def self_signed(tls_files: tuple[Path, Path]) -> ssl.SSLContext:
+    """A server TLS context with a self-signed certificate for 127.0.0.1."""
+    key, cert = tls_files
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context
@@ -249,6 +256,17 @@ class TestTls:
         assert_failed_after_retries(
             report, messages, outcomes, "connection error: TLS certificate verification failed"
         )
+
+    @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+    def test_ca_bundle_from_the_environment(self, self_signed, tls_files, monkeypatch, variable):
+        """A CA bundle named in the environment (as requests reads it) is trusted."""
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(variable, str(tls_files[1]))
+        messages = tracks(3)
+        with serving(answer("201 Created", SUCCESS, JSON), tls=self_signed) as server:
+            report = bounded(lambda: send(server.url, messages))
+        assert report.delivered == 3
 
     def test_tls_to_a_plain_server(self):
         """https:// to a server that speaks plain HTTP: a TLS failure, named."""

@@ -1,0 +1,419 @@
+"""Translation in worker processes, for ``BrazeClient(processes=N)``.
+
+One interpreter translates at most about 30,000 messages per second on one core
+(well under Braze's ceiling of 75,000 objects per second), so with ``processes``
+above 1 the client's reading thread hands Segment dicts, in chunks, to
+``processes`` child processes that translate them and serialise their objects.
+Each child sends back, per message, only what the sender needs: the user's shard
+key, the serialised objects (bytes), the user-management entries, the count of
+attribute keys, or the reason it was dropped. Never a ``Translation``, and no
+object is serialised twice. The parent keeps the caller's items by position,
+takes the results back *in input order* (so one user's order holds) and does all
+the rest: packing, sending, accounting, hooks.
+
+Messages may be given as JSON text (a ``str`` or ``bytes`` line): the children
+then parse them too, and the parent passes on only the text, which pickles far
+cheaper than a parsed dict.
+
+The children are plain ``python -m segment_braze._deliver.pool`` processes (no
+fork of a process that runs threads) talking length-prefixed pickles over their
+standard input and output. They never see the REST API key: they get settings
+without it, and an environment without ``BRAZE_REST_API_KEY`` or any variable
+holding the key. A child that dies (killed, out of memory) or stops answering
+within ``_STALL`` seconds stops the send: every message not yet delivered is
+reported failed, and ``send`` raises ``SenderError``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, Final, NamedTuple
+
+import attrs
+
+from segment_braze import _json
+from segment_braze._deliver.batching import attribute_keys, user_key
+from segment_braze._settings import Settings
+from segment_braze._translate.braze import UserOperation
+from segment_braze._translate.calls import translate
+from segment_braze._translate.translation import Translation
+from segment_braze.exceptions import InvalidMessage, SenderError
+
+__all__ = ["BROKEN", "Prepared", "TranslationPool", "parsed", "prepare_message", "serve"]
+
+# Messages per chunk: pickling and the round trip cost little per message, and
+# every child stays busy.
+_CHUNK: Final = 256
+# Chunks in flight per child: the memory bound of the pipeline.
+_AHEAD: Final = 2
+# Seconds without any answer from a child before it is given up on. Translation
+# bounds its work per message, so a healthy child answers a chunk in well under
+# a second.
+_STALL: Final = 60.0
+_POLL: Final = 0.5
+_READ_POLL: Final = 0.02
+_HEADER: Final = struct.Struct("!I")
+_KEY_VARIABLE: Final = "BRAZE_REST_API_KEY"
+BROKEN: Final = "not sent: a translation process ended unexpectedly"
+
+
+class Prepared(NamedTuple):
+    """What a child process hands back for one message (plain data, cheap to pickle).
+
+    Attributes:
+        message_id: the message's ``messageId``, when it has one.
+        dropped: why nothing is sent (``"invalid message: ..."``, Braze's reason,
+            or an unexpected error's type), or ``None``.
+        failed: ``True`` when ``dropped`` is an unexpected error (a failure).
+        user_key: the shard key (see ``batching.user_key``).
+        objects: serialised ``/users/track`` objects per array name.
+        operations: the user-management operations, in order.
+        attribute_keys: attribute keys sent (for the report).
+    """
+
+    message_id: str | None = None
+    dropped: str | None = None
+    failed: bool = False
+    user_key: str = ""
+    objects: dict[str, list[bytes]] | None = None
+    operations: tuple[UserOperation, ...] = ()
+    attribute_keys: int = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Unpickled by tuple.__new__ (C) rather than the generated __new__: the
+        # parent unpickles one of these per message.
+        return tuple.__new__, (type(self), tuple(self))
+
+
+def parsed(message: Any) -> Any:
+    """A Segment message given as JSON text (``str`` or ``bytes``), parsed.
+
+    Raises:
+        InvalidMessage: the text is not JSON, or not a JSON object.
+    """
+    if not isinstance(message, str | bytes):
+        return message
+    try:
+        value = _json.loads(message)
+    except (ValueError, RecursionError) as err:
+        raise InvalidMessage("$", f"not JSON ({type(err).__name__})") from err
+    if not isinstance(value, dict):
+        raise InvalidMessage("$", "not a JSON object")
+    return value
+
+
+def prepare_message(message: Any, settings: Settings) -> Prepared:
+    """Parse (if text), translate and serialise one Segment message (what a child does)."""
+    try:
+        translation = translate(parsed(message), settings)
+    except InvalidMessage as err:
+        return Prepared(dropped=f"invalid message: {err}")
+    except Exception as err:  # noqa: BLE001 (one bad message costs only itself)
+        reason = f"unexpected error preparing it ({type(err).__name__})"
+        return Prepared(dropped=reason, failed=True)
+    message_id = translation.message_id
+    if translation.dropped is not None:
+        return Prepared(message_id=message_id, dropped=translation.dropped)
+    if not translation.object_count and not translation.operations:
+        return Prepared(message_id=message_id, dropped="the translation holds nothing to send")
+    dumps = _json.dumps
+    attributes = [obj.to_json() for obj in translation.attributes]
+    return Prepared(
+        message_id=message_id,
+        user_key=user_key(translation),
+        objects={
+            "attributes": [dumps(obj) for obj in attributes],
+            "events": [dumps(obj.to_json()) for obj in translation.events],
+            "purchases": [dumps(obj.to_json()) for obj in translation.purchases],
+        },
+        operations=translation.operations,
+        attribute_keys=attribute_keys(attributes),
+    )
+
+
+def _write(stream: IO[bytes], value: Any) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read(stream: IO[bytes]) -> Any:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError
+    (size,) = _HEADER.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)  # noqa: S301 (our own child's answer)
+
+
+class _Child:
+    """One child process, and a thread that reads its answers into a queue."""
+
+    def __init__(self, settings: Settings, secret: str) -> None:
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if name != _KEY_VARIABLE and not (secret and secret in value)
+        }
+        # The child imports this package as the parent does, from the same paths.
+        env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "segment_braze._deliver.pool"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self.answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._listen, name="segment-braze-pool", daemon=True).start()
+        self.send(settings)
+
+    def _listen(self) -> None:
+        stdout = self.process.stdout
+        try:
+            while stdout is not None:
+                self.answers.put(_read(stdout))
+        except (EOFError, OSError, pickle.UnpicklingError, ValueError):
+            self.answers.put(None)  # the child has gone
+
+    def send(self, value: Any) -> None:
+        if self.process.stdin is None:  # pragma: no cover - always a pipe
+            raise BrokenPipeError
+        _write(self.process.stdin, value)
+
+    def answer(self) -> list[Prepared]:
+        """The child's next answer; ``SenderError`` if it died or stalled."""
+        waited = 0.0
+        while True:
+            try:
+                answer = self.answers.get(timeout=_POLL)
+            except queue.Empty:
+                waited += _POLL
+                if waited >= _STALL:
+                    self.kill()
+                    raise SenderError(f"{BROKEN} (it did not answer within {_STALL:g} s)") from None
+                continue
+            if answer is None:
+                raise SenderError(f"{BROKEN} (exit status {self.process.poll()})")
+            result: list[Prepared] = answer
+            return result
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def close(self) -> None:
+        """End the child: end of input, then a bounded wait, then a kill."""
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5.0)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+class TranslationPool:
+    """Children that translate for one ``send``; a context manager.
+
+    Args:
+        settings: the client's settings (the children get them without the key).
+        processes: how many children.
+    """
+
+    def __init__(self, settings: Settings, processes: int) -> None:
+        secret = settings.rest_api_key or ""
+        keyless = attrs.evolve(settings, rest_api_key=None)
+        self._children: list[_Child] = []
+        try:
+            for _ in range(processes):
+                self._children.append(_Child(keyless, secret))
+        except OSError as err:
+            self.close()
+            raise SenderError(
+                f"could not start the translation processes ({type(err).__name__}); "
+                "nothing was sent"
+            ) from err
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """End every child."""
+        for child in self._children:
+            child.close()
+
+    def __enter__(self) -> TranslationPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def translated(
+        self,
+        items: Iterable[tuple[int, Any]],
+        *,
+        lost: list[tuple[int, Any]],
+        linger: float,
+        broken: Callable[[SenderError], None],
+    ) -> Iterator[tuple[int, Any, Prepared | None]]:
+        """Yield ``(position, item, prepared)`` in input order.
+
+        ``prepared`` is ``None`` for an item the parent prepares itself (a
+        ``Translation``: it is already translated). The input is read on a
+        thread of its own: when fewer than a chunk's worth arrive within
+        ``linger`` seconds, what has arrived is translated and yielded anyway.
+
+        Raises:
+            SenderError: a child died or stalled. ``broken`` is called with it
+                first (to stop the run: ``items`` then fails what it still
+                reads), the input is read to its end, and ``lost`` holds every
+                item taken from ``items`` and not yet yielded, for the caller
+                to fail.
+        """
+        children = self._children
+        flight: collections.deque[tuple[_Child, list[tuple[int, Any]]]] = collections.deque()
+        turn = 0
+
+        def submit(chunk: list[tuple[int, Any]]) -> None:
+            nonlocal turn
+            child = children[turn % len(children)]
+            turn += 1
+            flight.append((child, chunk))
+            try:
+                child.send([None if isinstance(i, Translation) else i for _, i in chunk])
+            except (OSError, ValueError) as err:
+                raise SenderError(f"{BROKEN} ({type(err).__name__})") from err
+
+        def finish() -> Iterator[tuple[int, Any, Prepared | None]]:
+            child, done = flight[0]
+            answers = child.answer()
+            flight.popleft()
+            for index, ((position, item), prepared) in enumerate(zip(done, answers, strict=True)):
+                try:
+                    yield position, item, prepared
+                except GeneratorExit:
+                    lost.extend(done[index + 1 :])
+                    raise
+
+        feed = _Feed(items)
+        unsent: list[tuple[int, Any]] = []
+        try:
+            while True:
+                unsent, ended, slow = feed.collect(linger)
+                while unsent:
+                    chunk, unsent = unsent[:_CHUNK], unsent[_CHUNK:]
+                    submit(chunk)
+                    while len(flight) > _AHEAD * len(children):
+                        yield from finish()
+                if ended:
+                    break
+                if slow:
+                    # The input is slow: what has arrived must not wait for more.
+                    while flight:
+                        yield from finish()
+            while flight:
+                yield from finish()
+        except SenderError as err:
+            broken(err)
+            for _, held in flight:
+                lost.extend(held)
+            lost.extend(unsent)
+            ended = False
+            while not ended:
+                rest, ended, _ = feed.collect(_POLL)
+                lost.extend(rest)
+            raise
+        if feed.error is not None:
+            raise feed.error
+
+
+class _Feed:
+    """The input, read on a thread of its own, at most two chunks ahead.
+
+    A slow input must not hold back what has already arrived.
+    """
+
+    def __init__(self, items: Iterable[tuple[int, Any]]) -> None:
+        self._items = items
+        self._lock = threading.Lock()
+        self._taken: list[tuple[int, Any]] = []
+        self._ended = False
+        self.error: BaseException | None = None
+        self._wake = threading.Event()
+        self._room = threading.Event()
+        threading.Thread(target=self._read, name="segment-braze-input", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for entry in self._items:
+                with self._lock:
+                    self._taken.append(entry)
+                    size = len(self._taken)
+                if size == _CHUNK:
+                    self._wake.set()
+                while size >= 2 * _CHUNK:
+                    # The timeout bounds the one race (collected just before
+                    # the clear) to a short pause.
+                    self._room.wait(_READ_POLL)
+                    self._room.clear()
+                    with self._lock:
+                        size = len(self._taken)
+        except BaseException as err:  # noqa: BLE001 (re-raised by translated(), as send() would)
+            self.error = err
+        finally:
+            with self._lock:
+                self._ended = True
+            self._wake.set()
+
+    def collect(self, timeout: float) -> tuple[list[tuple[int, Any]], bool, bool]:
+        """What was read so far, after up to ``timeout`` for a chunk's worth.
+
+        Returns:
+            The entries, whether the input has ended (nothing more will come),
+            and whether the wait timed out (the input is slow).
+        """
+        slow = not self._wake.wait(timeout)
+        self._wake.clear()
+        with self._lock:
+            taken, self._taken = self._taken, []
+            ended = self._ended
+        self._room.set()
+        return taken, ended, slow
+
+
+def serve() -> None:
+    """A child's life: settings, then chunks of dicts in, results out, until EOF."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        settings = _read(stdin)
+        while True:
+            chunk = _read(stdin)
+            results = [
+                None if message is None else prepare_message(message, settings) for message in chunk
+            ]
+            _write(stdout, results)
+    except (EOFError, BrokenPipeError):
+        return
+
+
+if __name__ == "__main__":
+    # Run as a script, this file is ``__main__``: what it pickles must name the
+    # package's own module, so the parent can load it.
+    from segment_braze._deliver.pool import serve as _package_serve
+
+    _package_serve()
