@@ -604,7 +604,7 @@ class TestVersion1:
 
 
 def version_2_state(path, rows):
-    """A state file as segment-braze 0.2 wrote it: ``rows`` are (id, time, status, run)."""
+    """A version-2 state file (no log): ``rows`` are (id, time, status, run)."""
     with closing(sqlite3.connect(path)) as db, db:
         for statement in (
             "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -632,7 +632,7 @@ def version_2_state(path, rows):
 
 
 class TestVersion2:
-    """A state 0.2 wrote (no log) is upgraded in place, and its records still answer."""
+    """A version-2 state (no log) is upgraded in place, and its records still answer."""
 
     def test_its_records_answer(self, state_path):
         """Delivered and failed messages of a version-2 file are skipped; the file becomes 3."""

@@ -30,7 +30,8 @@ large batches sorted by key (:func:`merge`), so a commit writes a few pages at
 the end of the file instead of one random page of the keyed table per message.
 A log left by a killed run is merged when the file is next opened.
 
-Version 2 (0.2) had no ``log``: it is upgraded in place by creating it.
+Version 2 (development builds after 0.1.0) had no ``log``: it is upgraded in
+place by creating it.
 Version 1 (segment-braze 0.1.0) knew a message by its ``messageId`` alone, with
 no source or time. Its rows are kept as they are in ``legacy``, upgraded in
 place, and still answer: a message 0.1.0 delivered is never sent again. The
