@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import tempfile
 import time
 import uuid
@@ -25,20 +26,33 @@ from segment_braze._replay.identity import Identity
 from segment_braze._replay.state import Claim, ReplayState
 
 
+def written() -> int:
+    """Bytes this process wrote so far (Linux's ``wchar``; 0 elsewhere)."""
+    try:
+        text = Path("/proc/self/io").read_text()
+    except OSError:
+        return 0
+    fields = dict(line.split(": ") for line in text.splitlines())
+    return int(fields.get("wchar", 0))
+
+
 def main() -> None:
     """Run the benchmark and print one line per tenth of the run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=75, help="outcomes per commit")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--merge-every", type=int, help="outcomes per merge of the log")
     parser.add_argument("--state", help="the state file (default: a temporary one)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     base = 1_700_000_000_000
     with tempfile.TemporaryDirectory() as folder:
         path = args.state or str(Path(folder, "state.sqlite"))
-        state = ReplayState(path, commit_after=3600.0)
+        extra = {} if args.merge_every is None else {"merge_every": args.merge_every}
+        state = ReplayState(path, commit_after=3600.0, **extra)
         tenth = max(1, args.messages // 10)
+        wrote = written()
         slices: list[float] = []
         started = time.perf_counter()
         batch: list[Identity] = []
@@ -84,6 +98,7 @@ def main() -> None:
         closing = time.perf_counter()
         state.close()
         close = time.perf_counter() - closing
+        wrote = written() - wrote
         size = Path(path).stat().st_size
     print(
         "us/message per tenth:",
@@ -92,6 +107,8 @@ def main() -> None:
         f" | mean {sum(slices) / len(slices):.1f}"
         f" | claims {claiming / args.messages * 1e6:.1f}"
         f" commits {committing / args.messages * 1e6:.1f}"
+        f" | written {wrote / args.messages / 1000:.1f} KB/message"
+        f" | peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
         f" | close {close:.2f}s | file {size / 1e6:.0f} MB",
     )
 
