@@ -105,8 +105,15 @@ def recorded(state):
     """Messages the state file records as delivered or failed, as another process sees it."""
     try:
         with closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as db:
-            query = "SELECT count(*) FROM messages WHERE status IN (1, 2)"  # delivered, failed
-            return int(db.execute(query).fetchone()[0])
+            # The keyed table, then the log not merged yet, in order: the last one wins.
+            query = (
+                "SELECT source, id, time, status FROM messages"
+                " UNION ALL SELECT * FROM (SELECT source, id, time, status FROM log ORDER BY rowid)"
+            )
+            statuses = {
+                (source, key, time): status for source, key, time, status in db.execute(query)
+            }
+            return sum(status in {1, 2} for status in statuses.values())  # delivered, failed
     except sqlite3.Error:
         return 0  # not created yet
 

@@ -40,9 +40,12 @@ def state_path(tmp_path):
 
 
 def committed(path):
-    """The rows another process would see: ``{id: (status, run)}``."""
+    """The rows another process would see: ``{id: (status, run)}``, merged or in the log."""
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        rows = db.execute("SELECT id, status, run FROM messages").fetchall()
+        rows = db.execute(
+            "SELECT id, status, run FROM messages"
+            " UNION ALL SELECT * FROM (SELECT id, status, run FROM log ORDER BY rowid)"
+        ).fetchall()
     return {key: (status, run) for key, status, run in rows}
 
 
@@ -575,7 +578,7 @@ class TestVersion1:
             assert state.recorded() == {"delivered": 2, "failed": 1}
         assert meta(state_path) == {
             "format": "segment-braze replay state",
-            "version": "2",
+            "version": "3",
             "upgraded_from": "1",
         }
         with ReplayState(state_path) as state:
@@ -598,3 +601,155 @@ class TestVersion1:
         with ReplayState(state_path, dry_run=True) as state:
             assert claim(state, "m:1") is Claim.DONE_EARLIER
         assert meta(state_path)["version"] == "1"
+
+
+def version_2_state(path, rows):
+    """A version-2 state file (no log): ``rows`` are (id, time, status, run)."""
+    with closing(sqlite3.connect(path)) as db, db:
+        for statement in (
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL,"
+            " finished_at TEXT)",
+            "CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+            "CREATE TABLE files (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+            "CREATE TABLE messages (source INTEGER NOT NULL, id TEXT NOT NULL,"
+            " time INTEGER NOT NULL, status INTEGER NOT NULL, run INTEGER NOT NULL,"
+            " file INTEGER, line INTEGER, item INTEGER, PRIMARY KEY (source, id, time))"
+            " WITHOUT ROWID",
+            "CREATE TABLE legacy (key TEXT PRIMARY KEY, status INTEGER NOT NULL,"
+            " run INTEGER NOT NULL) WITHOUT ROWID",
+        ):
+            db.execute(statement)
+        db.executemany(
+            "INSERT INTO meta VALUES (?, ?)",
+            [("format", "segment-braze replay state"), ("version", "2")],
+        )
+        db.execute("INSERT INTO runs VALUES (1, '2024-05-01T00:00:00+00:00', NULL)")
+        db.execute("INSERT INTO sources VALUES (1, '')")
+        db.executemany(
+            "INSERT INTO messages (source, id, time, status, run) VALUES (1, ?, ?, ?, ?)", rows
+        )
+
+
+class TestVersion2:
+    """A version-2 state (no log) is upgraded in place, and its records still answer."""
+
+    def test_its_records_answer(self, state_path):
+        """Delivered and failed messages of a version-2 file are skipped; the file becomes 3."""
+        version_2_state(state_path, [("m:1", T0, 1, 1), ("m:2", T0, 2, 1)])
+        with ReplayState(state_path) as state:
+            assert state.resuming
+            assert claim(state, "m:1") is Claim.DONE_EARLIER
+            assert claim(state, "m:2") is Claim.FAILED_EARLIER
+            assert claim(state, "m:1", T0 + HOUR) is Claim.DUPLICATE
+        assert meta(state_path) == {
+            "format": "segment-braze replay state",
+            "version": "3",
+            "upgraded_from": "2",
+        }
+
+    def test_a_dry_run_leaves_it_as_it_was(self, state_path):
+        """A dry run reads a version-2 state without upgrading the file."""
+        version_2_state(state_path, [("m:1", T0, 1, 1)])
+        with ReplayState(state_path, dry_run=True) as state:
+            assert claim(state, "m:1") is Claim.DONE_EARLIER
+        assert meta(state_path)["version"] == "2"
+
+
+def logged(path):
+    """How many outcomes wait in the file's log, not merged into the keyed table yet."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return int(db.execute("SELECT count(*) FROM log").fetchone()[0])
+
+
+class TestLog:
+    """Commits append to a log, merged into the keyed table in sorted batches."""
+
+    def test_commits_append_and_merges_move(self, state_path):
+        """Outcomes wait in the log until ``merge_every`` of them, then move in one merge."""
+        with ReplayState(state_path, commit_after=3600, merge_every=4) as state:
+            for n in range(3):
+                claim(state, f"m:{n}")
+                state.finish(ident(f"m:{n}"), "delivered")
+                state.commit()
+            assert logged(state_path) == 3
+            claim(state, "m:3")
+            state.finish(ident("m:3"), "delivered")
+            state.commit()
+            assert logged(state_path) == 0
+            assert len(committed(state_path)) == 4
+
+    def test_claims_see_the_log_and_the_merged(self, state_path):
+        """A message in the log, or merged, is still a duplicate of this run."""
+        with ReplayState(state_path, commit_after=3600, merge_every=2) as state:
+            for n in range(3):
+                claim(state, f"m:{n}")
+                state.finish(ident(f"m:{n}"), "delivered")
+                state.commit()
+            assert logged(state_path) == 1  # m:0 and m:1 merged, m:2 in the log
+            for n in range(3):
+                assert claim(state, f"m:{n}") is Claim.DUPLICATE
+                assert claim(state, f"m:{n}", T0 + HOUR) is Claim.DUPLICATE
+
+    def test_a_killed_runs_log_is_merged_on_opening(self, state_path):
+        """What a run appended and never merged (it was killed) answers in the next run."""
+        state = ReplayState(state_path, commit_after=3600)
+        claim(state, "m:1")
+        state.finish(ident("m:1"), "delivered")
+        claim(state, "m:2")
+        state.finish(ident("m:2"), "failed")
+        state.commit()
+        assert logged(state_path) == 2
+        state._file_state.abandon()  # as if killed: no merge, no last commit
+        with ReplayState(state_path) as again:
+            assert logged(state_path) == 0
+            assert again.resuming
+            assert claim(again, "m:1") is Claim.DONE_EARLIER
+            assert claim(again, "m:2") is Claim.FAILED_EARLIER
+            assert claim(again, "m:1", T0 + HOUR) is Claim.DUPLICATE
+
+    def test_the_last_outcome_wins(self, state_path):
+        """Two outcomes of one message in the log merge in the order they were appended."""
+        ReplayState(state_path).close()
+        with closing(sqlite3.connect(state_path)) as db, db:
+            db.execute("INSERT INTO sources (id, name) VALUES (1, '')")
+            db.executemany(
+                "INSERT INTO log (source, id, time, status, run, legacy) VALUES (1, ?, ?, ?, 1, 0)",
+                [("m:1", T0, 3), ("m:2", T0, 1), ("m:1", T0, 1), ("m:2", T0, 3)],
+            )
+        with ReplayState(state_path) as state:
+            assert claim(state, "m:1") is Claim.DONE_EARLIER  # seen, then delivered
+            assert claim(state, "m:2") is Claim.NEW  # delivered, then seen: looked at again
+
+
+class TestLookAhead:
+    """Claims looked up ahead in one query answer exactly as claims looked up alone."""
+
+    def test_same_verdicts(self, state_path):
+        """Done, failed, within the window, and unknown: the same answers from the chunk."""
+        with ReplayState(state_path) as state:
+            for key, outcome in (("m:1", "delivered"), ("m:2", "failed")):
+                claim(state, key)
+                state.finish(ident(key), outcome)
+        with ReplayState(state_path) as state:
+            wanted = [ident("m:1"), ident("m:2"), ident("m:1", T0 + HOUR), ident("m:9")]
+            state.look_ahead(wanted)
+            assert state.decided(ident("m:1")) is Claim.DONE_EARLIER
+            assert claim(state, "m:1") is Claim.DONE_EARLIER
+            assert claim(state, "m:2") is Claim.FAILED_EARLIER
+            assert claim(state, "m:1", T0 + HOUR) is Claim.DUPLICATE
+            assert claim(state, "m:1", T0 + 25 * HOUR) is Claim.NEW  # not looked up
+            assert claim(state, "m:9") is Claim.NEW
+            assert claim(state, "m:9") is Claim.DUPLICATE
+
+    def test_a_merge_forgets_what_was_looked_up(self, state_path):
+        """After a merge moves this run's messages into the file, none is missed."""
+        with ReplayState(state_path, commit_after=3600, merge_every=1) as state:
+            state.look_ahead([ident("m:1"), ident("m:2")])  # both unknown then
+            claim(state, "m:1")
+            state.finish(ident("m:1"), "delivered")
+            state.commit()  # merged: m:1 leaves memory for the file
+            assert logged(state_path) == 0
+            assert claim(state, "m:1") is Claim.DUPLICATE
+            assert claim(state, "m:1", T0 + HOUR) is Claim.DUPLICATE
+            assert claim(state, "m:2") is Claim.NEW

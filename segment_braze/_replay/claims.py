@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Final, NamedTuple
 
-__all__ = ["EARLIER", "NEW", "Claim", "Claimed", "Position", "Verdict", "place"]
+__all__ = ["EARLIER", "NEW", "Claim", "Claimed", "Position", "Verdict", "nearest", "place"]
 
 Position = tuple[str, int, int | None]
 """Where a message was read: the input's name, its line, its item on that line."""
@@ -70,3 +70,13 @@ def place(name: str, line: int | None, item: int | None) -> str:
     """``file:line``, with `` item N`` inside a one-line array or envelope."""
     where = f"{name}:{line}" if line else name
     return where if item is None else f"{where} item {item}"
+
+
+def nearest(entries: list[Claimed], time: int, window: int) -> Claimed | None:
+    """The claimed message that one at ``time`` duplicates: the nearest within ``window``."""
+    best, closest = None, window + 1
+    for entry in entries:
+        distance = abs(entry.time - time)
+        if distance < closest:
+            best, closest = entry, distance
+    return best

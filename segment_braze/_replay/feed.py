@@ -13,6 +13,7 @@ sequence of claims and releases as in one process.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Final, NamedTuple
@@ -40,6 +41,7 @@ __all__ = ["Feed"]
 # the refused key itself (HTTP 401/403: Braze processes nothing). Sending such a
 # message again cannot duplicate it, so the state does not record it.
 _NOT_SENT: Final = "not sent:"
+_AHEAD: Final = 256  # records whose claims the state looks up in one query
 _KEY_REFUSED: Final = "Braze refused the REST API key"
 
 
@@ -107,6 +109,7 @@ class Feed:
         self._lock = threading.Lock()
         self._in_flight: dict[int, _Entry] = {}
         self._folder: tuple[str, str | None] = ("", None)  # the last input, its source
+        self._known: dict[int, Identity] = {}  # identities of the chunk looked up ahead
         self.key_refused = False
 
     def translations(self) -> Generator[Translation, None, None]:
@@ -127,7 +130,7 @@ class Feed:
 
     def _translated_here(self, *, dry: bool) -> Generator[Translation, None, None]:
         tally = self._tally
-        for record in self._records:
+        for record in self._looked_ahead():
             if self.key_refused:
                 return  # the rest stays unread, to be sent by the next run
             tally.add("read")
@@ -173,7 +176,7 @@ class Feed:
         # On a resumed replay, messages an earlier run decided are skipped here,
         # untranslated: their claim cannot change during this run.
         precheck = state is not None and state.resuming
-        for record in self._records:
+        for record in self._looked_ahead():
             if self.key_refused:
                 return
             if record.error is not None:
@@ -264,8 +267,35 @@ class Feed:
             self._folder = (record.source, folder)
         return folder
 
+    def _looked_ahead(self) -> Iterator[Record]:
+        """The records, read in chunks whose claims the state looks up in one query.
+
+        Without a state there is nothing to look up; with a transform, a message's
+        identity is known only once the transform ran, so it is claimed alone.
+        """
+        state = self._state
+        if state is None or self._transform is not None:
+            yield from self._records
+            return
+        records = iter(self._records)
+        while chunk := list(itertools.islice(records, _AHEAD)):
+            known: dict[int, Identity] = {}
+            for record in chunk:  # alive while in the chunk, so their id() is theirs
+                message = record.value
+                if record.error is None and (
+                    self._window is None or self._window.contains(message)
+                ):
+                    known[id(record)] = identify(message, self._folder_of(record))
+            self._known = known
+            state.look_ahead(known.values())
+            yield from chunk
+        self._known = {}
+
     def _identity(self, record: Record, message: dict[str, Any]) -> Identity:
         """The identity of a record's message (after the transform, if any)."""
+        known = self._known.pop(id(record), None)
+        if known is not None:  # looked up ahead: no transform, so the same message
+            return known
         return identify(message, self._folder_of(record))
 
     def _claimed(self, record: Record, identity: Identity | None) -> bool:

@@ -14,8 +14,10 @@ skipped and the answer says where the message it duplicates was read. A
 message the file holds with the very same time is the **same message**: when an
 earlier run delivered it, it is skipped as done, whatever the window (0 turns
 the window off). A message a version-1 state (0.1.0) recorded by its
-``messageId`` alone counts as delivered or failed earlier. Each claim is one
-indexed lookup, in memory first, then in the file.
+``messageId`` alone counts as delivered or failed earlier. Each claim looks in
+memory first, then in the file: the caller may look a chunk of messages up in
+the file in one query ahead of claiming them (:meth:`ReplayState.look_ahead`),
+else a claim is one indexed lookup.
 
 Outcomes are committed in small transactions, in WAL mode: before each request
 the sender makes (:meth:`ReplayState.commit`, called by the sender's hook), and
@@ -24,24 +26,34 @@ worker's outcomes are on disk before it sends its next batch, and a process
 killed at any point, even with SIGKILL, re-sends at most one batch per worker:
 the one in flight, or the last one answered, never both.
 
-Memory holds only the messages claimed and not yet committed (in flight, or
-with an outcome waiting for the next commit, which writes them all in one
-statement). Claims read the file through a second, read-only connection, which
-in WAL mode never waits for the writer. That is exact because a message leaves
-memory only once the commit that records it has finished: at any moment, a
-message this run claimed is either still held in memory or committed, and a
-claim checks memory first.
+A commit appends the outcomes to the file's log, in the order they came; every
+``merge_every`` outcomes (and when the run ends) one transaction merges the log
+into the keyed table, sorted by key. Random messageIds would otherwise write one
+random page of the keyed table per message at every commit; merged in order,
+each page is written once per merge, whatever the order messages came in.
+
+Memory holds the messages claimed and not merged yet (in flight, waiting for
+the next commit, or in the log), at most about ``merge_every`` plus those in
+flight. Claims read the keyed table through a second, read-only connection,
+which in WAL mode never waits for the writer. That is exact because a message
+leaves memory only once the merge that moves it into the keyed table has
+finished: at any moment, a message this run claimed is either still held in
+memory or in the keyed table, and a claim checks memory first. A log a killed
+run left is merged when the file is opened, before the first claim.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
-from typing import Final, Literal
+from collections.abc import Iterable
+from typing import Final, Literal, NoReturn
 
-from segment_braze._replay.claims import EARLIER, NEW, Claim, Claimed, Position, Verdict, place
+from segment_braze._replay import claims, statefile
+from segment_braze._replay.claims import EARLIER, NEW, Claim, Claimed, Position, Verdict
 from segment_braze._replay.identity import Identity
-from segment_braze._replay.statefile import DELIVERED, FAILED, SEEN, damaged, open_state
+from segment_braze._replay.statefile import DELIVERED, FAILED, SEEN, Row, damaged, open_state
 from segment_braze._replay.usage import FileError
 
 __all__ = ["DAY", "MAX_WINDOW", "Claim", "Position", "ReplayState", "Verdict"]
@@ -51,20 +63,12 @@ DAY: Final = 86_400_000
 MAX_WINDOW: Final = 3650 * DAY
 """The longest window: far below the distance from any time to ``NO_TIME``."""
 _STATUS: Final = {"delivered": DELIVERED, "failed": FAILED}
+_KEEP: Final = 16_384  # messages looked up ahead and kept (a few chunks of the feed's)
 # Usually no row, rarely more than one: choosing among them costs less than a sort.
 _WITHIN: Final = (
     "SELECT time, status, run, file, line, item FROM messages"
     " WHERE source = ? AND id = ? AND time BETWEEN ? AND ?"
 )
-_UPSERT: Final = (
-    "INSERT INTO messages (source, id, time, status, run, file, line, item)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, id, time) DO UPDATE SET"
-    " status = excluded.status, run = excluded.run, file = excluded.file,"
-    " line = excluded.line, item = excluded.item"
-)
-
-# A recorded message: time, status, run, file, line, item.
-_Row = tuple[int, int, int, int | None, int | None, int | None]
 
 
 class ReplayState:
@@ -80,6 +84,7 @@ class ReplayState:
         window: the duplicate window in milliseconds (0: only the same message).
         commit_every: commit after this many outcomes at the latest.
         commit_after: commit at most this many seconds after an outcome arrives.
+        merge_every: merge the log into the keyed table after this many outcomes.
 
     Raises:
         UsageError: the file is not a replay state, is from a newer version, or
@@ -96,6 +101,7 @@ class ReplayState:
         window: int = DAY,
         commit_every: int = 500,
         commit_after: float = 0.1,
+        merge_every: int = 50_000,
     ) -> None:
         if not 0 <= window <= MAX_WINDOW:
             raise ValueError(f"the duplicate window must be 0 to {MAX_WINDOW} ms, not {window}")
@@ -106,12 +112,18 @@ class ReplayState:
         self.retry_failed = retry_failed
         self.window = window
         self._commit_every = commit_every
+        self._merge_every = merge_every
         # Locks are taken in this order: a connection's (_read_lock, _write_lock;
         # one lock in a dry run), then _lock. _lock guards the collections below
         # and is held only to read or change them, never around SQLite.
         self._lock = threading.Lock()
         self._claimed: dict[tuple[str, str], list[Claimed]] = {}  # not committed yet
         self._settled: list[tuple[tuple[str, str], Claimed]] = []  # outcome known
+        self._logged: list[tuple[tuple[str, str], Claimed]] = []  # in the log
+        # The file's rows of the messages looked up ahead (look_ahead), by
+        # (source number, id); valid until the next merge changes the file.
+        self._ahead: dict[tuple[int, str], list[Row]] = {}
+        self._merges = 0  # how many merges this run made (under _lock)
         self._in_flight = 0
         self._files: dict[str, int] = {}  # input names this run met, and their ids
         self._names: dict[int, str] = {}
@@ -163,12 +175,12 @@ class ReplayState:
         with self._read_lock:
             with self._lock:
                 entries = self._claimed.get(slot)
-                held = self._held(entries, time) if entries else None
+                held = claims.nearest(entries, time, self.window) if entries else None
             row, earlier, legacy = self._lookup(identity)
             if earlier is not None:
                 return EARLIER[earlier]
             if held is not None:
-                first = place(self._names[held.file], held.line, held.item)
+                first = claims.place(self._names[held.file], held.line, held.item)
                 return Verdict(Claim.DUPLICATE, first=first, same=held.time == time)
             if row is not None and (row[2] == self.run or row[0] != time):
                 first = self._where(row[3], row[4], row[5])
@@ -185,7 +197,33 @@ class ReplayState:
                 self._in_flight += 1
             return NEW
 
-    def _lookup(self, identity: Identity) -> tuple[_Row | None, Claim | None, bool]:
+    def look_ahead(self, identities: Iterable[Identity]) -> None:
+        """Look messages about to be claimed up in the file, one query per source.
+
+        Their claims (and :meth:`decided`) then answer from memory. The last
+        :data:`_KEEP` messages looked up are kept, so a caller may look a few
+        chunks ahead of its claims.
+        """
+        wanted: dict[int, set[str]] = {}
+        for source, key, _ in identities:
+            number = self._sources.get(source)
+            if number is not None:  # else no message of that source was ever recorded
+                wanted.setdefault(number, set()).add(key)
+        with self._read_lock:
+            with self._lock:
+                merges = self._merges
+            found = statefile.look_up(self._reader, wanted)
+            with self._lock:
+                # A merge since the query moved this run's messages out of memory
+                # into the file: what the query read may miss them.
+                if merges == self._merges:
+                    self._ahead.update(found)
+                    for slot in list(
+                        itertools.islice(self._ahead, max(0, len(self._ahead) - _KEEP))
+                    ):
+                        del self._ahead[slot]  # the oldest
+
+    def _lookup(self, identity: Identity) -> tuple[Row | None, Claim | None, bool]:
         """Look a message up in the file (called with the read lock held).
 
         Returns:
@@ -196,9 +234,15 @@ class ReplayState:
         source, key, time = identity
         number = self._sources.get(source)
         if number is not None:  # else no message of that source was ever recorded
-            rows: list[_Row] = self._reader.execute(
-                _WITHIN, (number, key, time - self.window, time + self.window)
-            ).fetchall()
+            with self._lock:
+                ahead = self._ahead.get((number, key))
+            if ahead is not None:
+                low, high = time - self.window, time + self.window
+                rows = [row for row in ahead if low <= row[0] <= high]
+            else:
+                rows = self._reader.execute(
+                    _WITHIN, (number, key, time - self.window, time + self.window)
+                ).fetchall()
             if rows:
                 row = min(rows, key=lambda row: abs(row[0] - time))  # the same one first
                 same_earlier = row[2] != self.run and row[0] == time
@@ -209,15 +253,6 @@ class ReplayState:
             if status is not None:
                 return None, self._earlier(int(status[0])), True
         return None, None, False
-
-    def _held(self, entries: list[Claimed], time: int) -> Claimed | None:
-        """The message held in memory that one at ``time`` duplicates (called under _lock)."""
-        best, nearest = None, self.window + 1
-        for entry in entries:
-            distance = abs(entry.time - time)
-            if distance < nearest:
-                best, nearest = entry, distance
-        return best
 
     def _earlier(self, status: int) -> Claim | None:
         """What an earlier run's record of the same message says; None: send it."""
@@ -259,7 +294,7 @@ class ReplayState:
         if name is None and file is not None:
             row = self._reader.execute("SELECT name FROM files WHERE id = ?", (file,)).fetchone()
             name = row[0] if row is not None else None
-        return place(name or "an earlier run's input", line, item)
+        return claims.place(name or "an earlier run's input", line, item)
 
     def decided(self, identity: Identity) -> Claim | None:
         """What earlier runs decided of this very message, without claiming it.
@@ -307,63 +342,67 @@ class ReplayState:
         with self._write_lock:
             self._commit()
 
-    def _commit(self) -> None:
-        # Called with the write lock held.
+    def _commit(self, *, merging: bool = False) -> None:
+        # Called with the write lock held. Appends to the log, then merges it
+        # (in a transaction of its own) when it is long enough, or asked to.
         if self._fault is not None:
             raise self._fault
         with self._lock:
             settled, self._settled = self._settled, []
             files, self._new_files = self._new_files, []
             sources, self._new_sources = self._new_sources, []
-        if not settled and not files and not sources:
-            return
+        if settled or files or sources:
+            try:
+                rows = [
+                    (e.source, key, e.time, e.status, self.run, e.file, e.line, e.item, e.legacy)
+                    for (_, key), e in settled
+                ]
+                statefile.append(self._db, rows, files, sources, commit=not self.dry_run)
+            except sqlite3.Error as err:
+                # Nothing of this commit is in the file (SQLite rolled it back, or
+                # we do): the messages stay in memory, so this run still knows them,
+                # and the next run sends them again. Nothing recorded is lost.
+                with self._lock:
+                    self._settled[:0] = settled
+                    self._new_files[:0] = files
+                    self._new_sources[:0] = sources
+                self._fail(err)
+            # Durable, but only in the log: claims still find them in memory.
+            self._logged.extend(settled)
+        if self._logged and (merging or len(self._logged) >= self._merge_every):
+            self._merge()
+
+    def _merge(self) -> None:
+        # Called with the write lock held, between transactions.
         try:
-            self._write(settled, files, sources)
-        except sqlite3.Error as err:
-            # Nothing of this commit is in the file (SQLite rolled it back, or
-            # we do): the messages stay in memory, so this run still knows them,
-            # and the next run sends them again. Nothing recorded is lost.
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            statefile.merge(self._db)
             if not self.dry_run:
+                self._db.execute("COMMIT")
                 self._db.execute("BEGIN")
-            with self._lock:
-                self._settled[:0] = settled
-                self._new_files[:0] = files
-                self._new_sources[:0] = sources
-            self._fault = damaged(self.path, err)
-            raise self._fault from err
+        except sqlite3.Error as err:
+            # The log is intact in the file and the messages in memory: a later
+            # merge (or the next run's opening) moves them.
+            self._fail(err)
+        merged, self._logged = self._logged, []
         # Only now may claims find these messages in the file rather than in memory
         # (a dry run's reader is the writer, which sees its own transaction).
         with self._lock:
-            for slot, entry in settled:
+            self._ahead = {}
+            self._merges += 1
+            for slot, entry in merged:
                 entries = self._claimed[slot]
                 entries.remove(entry)
                 if not entries:
                     del self._claimed[slot]
 
-    def _write(
-        self,
-        settled: list[tuple[tuple[str, str], Claimed]],
-        files: list[tuple[int, str]],
-        sources: list[tuple[int, str]],
-    ) -> None:
-        db, run = self._db, self.run
-        db.executemany("INSERT INTO sources (id, name) VALUES (?, ?)", sources)
-        db.executemany("INSERT INTO files (id, name) VALUES (?, ?)", files)
-        db.executemany(
-            _UPSERT,
-            [
-                (e.source, key, e.time, e.status, run, e.file, e.line, e.item)
-                for (_, key), e in settled
-            ],
-        )
-        db.executemany(
-            "DELETE FROM legacy WHERE key = ?", [(key,) for (_, key), e in settled if e.legacy]
-        )
+    def _fail(self, err: sqlite3.Error) -> NoReturn:
+        """Roll back the open transaction and stop the run with one line."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
         if not self.dry_run:
-            db.execute("COMMIT")
-            db.execute("BEGIN")
+            self._db.execute("BEGIN")
+        self._fault = damaged(self.path, err)
+        raise self._fault from err
 
     def _commit_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -381,7 +420,7 @@ class ReplayState:
     def recorded(self) -> dict[str, int]:
         """How many messages the state records as delivered and as failed."""
         with self._write_lock:
-            self._commit()
+            self._commit(merging=True)
             rows = dict(self._db.execute("SELECT status, count(*) FROM messages GROUP BY status"))
             for status, count in self._db.execute(
                 "SELECT status, count(*) FROM legacy GROUP BY status"
@@ -399,7 +438,7 @@ class ReplayState:
         with self._write_lock:
             try:
                 if not self.dry_run:
-                    self._commit()
+                    self._commit(merging=True)
                 self._file_state.close()
             except FileError:
                 self._file_state.abandon()

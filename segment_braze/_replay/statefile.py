@@ -4,7 +4,7 @@
 releases it when the process dies), opens a writer and, outside a dry run, a
 read-only reader, creates or checks the schema, and numbers the run.
 
-Version 2 (this one) has six tables::
+Version 3 (this one) has seven tables::
 
     meta(name, value)               format marker and schema version
     runs(id, started_at, finished_at)
@@ -17,11 +17,21 @@ Version 2 (this one) has six tables::
                                     and id within a window of time is one
                                     range of the primary key
     legacy(key, status, run)        the messages of a version-1 state
+    log(source, id, time, status,   outcomes committed and not merged yet, in
+        run, file, line, item,      the order they came (rowid): appending
+        legacy)                     writes the file's last pages only
 
 ``messages.status`` is 1 delivered, 2 failed (both decided by Braze), or 3 seen:
 read and settled in that run without Braze deciding (dropped, invalid, never
 sent). A later run looks at a seen message again.
 
+Outcomes are appended to ``log`` at each commit and merged into ``messages`` in
+large batches sorted by key (:func:`merge`), so a commit writes a few pages at
+the end of the file instead of one random page of the keyed table per message.
+A log left by a killed run is merged when the file is next opened.
+
+Version 2 (development builds after 0.1.0) had no ``log``: it is upgraded in
+place by creating it.
 Version 1 (segment-braze 0.1.0) knew a message by its ``messageId`` alone, with
 no source or time. Its rows are kept as they are in ``legacy``, upgraded in
 place, and still answer: a message 0.1.0 delivered is never sent again. The
@@ -36,6 +46,7 @@ import os
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Final
 
@@ -43,14 +54,51 @@ import attrs
 
 from segment_braze._replay.usage import FileError, UsageError
 
-__all__ = ["DELIVERED", "FAILED", "SEEN", "StateFile", "damaged", "now", "open_state"]
+__all__ = [
+    "DELIVERED",
+    "FAILED",
+    "SEEN",
+    "Row",
+    "StateFile",
+    "append",
+    "damaged",
+    "look_up",
+    "merge",
+    "now",
+    "open_state",
+]
 
 DELIVERED: Final = 1
 FAILED: Final = 2
 SEEN: Final = 3
 
 _FORMAT: Final = "segment-braze replay state"
-_VERSION: Final = "2"
+_VERSION: Final = "3"
+_LOG: Final = (
+    "CREATE TABLE log (source INTEGER NOT NULL, id TEXT NOT NULL, time INTEGER NOT NULL,"
+    " status INTEGER NOT NULL, run INTEGER NOT NULL, file INTEGER, line INTEGER, item INTEGER,"
+    " legacy INTEGER NOT NULL)"
+)
+# Sorted by key, so each page of the keyed table is written once per merge; by
+# rowid within a key, so the last outcome recorded wins. ("WHERE true": SQLite's
+# rule for an upsert whose SELECT could be read as a join's ON.)
+_MERGE: Final = (
+    "INSERT INTO messages (source, id, time, status, run, file, line, item)"
+    " SELECT source, id, time, status, run, file, line, item FROM log WHERE true"
+    " ORDER BY source, id, time, rowid ON CONFLICT (source, id, time) DO UPDATE SET"
+    " status = excluded.status, run = excluded.run, file = excluded.file,"
+    " line = excluded.line, item = excluded.item"
+)
+_APPEND: Final = (
+    "INSERT INTO log (source, id, time, status, run, file, line, item, legacy)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# One source's messages among a chunk: the key's first two columns, so one range each.
+_AHEAD: Final = (
+    "SELECT id, time, status, run, file, line, item FROM messages"
+    " WHERE source = ? AND id IN ({marks})"
+)
+_CHUNK: Final = 500  # ids per query: far below SQLite's limit of bound variables
 _MESSAGES: Final = (
     "CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
     "CREATE TABLE files (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
@@ -64,6 +112,7 @@ _SCHEMA: Final = (
     *_MESSAGES,
     "CREATE TABLE legacy (key TEXT PRIMARY KEY, status INTEGER NOT NULL,"
     " run INTEGER NOT NULL) WITHOUT ROWID",
+    _LOG,
 )
 
 
@@ -89,13 +138,21 @@ def _prepare(db: sqlite3.Connection, path: str) -> None:
     if meta.get("format") != _FORMAT:
         raise UsageError(f"{path} is not a segment-braze replay state file")
     version = meta.get("version")
-    if version == "1":
-        _upgrade_from_1(db)
-    elif version != _VERSION:
+    if version not in {"1", "2", _VERSION}:
         raise UsageError(
             f"{path} was written by another version of segment-braze (state version"
-            f" {version}, this one reads 1 and {_VERSION}): resume it with the version that"
+            f" {version}, this one reads 1 to {_VERSION}): resume it with the version that"
             " wrote it, or give a new --state file"
+        )
+    if version == "1":
+        _upgrade_from_1(db)
+    if version in {"1", "2"}:
+        db.execute(_LOG)
+        db.execute("UPDATE meta SET value = ? WHERE name = 'version'", (_VERSION,))
+        db.execute(
+            "INSERT INTO meta (name, value) VALUES ('upgraded_from', ?)"
+            " ON CONFLICT (name) DO NOTHING",
+            (version,),
         )
 
 
@@ -104,8 +161,63 @@ def _upgrade_from_1(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE messages RENAME TO legacy")
     for statement in _MESSAGES:
         db.execute(statement)
-    db.execute("UPDATE meta SET value = ? WHERE name = 'version'", (_VERSION,))
-    db.execute("INSERT INTO meta (name, value) VALUES ('upgraded_from', '1')")
+
+
+Row = tuple[int, int, int, int | None, int | None, int | None]
+"""A recorded message: time, status, run, file, line, item."""
+
+
+def look_up(
+    reader: sqlite3.Connection, wanted: dict[int, set[str]]
+) -> dict[tuple[int, str], list[Row]]:
+    """The recorded messages of some ids, by source number: one query per source and chunk.
+
+    Returns:
+        Every ``(source, id)`` wanted, with its rows (none when nothing is recorded).
+    """
+    found: dict[tuple[int, str], list[Row]] = {
+        (number, key): [] for number, keys in wanted.items() for key in keys
+    }
+    for number, keys in wanted.items():
+        listed = list(keys)
+        for start in range(0, len(listed), _CHUNK):
+            part = listed[start : start + _CHUNK]
+            query = _AHEAD.format(marks=",".join("?" * len(part)))
+            for key, *row in reader.execute(query, (number, *part)):
+                found[number, key].append(tuple(row))
+    return found
+
+
+def append(
+    db: sqlite3.Connection,
+    rows: Sequence[tuple[object, ...]],
+    files: list[tuple[int, str]],
+    sources: list[tuple[int, str]],
+    *,
+    commit: bool,
+) -> None:
+    """Append outcomes to the log, with the files and sources they name, in one transaction."""
+    db.executemany("INSERT INTO sources (id, name) VALUES (?, ?)", sources)
+    db.executemany("INSERT INTO files (id, name) VALUES (?, ?)", files)
+    db.executemany(_APPEND, rows)
+    if commit:
+        db.execute("COMMIT")
+        db.execute("BEGIN")
+
+
+def merge(db: sqlite3.Connection) -> int:
+    """Move the log into the keyed table, in key order (inside the caller's transaction).
+
+    Returns:
+        How many outcomes were merged.
+    """
+    count = int(db.execute("SELECT count(*) FROM log").fetchone()[0])
+    if count:
+        db.execute(_MERGE)
+        # A message claimed again over a version-1 row (--retry-failed) replaces it.
+        db.execute("DELETE FROM legacy WHERE key IN (SELECT id FROM log WHERE legacy)")
+        db.execute("DELETE FROM log")
+    return count
 
 
 def now() -> str:
@@ -217,6 +329,8 @@ def _start(db: sqlite3.Connection, shown: str, *, dry_run: bool) -> StateFile:
     try:
         _prepare(db, shown)
         _check_whole(db)
+        # What a killed run appended and did not merge: claims read the keyed table.
+        merge(db)
     except (UsageError, sqlite3.DatabaseError):
         db.execute("ROLLBACK")
         raise
