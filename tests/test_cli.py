@@ -374,8 +374,9 @@ class TestReplay:
         assert cli("replay", path, "--state", state, braze=braze).returncode == 0
         assert numbers(braze) == dict.fromkeys(range(5), 1)
 
-    def test_attribute_cache_next_to_the_state(self, braze, tmp_path):
-        """By default replay keeps an attribute cache beside the state: unchanged traits stay."""
+    @pytest.mark.parametrize("processes", ["1", "2"])
+    def test_attribute_cache_next_to_the_state(self, braze, tmp_path, processes):
+        """Replay keeps an attribute cache by the state (worker processes too): unchanged traits stay."""
         identify = {
             "type": "identify",
             "userId": "u",
@@ -388,8 +389,8 @@ class TestReplay:
             [identify | {"messageId": "i-2", "traits": {"plan": "max", "city": "Berlin"}}],
         )
         state = tmp_path / "replay.sqlite"
-        cli("replay", first, "--state", state, braze=braze)
-        result = cli("replay", second, "--state", state, braze=braze)
+        cli("replay", first, "--state", state, "--processes", processes, braze=braze)
+        result = cli("replay", second, "--state", state, "--processes", processes, braze=braze)
         assert result.returncode == 0, result.stderr
         assert (tmp_path / "replay.attributes.sqlite").exists()
         last = braze.accepted_attributes[-1]

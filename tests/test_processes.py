@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -38,25 +39,45 @@ class TestTranslateChunk:
     """What a worker returns for each message."""
 
     def test_results_match_translate(self):
-        """Each result carries the translation, its counts, the drop or the error."""
+        """Each result carries the serialised objects, the counts, the drop or the error."""
         batch = messages(8)
         results = translate_chunk(SETTINGS, batch, keep=True)
         assert len(results) == len(batch)
         for message, result in zip(batch, results, strict=True):
             if message["type"] == "track" and not message["event"]:
                 assert result.error is not None
-                assert (result.dropped, result.counts, result.translation) == (None, None, None)
+                assert (result.dropped, result.counts, result.prepared) == (None, None, None)
                 continue
             expected = translate(message, SETTINGS)
             assert result.error is None
             assert result.dropped == expected.dropped
             assert result.counts == count_objects(expected)
-            assert result.translation == (expected if expected.dropped is None else None)
+            if expected.dropped is not None:
+                assert result.prepared is None
+                continue
+            assert result.prepared is not None
+            sent = {
+                name: [json.loads(obj) for obj in objects]
+                for name, objects in (result.prepared.objects or {}).items()
+            }
+            assert sent == {
+                "attributes": [obj.to_json() for obj in expected.attributes],
+                "events": [obj.to_json() for obj in expected.events],
+                "purchases": [obj.to_json() for obj in expected.purchases],
+            }
+
+    def test_attributes_as_values_for_a_cache(self):
+        """With an attribute cache the attributes come back as dicts, not serialised."""
+        message = identify(messageId="i-1", traits={"plan": "pro"})
+        (result,) = translate_chunk(SETTINGS, [message], keep=True, attribute_values=True)
+        assert result.prepared is not None
+        assert result.prepared.objects == {"attributes": [], "events": [], "purchases": []}
+        assert [obj["plan"] for obj in result.prepared.attributes] == ["pro"]
 
     def test_counts_only_when_not_kept(self):
-        """A dry run gets the counts and no translation."""
+        """A dry run gets the counts and nothing to send."""
         results = translate_chunk(SETTINGS, messages(4), keep=False)
-        assert all(result.translation is None for result in results)
+        assert all(result.prepared is None for result in results)
         assert results[1].counts == Counts(
             attribute_objects=1, attribute_points=2, events=0, event_points=0, purchases=0,
             operations=0, warnings=0,
@@ -132,7 +153,7 @@ class TestProcessTranslator:
             translator.close()
         assert [tag for tag, _ in results] == [0, 1, 2]
         assert results[1][1] is None
-        assert results[0][1].translation.message_id == "t-0"
+        assert results[0][1].prepared.message_id == "t-0"
         assert results[2][1].error is None
 
 
@@ -159,5 +180,5 @@ class TestTransformInWorkers:
         assert kept.identity == Identity(
             source="src-folder", id="m:renamed-t-2", time=kept.identity.time
         )
-        assert kept.translation is not None
+        assert kept.prepared is not None
         assert not kept.transformed

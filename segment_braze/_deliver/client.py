@@ -201,7 +201,7 @@ class BrazeClient:
             self._transport.close()
 
     def send(
-        self, messages: Iterable[Mapping[str, Any] | Translation | str | bytes]
+        self, messages: Iterable[Mapping[str, Any] | Translation | Prepared | str | bytes]
     ) -> DeliveryReport:
         """Translate (where needed) and deliver messages; account for each one.
 
@@ -209,8 +209,9 @@ class BrazeClient:
             messages: Segment message dicts, Segment messages as JSON text
                 (``str`` or ``bytes``, one object each: with ``processes`` the
                 parsing moves to the child processes too) and/or ``Translation``
-                objects; any iterable (a generator of millions is fine: it is
-                streamed). Hooks get each item as it was given.
+                objects (or ``Prepared`` ones, serialised by the replay's worker
+                processes); any iterable (a generator of millions is fine: it
+                is streamed). Hooks get each item as it was given.
 
         Returns:
             The report: every message delivered, failed or dropped, exactly once.
@@ -286,7 +287,13 @@ class BrazeClient:
                 ledger.dropped(item, label, prepared.dropped)
             return None
         objects = prepared.objects or {"attributes": [], "events": [], "purchases": []}
-        if objects["attributes"]:
+        kept: list[dict[str, Any]] = []
+        if prepared.attributes:
+            # Handed over unserialised, for the attribute cache to see the values.
+            objects = dict(objects)
+            kept = self._attributes(list(prepared.attributes), ledger)
+            objects["attributes"] = [_json.dumps(obj) for obj in kept]
+        elif objects["attributes"]:
             ledger.attributes(sent=prepared.attribute_keys, saved=0, data_points_saved=0)
         after, before = split_operations(prepared.operations)
         pending = Pending(
@@ -294,10 +301,23 @@ class BrazeClient:
             label=label,
             user_key=prepared.user_key,
             objects=objects,
+            attribute_objects=kept if self.attribute_cache is not None else (),
             operations=after,
             before=before,
         )
         return self._checked(pending, ledger)
+
+    def _attributes(self, objects: list[dict[str, Any]], ledger: Ledger) -> list[dict[str, Any]]:
+        """The attributes objects to send (what the cache does not know yet), counted."""
+        if self.attribute_cache is not None and objects:
+            result = self.attribute_cache.filter_objects(objects)
+            ledger.attributes(
+                sent=result.sent, saved=result.saved, data_points_saved=result.data_points_saved
+            )
+            return result.objects
+        if objects:
+            ledger.attributes(sent=attribute_keys(objects), saved=0, data_points_saved=0)
+        return objects
 
     def _checked(self, pending: Pending, ledger: Ledger) -> Pending | None:
         """Account for a message with nothing left to send or too big to send."""
@@ -315,6 +335,8 @@ class BrazeClient:
 
     def _prepare(self, item: Any, position: int, ledger: Ledger) -> Pending | None:
         label = f"#{position}"
+        if isinstance(item, Prepared):  # prepared in a replay's worker process
+            return self._from_pool(item, position, ledger, item)
         if isinstance(item, Translation):
             translation = item
         else:
@@ -330,15 +352,9 @@ class BrazeClient:
         if not translation.object_count and not translation.operations:
             ledger.dropped(item, label, "the translation holds nothing to send")
             return None
-        attribute_objects = [obj.to_json() for obj in translation.attributes]
-        if self.attribute_cache is not None and attribute_objects:
-            result = self.attribute_cache.filter_objects(attribute_objects)
-            attribute_objects = result.objects
-            ledger.attributes(
-                sent=result.sent, saved=result.saved, data_points_saved=result.data_points_saved
-            )
-        elif attribute_objects:
-            ledger.attributes(sent=attribute_keys(attribute_objects), saved=0, data_points_saved=0)
+        attribute_objects = self._attributes(
+            [obj.to_json() for obj in translation.attributes], ledger
+        )
         # Each object is serialised once, here: its size decides the batching,
         # and the worker joins the bytes into a body without encoding again.
         dumps = _json.dumps

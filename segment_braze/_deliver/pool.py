@@ -47,7 +47,15 @@ from segment_braze._translate.calls import translate
 from segment_braze._translate.translation import Translation
 from segment_braze.exceptions import InvalidMessage, SenderError
 
-__all__ = ["BROKEN", "Prepared", "TranslationPool", "parsed", "prepare_message", "serve"]
+__all__ = [
+    "BROKEN",
+    "Prepared",
+    "TranslationPool",
+    "parsed",
+    "prepare_message",
+    "prepare_translation",
+    "serve",
+]
 
 # Messages per chunk: pickling and the round trip cost little per message, and
 # every child stays busy.
@@ -77,6 +85,9 @@ class Prepared(NamedTuple):
         objects: serialised ``/users/track`` objects per array name.
         operations: the user-management operations, in order.
         attribute_keys: attribute keys sent (for the report).
+        attributes: the attributes objects as dicts, unserialised, when asked
+            for (an attribute cache must see their values): ``objects`` then
+            has no attributes, and the sender serialises the ones it keeps.
     """
 
     message_id: str | None = None
@@ -86,6 +97,7 @@ class Prepared(NamedTuple):
     objects: dict[str, list[bytes]] | None = None
     operations: tuple[UserOperation, ...] = ()
     attribute_keys: int = 0
+    attributes: tuple[dict[str, Any], ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Unpickled by tuple.__new__ (C) rather than the generated __new__: the
@@ -113,12 +125,22 @@ def parsed(message: Any) -> Any:
 def prepare_message(message: Any, settings: Settings) -> Prepared:
     """Parse (if text), translate and serialise one Segment message (what a child does)."""
     try:
-        translation = translate(parsed(message), settings)
+        return prepare_translation(translate(parsed(message), settings))
     except InvalidMessage as err:
         return Prepared(dropped=f"invalid message: {err}")
     except Exception as err:  # noqa: BLE001 (one bad message costs only itself)
         reason = f"unexpected error preparing it ({type(err).__name__})"
         return Prepared(dropped=reason, failed=True)
+
+
+def prepare_translation(translation: Translation, *, attribute_values: bool = False) -> Prepared:
+    """What the sender needs of a translation: its objects serialised, its shard key.
+
+    Args:
+        translation: a translated message.
+        attribute_values: hand the attributes objects over as dicts, unserialised
+            (``Prepared.attributes``), for a sender with an attribute cache.
+    """
     message_id = translation.message_id
     if translation.dropped is not None:
         return Prepared(message_id=message_id, dropped=translation.dropped)
@@ -130,12 +152,13 @@ def prepare_message(message: Any, settings: Settings) -> Prepared:
         message_id=message_id,
         user_key=user_key(translation),
         objects={
-            "attributes": [dumps(obj) for obj in attributes],
+            "attributes": [] if attribute_values else [dumps(obj) for obj in attributes],
             "events": [dumps(obj.to_json()) for obj in translation.events],
             "purchases": [dumps(obj.to_json()) for obj in translation.purchases],
         },
         operations=translation.operations,
-        attribute_keys=attribute_keys(attributes),
+        attribute_keys=0 if attribute_values else attribute_keys(attributes),
+        attributes=tuple(attributes) if attribute_values else (),
     )
 
 
@@ -274,7 +297,7 @@ class TranslationPool:
         """Yield ``(position, item, prepared)`` in input order.
 
         ``prepared`` is ``None`` for an item the parent prepares itself (a
-        ``Translation``: it is already translated). The input is read on a
+        ``Translation`` or ``Prepared``: it is already translated). The input is read on a
         thread of its own: when fewer than a chunk's worth arrive within
         ``linger`` seconds, what has arrived is translated and yielded anyway.
 
@@ -295,7 +318,7 @@ class TranslationPool:
             turn += 1
             flight.append((child, chunk))
             try:
-                child.send([None if isinstance(i, Translation) else i for _, i in chunk])
+                child.send([None if isinstance(i, Translation | Prepared) else i for _, i in chunk])
             except (OSError, ValueError) as err:
                 raise SenderError(f"{BROKEN} ({type(err).__name__})") from err
 

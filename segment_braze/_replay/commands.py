@@ -281,6 +281,7 @@ def _deliver(
                 dead_letter=opened.dead_letter,
                 processes=getattr(args, "processes", 1),
                 transform=args.transform,
+                attribute_values=opened.cache is not None and not dry,
             )
             try:
                 if dry:

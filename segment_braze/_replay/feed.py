@@ -20,6 +20,7 @@ from typing import Any, Final, NamedTuple
 
 import attrs
 
+from segment_braze._deliver.pool import Prepared
 from segment_braze._replay.config import TimeWindow
 from segment_braze._replay.deadletter import DeadLetter
 from segment_braze._replay.identity import Identity, identify
@@ -53,7 +54,8 @@ def _never_processed(reason: str) -> bool:
 class _Entry:
     record: Record
     identity: Identity | None
-    translation: Translation  # held, so that its id() stays unique while in flight
+    # Held, so that its id() stays unique while in flight.
+    translation: Translation | Prepared
 
 
 class _Screened(NamedTuple):
@@ -81,6 +83,8 @@ class Feed:
         transform: ``--transform MODULE:FUNCTION``, run on each message before
             de-duplication and translation (in the worker processes, if any), or
             None.
+        attribute_values: the sender has an attribute cache: worker processes
+            hand back attributes objects as dicts, for it to see their values.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class Feed:
         dead_letter: DeadLetter | None = None,
         processes: int = 1,
         transform: str | None = None,
+        attribute_values: bool = False,
     ) -> None:
         self._records = records
         self._settings = settings
@@ -105,6 +110,7 @@ class Feed:
         self._dead_letter = dead_letter
         self._processes = processes
         self._transform_spec = transform
+        self._attribute_values = attribute_values
         self._transform = load(transform) if transform is not None else None
         self._lock = threading.Lock()
         self._in_flight: dict[int, _Entry] = {}
@@ -112,7 +118,7 @@ class Feed:
         self._known: dict[int, Identity] = {}  # identities of the chunk looked up ahead
         self.key_refused = False
 
-    def translations(self) -> Generator[Translation, None, None]:
+    def translations(self) -> Generator[Translation | Prepared, None, None]:
         """Yield the translations to send; everything else is accounted here."""
         if self._processes > 1:
             return self._translated_elsewhere(dry=False)
@@ -128,7 +134,7 @@ class Feed:
         for _ in messages:  # a dry run yields nothing: every message is settled
             pass
 
-    def _translated_here(self, *, dry: bool) -> Generator[Translation, None, None]:
+    def _translated_here(self, *, dry: bool) -> Generator[Translation | Prepared, None, None]:
         tally = self._tally
         for record in self._looked_ahead():
             if self.key_refused:
@@ -153,12 +159,13 @@ class Feed:
                 else:
                     yield self._hold(record, identity, translation)
 
-    def _translated_elsewhere(self, *, dry: bool) -> Generator[Translation, None, None]:
+    def _translated_elsewhere(self, *, dry: bool) -> Generator[Translation | Prepared, None, None]:
         translator = ProcessTranslator(
             self._settings,
             workers=self._processes - 1,
             keep=not dry,
             transform=self._transform_spec,
+            attribute_values=self._attribute_values,
         )
         try:
             for screened, result in translator.map(self._screened()):
@@ -200,8 +207,8 @@ class Feed:
 
     def _settle(
         self, screened: _Screened, result: Translated | None, *, dry: bool
-    ) -> Translation | None:
-        """Account for one record in input order; return the translation to send."""
+    ) -> Translation | Prepared | None:
+        """Account for one record in input order; return what to send."""
         tally, record = self._tally, screened.record
         tally.add("read")
         if result is None:
@@ -232,9 +239,9 @@ class Feed:
         if dry:
             self._settle_dry(identity)
             return None
-        if result.translation is None:  # pragma: no cover - kept unless dropped
-            raise RuntimeError("a worker process returned no translation to send")
-        return self._hold(record, identity, result.translation)
+        if result.prepared is None:  # pragma: no cover - kept unless dropped
+            raise RuntimeError("a worker process returned nothing to send")
+        return self._hold(record, identity, result.prepared)
 
     def _admit(self, record: Record) -> dict[str, Any] | None:
         """The message to claim and translate; None when it is accounted here already.
@@ -336,8 +343,8 @@ class Feed:
             self._dead_letter.write(record, "dropped", reason)
 
     def _hold(
-        self, record: Record, identity: Identity | None, translation: Translation
-    ) -> Translation:
+        self, record: Record, identity: Identity | None, translation: Translation | Prepared
+    ) -> Translation | Prepared:
         """Keep a message in flight until the sender reports its fate."""
         with self._lock:
             self._in_flight[id(translation)] = _Entry(

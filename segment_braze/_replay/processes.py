@@ -8,9 +8,12 @@ limit, per-user order) and the commits. The main process hands the messages to
 order*: each message is then checked against the state and accounted exactly as
 it would be in one process, only with its translation already done.
 
-A worker returns, per message, the ``Translation`` (when it is to be sent) and
-the counts the summary needs, so that the main process does not count objects
-again. Workers are started with ``spawn`` (no fork of a process that runs
+A worker returns, per message, what the sender needs (a ``Prepared``: the
+objects already serialised, the user's shard key; never a pickled
+``Translation``) and the counts the summary needs, so that the main process
+neither serialises nor counts again. With an attribute cache the attributes
+objects come back as dicts: the cache, in the main process, must see their
+values. Workers are started with ``spawn`` (no fork of a process that runs
 threads), ignore Ctrl-C (the main process decides when to stop), and end when
 the main process ends, even when it is killed.
 """
@@ -32,6 +35,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import attrs
 
+from segment_braze._deliver.pool import Prepared, prepare_translation
 from segment_braze._replay.identity import Identity, identify
 from segment_braze._replay.transform import DROPPED, apply, load
 from segment_braze._replay.usage import UsageError
@@ -93,8 +97,8 @@ class Translated(NamedTuple):
         error: why the message cannot be translated (``InvalidMessage``), or None.
         dropped: why it maps to nothing, or None.
         counts: its objects, None when ``error`` is set.
-        translation: the translation to send; None unless it was asked for and
-            the message is neither invalid nor dropped.
+        prepared: what the sender needs to send it; None unless it was asked
+            for and the message is neither invalid nor dropped.
         identity: with ``--transform``, the identity of the message it returned
             (the main process de-duplicates on it).
         transformed: with ``--transform``, whether the transform decided the
@@ -104,7 +108,7 @@ class Translated(NamedTuple):
     error: str | None
     dropped: str | None = None
     counts: Counts | None = None
-    translation: Translation | None = None
+    prepared: Prepared | None = None
     identity: Identity | None = None
     transformed: bool = False
 
@@ -113,7 +117,12 @@ class Translated(NamedTuple):
 
 
 def translate_chunk(
-    settings: Settings, messages: list[Any], *, keep: bool, transform: str | None = None
+    settings: Settings,
+    messages: list[Any],
+    *,
+    keep: bool,
+    transform: str | None = None,
+    attribute_values: bool = False,
 ) -> list[Translated]:
     """Translate messages (in a worker process).
 
@@ -121,8 +130,10 @@ def translate_chunk(
         settings: the translation settings.
         messages: Segment messages; with ``transform``, ``(message, folder)``
             pairs, the folder being the source id of its ``segment-logs`` folder.
-        keep: return the translations to send (else only what the summary needs).
+        keep: return what the sender needs (else only what the summary needs).
         transform: ``MODULE:FUNCTION`` to run on each message first, or None.
+        attribute_values: hand back the attributes objects as dicts (for the
+            attribute cache), not serialised.
     """
     function = load(transform) if transform is not None else None
     results = []
@@ -143,13 +154,15 @@ def translate_chunk(
         except InvalidMessage as err:
             results.append(Translated(error=str(err), identity=identity))
             continue
-        sent = keep and translation.dropped is None
+        prepared = None
+        if keep and translation.dropped is None:
+            prepared = prepare_translation(translation, attribute_values=attribute_values)
         results.append(
             Translated(
                 error=None,
                 dropped=translation.dropped,
                 counts=count_objects(translation),
-                translation=translation if sent else None,
+                prepared=prepared,
                 identity=identity,
             )
         )
@@ -178,17 +191,26 @@ class ProcessTranslator:
     Args:
         settings: the translation settings (the REST API key stays here).
         workers: worker processes.
-        keep: return the translations (to send); a dry run needs only counts.
+        keep: return what the sender needs; a dry run needs only counts.
         transform: ``MODULE:FUNCTION`` each worker imports and runs first, or None;
             the messages are then ``(message, folder)`` pairs (see translate_chunk).
+        attribute_values: attributes objects come back as dicts (see
+            ``translate_chunk``).
     """
 
     def __init__(
-        self, settings: Settings, *, workers: int, keep: bool, transform: str | None = None
+        self,
+        settings: Settings,
+        *,
+        workers: int,
+        keep: bool,
+        transform: str | None = None,
+        attribute_values: bool = False,
     ) -> None:
         self._settings = attrs.evolve(settings, rest_api_key=None)
         self._keep = keep
         self._transform = transform
+        self._attribute_values = attribute_values
         self._ahead = workers * (1 + _AHEAD)
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
@@ -219,6 +241,7 @@ class ProcessTranslator:
                         messages,
                         keep=self._keep,
                         transform=self._transform,
+                        attribute_values=self._attribute_values,
                     )
                 window.append((chunk, future))
                 if len(window) > self._ahead:
@@ -250,7 +273,11 @@ class ProcessTranslator:
             messages = [message for _, message in chunk if message is not None]
             results = iter(
                 translate_chunk(
-                    self._settings, messages, keep=self._keep, transform=self._transform
+                    self._settings,
+                    messages,
+                    keep=self._keep,
+                    transform=self._transform,
+                    attribute_values=self._attribute_values,
                 )
             )
         for tag, message in chunk:
