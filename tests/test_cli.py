@@ -376,7 +376,7 @@ class TestReplay:
 
     @pytest.mark.parametrize("processes", ["1", "2"])
     def test_attribute_cache_next_to_the_state(self, braze, tmp_path, processes):
-        """Replay keeps an attribute cache by the state (worker processes too): unchanged traits stay."""
+        """Replay keeps an attribute cache by the state (any --processes): unchanged traits stay."""
         identify = {
             "type": "identify",
             "userId": "u",
