@@ -19,6 +19,7 @@ from segment_braze._deliver.batching import (
     fits_alone,
     operation_batches,
     track_body,
+    track_owners,
 )
 from segment_braze._translate.braze import UserOperation
 
@@ -194,7 +195,7 @@ class TestSize:
         batch = TrackBatch()
         for n, shape in enumerate(shapes):
             batch.add(pending(f"m{n}", **shape))
-        body, _ = track_body(batch.messages)
+        body = track_body(batch.messages)
         assert len(body) <= batch.size
 
 
@@ -244,7 +245,7 @@ class TestTrackBody:
         a = pending("a", attributes=1, events=2)
         b = pending("b", events=1, purchases=1)
         c = pending("c", attributes=2)
-        body, owners = track_body([a, b, c])
+        body, owners = track_body([a, b, c]), track_owners([a, b, c])
         parsed = json.loads(body)
         assert list(parsed) == ["attributes", "events", "purchases"]
 
@@ -258,7 +259,7 @@ class TestTrackBody:
 
     def test_empty_arrays_left_out(self):
         """Arrays no message uses are not in the body."""
-        body, owners = track_body([pending("a", events=2)])
+        body, owners = track_body([pending("a", events=2)]), track_owners([pending("a", events=2)])
         assert list(json.loads(body)) == ["events"]
         assert list(owners) == ["events"]
 

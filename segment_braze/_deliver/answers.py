@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from segment_braze._deliver.batching import Pending
+from segment_braze._deliver.batching import Pending, track_owners
 from segment_braze._deliver.transport import Answer
 
 __all__ = ["acknowledged_attributes", "named_entry", "named_failures"]
@@ -25,16 +25,19 @@ def _errors(answer: Answer) -> list[Any]:
     return errors if isinstance(errors, list) else []
 
 
-def named_failures(owners: Mapping[str, Sequence[Pending]], answer: Answer) -> dict[Pending, str]:
+def named_failures(group: Sequence[Pending], answer: Answer) -> dict[Pending, str]:
     """The messages owning the objects Braze's ``errors`` names, each with its reason.
 
     Args:
-        owners: for each array of the ``/users/track`` body, the message that
-            owns each index (from ``track_body``).
+        group: the messages of the ``/users/track`` body, in body order.
         answer: Braze's answer to that body.
     """
+    errors = _errors(answer)
+    if not errors:
+        return {}
+    owners = track_owners(group)
     named: dict[Pending, str] = {}
-    for error in _errors(answer):
+    for error in errors:
         if not isinstance(error, Mapping):
             continue
         array, index = error.get("input_array"), error.get("index")

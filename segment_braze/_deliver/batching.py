@@ -23,6 +23,8 @@ __all__ = [
     "Pending",
     "TrackBatch",
     "operation_batches",
+    "track_body",
+    "track_owners",
     "user_key",
 ]
 
@@ -199,21 +201,28 @@ def fits_alone(message: Pending, *, legacy_limits: bool) -> str | None:
     return f"it makes {counts}, over the {limit} one request may carry (a message is never split)"
 
 
-def track_body(messages: Sequence[Pending]) -> tuple[bytes, dict[str, list[Pending]]]:
-    """Assemble a ``/users/track`` body from already-serialised objects.
-
-    Returns:
-        The JSON body, and for each array the message that owns each index, so an
-        ``errors`` entry from Braze can be traced back to its message.
-    """
+def track_body(messages: Sequence[Pending]) -> bytes:
+    """Assemble a ``/users/track`` body from already-serialised objects."""
     parts = []
+    for array in _ARRAYS:
+        items = [item for message in messages for item in message.objects[array]]
+        if items:
+            parts.append(b'"' + array.encode() + b'":[' + b",".join(items) + b"]")
+    return b"{" + b",".join(parts) + b"}"
+
+
+def track_owners(messages: Sequence[Pending]) -> dict[str, list[Pending]]:
+    """For each array of ``track_body(messages)``, the message that owns each index.
+
+    Only needed when Braze names objects in an ``errors`` entry, so it is built
+    then, not for every request.
+    """
     owners: dict[str, list[Pending]] = {}
     for array in _ARRAYS:
-        items = [(item, message) for message in messages for item in message.objects[array]]
-        if items:
-            parts.append(b'"' + array.encode() + b'":[' + b",".join(i for i, _ in items) + b"]")
-            owners[array] = [message for _, message in items]
-    return b"{" + b",".join(parts) + b"}", owners
+        owned = [message for message in messages for _ in message.objects[array]]
+        if owned:
+            owners[array] = owned
+    return owners
 
 
 def operation_batches(
@@ -270,7 +279,7 @@ def split_operations(
     operations: tuple[UserOperation, ...],
 ) -> tuple[tuple[UserOperation, ...], tuple[UserOperation, ...]]:
     """A message's entries as ``(after, before)`` its track objects (``before_track``)."""
-    if not any(operation.before_track for operation in operations):
+    if not operations or not any(operation.before_track for operation in operations):
         return operations, ()
     return (
         tuple(operation for operation in operations if not operation.before_track),

@@ -395,15 +395,14 @@ class _Worker:
         work = [messages]
         while work:
             group = work.pop()
-            body, owners = track_body(group)
-            answer = self.post(TRACK_PATH, body)
+            answer = self.post(TRACK_PATH, track_body(group))
             if answer.ok:
-                self.accepted(group, owners, answer)
+                self.accepted(group, answer)
             elif answer.status == 413 and len(group) > 1:
                 # Braze: payload over 4 MB; split and resend the halves.
                 middle = len(group) // 2
                 work.extend((group[middle:], group[:middle]))
-            elif answer.status == 400 and (named := named_failures(owners, answer)):
+            elif answer.status == 400 and (named := named_failures(group, answer)):
                 # Braze named the offending objects: only their messages fail,
                 # the others were not processed and go again.
                 for message, reason in named.items():
@@ -414,10 +413,8 @@ class _Worker:
             else:
                 self.finish_failed(group, answer.reason, answer.status)
 
-    def accepted(
-        self, group: list[Pending], owners: dict[str, list[Pending]], answer: Answer
-    ) -> None:
-        for message, reason in named_failures(owners, answer).items():
+    def accepted(self, group: list[Pending], answer: Answer) -> None:
+        for message, reason in named_failures(group, answer).items():
             self.finish_failed([message], reason, answer.status)
         cache = self.config.attribute_cache
         if cache is not None and (acknowledged := acknowledged_attributes(group, answer)):
