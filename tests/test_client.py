@@ -56,6 +56,18 @@ LAG = 0.2
 FAST: dict[str, Any] = {"backoff_initial": 0.001, "backoff_max": 0.01, "seed": 7, "linger": 5.0}
 
 
+@pytest.fixture(params=[1, 2], ids=["one-process", "two-processes"])
+def processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run a class's tests in one process and with two translation processes.
+
+    With processes, the children hand back bundles of messages per worker
+    shard: every guarantee below must hold for them too.
+    """
+    count: int = request.param
+    monkeypatch.setitem(FAST, "processes", count)
+    return count
+
+
 # -- building inputs ---------------------------------------------------------------
 
 
@@ -357,6 +369,7 @@ def _proxy() -> Iterator[_Proxy]:
 # -- tests -------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("processes")
 class TestAccounting:
     """Every message ends delivered, failed or dropped, exactly once."""
 
@@ -592,6 +605,7 @@ class TestHeaders:
         assert braze.requests == []
 
 
+@pytest.mark.usefixtures("processes")
 class TestPartialErrors:
     """A 2xx with ``errors`` fails only the messages owning the named objects."""
 
@@ -677,6 +691,7 @@ class TestRateLimited:
         assert [r.status for r in braze.requests] == [429, 429, 429]
 
 
+@pytest.mark.usefixtures("processes")
 class TestRetries:
     """5xx and dropped connections are retried with backoff, up to max_attempts."""
 
@@ -767,6 +782,7 @@ class TestTimeouts:
         assert_kept_once(braze, {"m0"})
 
 
+@pytest.mark.usefixtures("processes")
 class TestTooLarge:
     """413 splits the batch; a single message that is too large fails."""
 
@@ -920,6 +936,7 @@ class TestAuthentication:
         assert {statuses[m] for m in ids("c", 75)} == {None}
 
 
+@pytest.mark.usefixtures("processes")
 class TestDropped:
     """Invalid and untranslatable messages are dropped; the rest are still sent."""
 
@@ -974,6 +991,7 @@ class TestDropped:
         assert [mid for mid, _ in report.dropped] == ["empty"]
 
 
+@pytest.mark.usefixtures("processes")
 class TestCallbacks:
     """on_failure gets each failed message once; on_outcome every message once."""
 
@@ -1031,6 +1049,7 @@ class TestCallbacks:
         assert isinstance(end, LookupError) or end.total == len(inputs)
 
 
+@pytest.mark.usefixtures("processes")
 class TestOrdering:
     """One user's messages reach Braze in input order, even with several workers."""
 
@@ -1157,6 +1176,7 @@ def request_log(braze: BrazeStandIn) -> list[tuple[str, str]]:
     return log
 
 
+@pytest.mark.usefixtures("processes")
 class TestEntriesBeforeTrack:
     """Entries marked before_track (emails_to_identify) go before the message's objects."""
 

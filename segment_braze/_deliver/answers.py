@@ -14,7 +14,7 @@ from typing import Any, Final
 from segment_braze._deliver.batching import Pending, track_owners
 from segment_braze._deliver.transport import Answer
 
-__all__ = ["acknowledged_attributes", "named_entry", "named_failures"]
+__all__ = ["acknowledged_attributes", "has_errors", "named_entry", "named_failures"]
 
 # A user-management 400 that names its entry: "external_ids[3]: ...".
 _NAMED_ENTRY: Final = re.compile(r"(?P<key>\w+)\[(?P<index>\d+)\]")
@@ -23,6 +23,11 @@ _NAMED_ENTRY: Final = re.compile(r"(?P<key>\w+)\[(?P<index>\d+)\]")
 def _errors(answer: Answer) -> list[Any]:
     errors = answer.body.get("errors") if isinstance(answer.body, Mapping) else None
     return errors if isinstance(errors, list) else []
+
+
+def has_errors(answer: Answer) -> bool:
+    """Whether Braze's answer names objects or entries in ``errors``."""
+    return bool(_errors(answer))
 
 
 def named_failures(group: Sequence[Pending], answer: Answer) -> dict[Pending, str]:

@@ -7,7 +7,8 @@ exist before its first event, and it does not order separate requests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -19,10 +20,12 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_TRACK_OBJECTS",
     "MAX_USER_ENTRIES",
+    "Bundle",
     "Packer",
     "Pending",
     "TrackBatch",
     "operation_batches",
+    "shard_of",
     "track_body",
     "track_owners",
     "user_key",
@@ -40,12 +43,35 @@ _ENVELOPE_BYTES: Final = 64
 _ARRAYS: Final = ("attributes", "events", "purchases")
 
 
+@attrs.frozen(kw_only=True)
+class Bundle:
+    """The messages of a bundle, as parallel lists in input order.
+
+    Attributes:
+        items: what the caller passed, each.
+        labels: their labels for reports.
+        keys: their users (shard keys).
+        counts: how many attributes, events and purchases each sends.
+    """
+
+    items: list[Any]
+    labels: list[str]
+    keys: list[str]
+    counts: list[tuple[int, int, int]]
+
+
 @attrs.define(kw_only=True, eq=False)
 class Pending:
-    """One message on its way to Braze (mutable: the sender records its fate).
+    """One message on its way to Braze, or a bundle of them (mutable: the sender records fates).
 
     Its counts and size are computed once, when it is made: the sender asks for
     them several times per message (does it fit alone, does it fit this batch).
+
+    A *bundle* (``bundle`` set) is several messages of one worker's shard
+    that a translation process packed together (see ``bundles``): their objects
+    in order, within one request's limits, with no user-management entries. The
+    sender moves it as one message; where Braze names one of its objects, or a
+    request must be split, it is taken apart again (``explode``).
 
     Attributes:
         item: what the caller passed (a Segment dict or a Translation).
@@ -58,6 +84,11 @@ class Pending:
         before: user-management entries sent before the track objects (their
             batch's request); if they fail, the objects are not sent.
         done: whether the message's fate is already recorded.
+        bundle: a bundle's messages (``None`` for one message; ``item``,
+            ``label`` and ``user_key`` are then unused).
+        shard: the worker chosen by the translation process, or ``None``.
+        measured: the object counts and size, when the translation process
+            measured them already.
         object_counts: how many attributes, events and purchases it sends.
         object_total: the sum of ``object_counts``.
         size: serialised bytes of its track objects, with separators.
@@ -71,11 +102,18 @@ class Pending:
     operations: tuple[UserOperation, ...] = ()
     before: tuple[UserOperation, ...] = ()
     done: bool = False
+    bundle: Bundle | None = None
+    shard: int | None = None
+    measured: tuple[tuple[int, int, int], int] | None = None
     object_counts: tuple[int, int, int] = attrs.field(init=False)
     object_total: int = attrs.field(init=False)
     size: int = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        if self.measured is not None:
+            self.object_counts, self.size = self.measured
+            self.object_total = sum(self.object_counts)
+            return
         attributes = self.objects["attributes"]
         events, purchases = self.objects["events"], self.objects["purchases"]
         self.object_counts = (len(attributes), len(events), len(purchases))
@@ -88,6 +126,47 @@ class Pending:
     def has_track(self) -> bool:
         """Whether the message has any ``/users/track`` object."""
         return self.object_total > 0
+
+    @property
+    def count(self) -> int:
+        """How many of the caller's messages this is."""
+        return 1 if self.bundle is None else len(self.bundle.items)
+
+    def outcomes(self) -> Iterable[tuple[Any, str]]:
+        """``(item, label)`` of each of the caller's messages, for the ledger."""
+        if self.bundle is None:
+            return ((self.item, self.label),)
+        return zip(self.bundle.items, self.bundle.labels, strict=True)
+
+    def user_keys(self) -> Iterable[str]:
+        """The users whose objects this carries."""
+        return (self.user_key,) if self.bundle is None else self.bundle.keys
+
+    def shares_user(self, users: set[str] | frozenset[str]) -> bool:
+        """Whether any of its users is in ``users``."""
+        if self.bundle is None:
+            return self.user_key in users
+        return not users.isdisjoint(self.bundle.keys)
+
+    def explode(self) -> list[Pending]:
+        """A bundle's messages, each on its own (the same objects, in the same order)."""
+        if self.bundle is None:
+            return [self]
+        singles = []
+        start = [0, 0, 0]
+        bundle = self.bundle
+        for item, label, key, counts in zip(
+            bundle.items, bundle.labels, bundle.keys, bundle.counts, strict=True
+        ):
+            objects = {}
+            for kind, array in enumerate(_ARRAYS):
+                stop = start[kind] + counts[kind]
+                objects[array] = self.objects[array][start[kind] : stop]
+                start[kind] = stop
+            singles.append(
+                Pending(item=item, label=label, user_key=key, objects=objects, shard=self.shard)
+            )
+        return singles
 
 
 @attrs.define(kw_only=True)
@@ -152,11 +231,11 @@ class Packer:
     def add(self, message: Pending) -> list[list[Pending]]:
         """Place a message (call ``fits_alone`` first); return the batches to send now."""
         ready = []
-        if self.batch.fits(message) and message.user_key not in self.spill_users:
+        if self.batch.fits(message) and not message.shares_user(self.spill_users):
             self.batch.add(message)
         elif self.spill.fits(message):
             self.spill.add(message)
-            self.spill_users.add(message.user_key)
+            self.spill_users.update(message.user_keys())
         else:
             ready.append(self._promote())
             if not self.batch.fits(message):
@@ -247,6 +326,11 @@ def operation_batches(
         for start in range(0, len(entries), MAX_USER_ENTRIES):
             stop = start + MAX_USER_ENTRIES
             yield path, key, entries[start:stop], owners[start:stop]
+
+
+def shard_of(key: str, workers: int) -> int:
+    """The worker that sends a user's messages (the same in every process)."""
+    return zlib.crc32(key.encode()) % workers
 
 
 def user_key(translation: Translation) -> str:

@@ -14,12 +14,14 @@ import requests
 from segment_braze import _json
 from segment_braze._cache.cache import AttributeCache
 from segment_braze._deliver.batching import (
+    Bundle,
     Pending,
     attribute_keys,
     fits_alone,
     split_operations,
     user_key,
 )
+from segment_braze._deliver.bundles import ONE, RUN
 from segment_braze._deliver.delivery import HOOK_STOP, Run, RunConfig
 from segment_braze._deliver.exchange import Poster, Reply, RequestsTransport
 from segment_braze._deliver.lean import LeanTransport
@@ -222,7 +224,10 @@ class BrazeClient:
                 so far is on the exception's ``report`` attribute.
         """
         pooled = self.processes > 1 and self.attribute_cache is None
-        with TranslationPool(self.settings, self.processes) if pooled else _NO_POOL as pool:
+        pool_context = (
+            TranslationPool(self.settings, self.processes, self.workers) if pooled else _NO_POOL
+        )
+        with pool_context as pool:
             run = Run(
                 RunConfig(
                     workers=self.workers,
@@ -258,23 +263,56 @@ class BrazeClient:
         entries = admitted()
         lost: list[tuple[int, Any]] = []
         try:
-            for position, item, prepared in pool.translated(
+            for covered, unit in pool.translated(
                 entries,
                 lost=lost,
                 linger=self.linger,
                 broken=functools.partial(run.crashed, reason=BROKEN),
             ):
-                if prepared is None:  # a Translation: prepared here
+                position, item = covered[0]
+                if unit[0] == RUN:
+                    yield position, None, self._bundle(covered, unit, run)
+                elif unit[0] == ONE:
+                    yield position, item, run.prepare(item, position, self._from_pool, unit[2])
+                else:  # HERE: a Translation or Prepared, prepared here
                     yield position, item, run.prepare(item, position)
-                else:
-                    pending = run.prepare(item, position, self._from_pool, prepared)
-                    yield position, item, pending
         except SenderError:
             # A child died: translated() stopped the run (admitted() failed
             # every message read after that) and read the input to its end;
             # what the children held fails here.
             for position, item in lost:
                 run.fail_unsent(item, message_label(item, f"#{position}"))
+
+    def _bundle(
+        self, covered: list[tuple[int, Any]], unit: tuple[Any, ...], run: Run
+    ) -> Pending | None:
+        """A child's run of messages of one shard as one bundle (see ``bundles``)."""
+        _, shard, _, labels, keys, counts, attributes, events, purchases, sent_keys, size = unit
+        try:
+            items = [item for _, item in covered]
+            if None in labels:  # no messageId: the position, as reports say
+                labels = [
+                    label or message_label(item, f"#{position}")
+                    for (position, item), label in zip(covered, labels, strict=True)
+                ]
+            totals = (len(attributes), len(events), len(purchases))
+            pending = Pending(
+                item=None,
+                label="",
+                user_key="",
+                objects={"attributes": attributes, "events": events, "purchases": purchases},
+                bundle=Bundle(items=items, labels=labels, keys=keys, counts=counts),
+                shard=shard,
+                measured=(totals, size),
+            )
+        except Exception as err:  # noqa: BLE001 (a bug costs only these messages)
+            reason = f"not sent: unexpected error preparing it ({type(err).__name__})"
+            for position, item in covered:
+                run.ledger.failed(item, message_label(item, f"#{position}"), reason, None)
+            return None
+        if attributes:
+            run.ledger.attributes(sent=sent_keys, saved=0, data_points_saved=0)
+        return pending
 
     def _from_pool(
         self, item: Any, position: int, ledger: Ledger, prepared: Prepared

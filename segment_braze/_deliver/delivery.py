@@ -10,23 +10,26 @@ import collections
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
-import attrs
-
 from segment_braze import _json
-from segment_braze._cache.cache import AttributeCache
-from segment_braze._deliver.answers import acknowledged_attributes, named_entry, named_failures
+from segment_braze._deliver.answers import (
+    acknowledged_attributes,
+    has_errors,
+    named_entry,
+    named_failures,
+)
 from segment_braze._deliver.batching import (
     MAX_USER_ENTRIES,
     Packer,
     Pending,
     operation_batches,
+    shard_of,
     track_body,
 )
 from segment_braze._deliver.report import DeliveryReport, Ledger, message_label
+from segment_braze._deliver.runconfig import RunConfig
 from segment_braze._deliver.transport import Answer, HookRaised, Unauthorized
 from segment_braze._translate.braze import TRACK_PATH
 from segment_braze.exceptions import AuthenticationError, SenderError
@@ -46,38 +49,6 @@ _UNAUTHORIZED_CAUSES: Final = {
     403: "the REST API key lacks the permission for this endpoint "
     "(users.track, users.identify, users.merge, users.delete)",
 }
-
-
-@attrs.frozen(kw_only=True)
-class RunConfig:
-    """What a delivery run needs from the client that starts it.
-
-    Attributes:
-        workers: worker threads.
-        window: messages queued per worker before the reader waits.
-        linger: seconds a part-filled batch waits for more messages.
-        legacy_limits: Braze's legacy per-kind limits of 75 objects each.
-        on_failure: the caller's hook for each failed message.
-        on_outcome: the caller's hook for each message's fate.
-        attribute_cache: acknowledges delivered attributes, when set.
-        prepare: turns one input item into a pending message (or accounts for it).
-        post: sends one body to a path, with retries, and returns Braze's answer;
-            raises ``HookRaised`` when the caller's ``before_request`` hook raised.
-        source: when set, turns the input into ``(position, item, pending)`` in
-            input order in its own way (translation in child processes), given
-            the run to account with; by default each item goes to ``prepare``.
-    """
-
-    workers: int
-    window: int
-    linger: float
-    legacy_limits: bool
-    on_failure: Callable[[Any, str], None] | None
-    on_outcome: Callable[[Any, str, str | None], None] | None
-    attribute_cache: AttributeCache | None
-    prepare: Callable[[Any, int, Ledger], Pending | None]
-    post: Callable[[str, bytes, Ledger, threading.Event], Answer]
-    source: Callable[[Iterable[Any], Run], Iterator[tuple[int, Any, Pending | None]]] | None = None
 
 
 class Run:
@@ -101,9 +72,13 @@ class Run:
         source = config.source
         try:
             prepared = self.each(messages) if source is None else source(messages, self)
+            count = len(workers)
             for _position, _item, pending in prepared:
                 if pending is not None:
-                    workers[zlib.crc32(pending.user_key.encode()) % len(workers)].put(pending)
+                    shard = pending.shard
+                    if shard is None:
+                        shard = shard_of(pending.user_key, count)
+                    workers[shard].put(pending)
         finally:
             for worker in workers:
                 worker.end()
@@ -230,7 +205,7 @@ class _Worker:
         with self.inbox_lock:
             self.inbox.append(message)
             waiting = len(self.inbox)
-        self.queued += 1
+        self.queued += message.count
         if waiting == _CHUNK:
             self.wake.set()
         window = self.config.window
@@ -257,9 +232,9 @@ class _Worker:
             items, self.inbox = self.inbox, []
         return items
 
-    def took(self) -> None:
-        """Count one item as taken from the window; let a waiting reader go on."""
-        self.taken += 1
+    def took(self, count: int) -> None:
+        """Count messages as taken from the window; let a waiting reader go on."""
+        self.taken += count
         if self.waiting_for_room and self.queued - self.taken <= self.config.window // 2:
             self.room.set()
 
@@ -281,7 +256,7 @@ class _Worker:
                         self.ended = True
                         self.flush()
                         return
-                    self.took()
+                    self.took(item.count)
                     self.current = item
                     self.add(item)
                     self.current = None
@@ -309,7 +284,7 @@ class _Worker:
                 if item is _END:
                     self.ended = True
                     break
-                self.took()
+                self.took(item.count)
                 self.finish_failed([item], reason, None)
 
     def add(self, message: Pending) -> None:
@@ -319,9 +294,11 @@ class _Worker:
         # Keep one user's order: this user's waiting user-management entries (a
         # delete, a merge) must go before this message's track objects.
         batched = message.has_track or bool(message.before)
-        if batched and message.user_key in self.deferred_users:
+        if batched and message.shares_user(self.deferred_users):
             self.flush()
-        elif message.before and any(m.user_key == message.user_key for m in self.packer.messages()):
+        elif message.before and any(
+            m.shares_user({message.user_key}) for m in self.packer.messages()
+        ):
             # Its entries go before its batch's track request, so this user's
             # earlier objects waiting in a batch go first.
             self.flush_track()
@@ -370,11 +347,14 @@ class _Worker:
         self.sending = []
 
     def finish_delivered(self, messages: list[Pending]) -> None:
-        items = []
+        items: list[Any] = []
         for message in messages:
             if not message.done:
                 message.done = True
-                items.append(message.item)
+                if message.bundle is not None:
+                    items.extend(message.bundle.items)
+                else:
+                    items.append(message.item)
         self.ledger.delivered_all(items)
 
     def post(self, path: str, body: bytes) -> Answer:
@@ -393,9 +373,16 @@ class _Worker:
 
     def send_track(self, messages: list[Pending]) -> None:
         work = [messages]
+        # Bundles taken apart here; their messages are delivered at the end,
+        # unless decided otherwise on the way.
+        exploded: list[Pending] = []
         while work:
             group = work.pop()
             answer = self.post(TRACK_PATH, track_body(group))
+            if has_errors(answer) or answer.status == 413:
+                # Braze names single objects, or the request must be split:
+                # bundles become their messages again (the same body).
+                group = self.unbundled(group, exploded)
             if answer.ok:
                 self.accepted(group, answer)
             elif answer.status == 413 and len(group) > 1:
@@ -412,6 +399,25 @@ class _Worker:
                     work.append(rest)
             else:
                 self.finish_failed(group, answer.reason, answer.status)
+        self.finish_delivered(exploded)
+
+    def unbundled(self, group: list[Pending], exploded: list[Pending]) -> list[Pending]:
+        """``group`` with each bundle replaced by its messages (kept for drain() too)."""
+        if all(message.bundle is None for message in group):
+            return group
+        singles: list[Pending] = []
+        for message in group:
+            if message.bundle is not None and not message.done:
+                parts = message.explode()
+                # Its messages carry its fate from here: found by drain() in
+                # self.sending, delivered at the end of send_track().
+                self.sending.extend(parts)
+                exploded.extend(parts)
+                message.done = True
+                singles.extend(parts)
+            else:
+                singles.append(message)
+        return singles
 
     def accepted(self, group: list[Pending], answer: Answer) -> None:
         for message, reason in named_failures(group, answer).items():
@@ -445,4 +451,5 @@ class _Worker:
         for message in messages:
             if not message.done:
                 message.done = True
-                self.ledger.failed(message.item, message.label, reason, status)
+                for item, label in message.outcomes():
+                    self.ledger.failed(item, label, reason, status)

@@ -41,6 +41,8 @@ import attrs
 
 from segment_braze import _json
 from segment_braze._deliver.batching import attribute_keys, user_key
+from segment_braze._deliver.bundles import RUN, bundle_chunk
+from segment_braze._deliver.intake import Intake
 from segment_braze._settings import Settings
 from segment_braze._translate.braze import UserOperation
 from segment_braze._translate.calls import translate
@@ -67,7 +69,6 @@ _AHEAD: Final = 2
 # a second.
 _STALL: Final = 60.0
 _POLL: Final = 0.5
-_READ_POLL: Final = 0.02
 _HEADER: Final = struct.Struct("!I")
 _KEY_VARIABLE: Final = "BRAZE_REST_API_KEY"
 BROKEN: Final = "not sent: a translation process ended unexpectedly"
@@ -103,6 +104,11 @@ class Prepared(NamedTuple):
         # Unpickled by tuple.__new__ (C) rather than the generated __new__: the
         # parent unpickles one of these per message.
         return tuple.__new__, (type(self), tuple(self))
+
+
+# Items the parent prepares itself (already translated); a tuple, as isinstance
+# takes it faster than a union.
+_HERE: Final = (Translation, Prepared)
 
 
 def parsed(message: Any) -> Any:
@@ -182,7 +188,7 @@ def _read(stream: IO[bytes]) -> Any:
 class _Child:
     """One child process, and a thread that reads its answers into a queue."""
 
-    def __init__(self, settings: Settings, secret: str) -> None:
+    def __init__(self, settings: Settings, secret: str, workers: int) -> None:
         env = {
             name: value
             for name, value in os.environ.items()
@@ -199,7 +205,7 @@ class _Child:
         )
         self.answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
         threading.Thread(target=self._listen, name="segment-braze-pool", daemon=True).start()
-        self.send(settings)
+        self.send((settings, workers))
 
     def _listen(self) -> None:
         stdout = self.process.stdout
@@ -214,7 +220,7 @@ class _Child:
             raise BrokenPipeError
         _write(self.process.stdin, value)
 
-    def answer(self) -> list[Prepared]:
+    def answer(self) -> list[tuple[Any, ...]]:
         """The child's next answer; ``SenderError`` if it died or stalled."""
         waited = 0.0
         while True:
@@ -228,7 +234,7 @@ class _Child:
                 continue
             if answer is None:
                 raise SenderError(f"{BROKEN} (exit status {self.process.poll()})")
-            result: list[Prepared] = answer
+            result: list[tuple[Any, ...]] = answer
             return result
 
     def kill(self) -> None:
@@ -256,15 +262,16 @@ class TranslationPool:
     Args:
         settings: the client's settings (the children get them without the key).
         processes: how many children.
+        workers: the sender's worker threads (the children bundle by shard).
     """
 
-    def __init__(self, settings: Settings, processes: int) -> None:
+    def __init__(self, settings: Settings, processes: int, workers: int) -> None:
         secret = settings.rest_api_key or ""
         keyless = attrs.evolve(settings, rest_api_key=None)
         self._children: list[_Child] = []
         try:
             for _ in range(processes):
-                self._children.append(_Child(keyless, secret))
+                self._children.append(_Child(keyless, secret, workers))
         except OSError as err:
             self.close()
             raise SenderError(
@@ -293,13 +300,16 @@ class TranslationPool:
         lost: list[tuple[int, Any]],
         linger: float,
         broken: Callable[[SenderError], None],
-    ) -> Iterator[tuple[int, Any, Prepared | None]]:
-        """Yield ``(position, item, prepared)`` in input order.
+    ) -> Iterator[tuple[list[tuple[int, Any]], tuple[Any, ...]]]:
+        """Yield ``(entries, unit)``: the children's units (see ``bundles``), chunk by chunk.
 
-        ``prepared`` is ``None`` for an item the parent prepares itself (a
-        ``Translation`` or ``Prepared``: it is already translated). The input is read on a
-        thread of its own: when fewer than a chunk's worth arrive within
-        ``linger`` seconds, what has arrived is translated and yielded anyway.
+        ``entries`` are the ``(position, item)`` pairs the unit stands for: a
+        run's messages, or the one message of a ``ONE`` or ``HERE`` unit (an item
+        the parent prepares itself: a ``Translation`` or ``Prepared``). Chunks
+        come back in input order, and within a chunk each worker's shard in
+        input order. The input is read on a thread of its own: when fewer than a
+        chunk's worth arrive within ``linger`` seconds, what has arrived is
+        translated and yielded anyway.
 
         Raises:
             SenderError: a child died or stalled. ``broken`` is called with it
@@ -318,22 +328,14 @@ class TranslationPool:
             turn += 1
             flight.append((child, chunk))
             try:
-                child.send([None if isinstance(i, Translation | Prepared) else i for _, i in chunk])
+                child.send([None if isinstance(i, _HERE) else i for _, i in chunk])
             except (OSError, ValueError) as err:
                 raise SenderError(f"{BROKEN} ({type(err).__name__})") from err
 
-        def finish() -> Iterator[tuple[int, Any, Prepared | None]]:
-            child, done = flight[0]
-            answers = child.answer()
-            flight.popleft()
-            for index, ((position, item), prepared) in enumerate(zip(done, answers, strict=True)):
-                try:
-                    yield position, item, prepared
-                except GeneratorExit:
-                    lost.extend(done[index + 1 :])
-                    raise
+        def finish() -> Iterator[tuple[list[tuple[int, Any]], tuple[Any, ...]]]:
+            return _finished(flight, lost)
 
-        feed = _Feed(items)
+        feed = Intake(items, chunk=_CHUNK)
         unsent: list[tuple[int, Any]] = []
         try:
             while True:
@@ -365,73 +367,47 @@ class TranslationPool:
             raise feed.error
 
 
-class _Feed:
-    """The input, read on a thread of its own, at most two chunks ahead.
-
-    A slow input must not hold back what has already arrived.
-    """
-
-    def __init__(self, items: Iterable[tuple[int, Any]]) -> None:
-        self._items = items
-        self._lock = threading.Lock()
-        self._taken: list[tuple[int, Any]] = []
-        self._ended = False
-        self.error: BaseException | None = None
-        self._wake = threading.Event()
-        self._room = threading.Event()
-        threading.Thread(target=self._read, name="segment-braze-input", daemon=True).start()
-
-    def _read(self) -> None:
+def _finished(
+    flight: collections.deque[tuple[_Child, list[tuple[int, Any]]]],
+    lost: list[tuple[int, Any]],
+) -> Iterator[tuple[list[tuple[int, Any]], tuple[Any, ...]]]:
+    """The oldest chunk's units with the entries each stands for (see ``translated``)."""
+    child, done = flight[0]
+    units = child.answer()
+    covered = [_covered(done, unit) for unit in units]
+    if sum(map(len, covered)) != len(done):  # pragma: no cover - a child's bug
+        raise SenderError(f"{BROKEN} (it answered for the wrong messages)")
+    flight.popleft()
+    for index, (entries, unit) in enumerate(zip(covered, units, strict=True)):
         try:
-            for entry in self._items:
-                with self._lock:
-                    self._taken.append(entry)
-                    size = len(self._taken)
-                if size == _CHUNK:
-                    self._wake.set()
-                while size >= 2 * _CHUNK:
-                    # The timeout bounds the one race (collected just before
-                    # the clear) to a short pause.
-                    self._room.wait(_READ_POLL)
-                    self._room.clear()
-                    with self._lock:
-                        size = len(self._taken)
-        except BaseException as err:  # noqa: BLE001 (re-raised by translated(), as send() would)
-            self.error = err
-        finally:
-            with self._lock:
-                self._ended = True
-            self._wake.set()
-
-    def collect(self, timeout: float) -> tuple[list[tuple[int, Any]], bool, bool]:
-        """What was read so far, after up to ``timeout`` for a chunk's worth.
-
-        Returns:
-            The entries, whether the input has ended (nothing more will come),
-            and whether the wait timed out (the input is slow).
-        """
-        slow = not self._wake.wait(timeout)
-        self._wake.clear()
-        with self._lock:
-            taken, self._taken = self._taken, []
-            ended = self._ended
-        self._room.set()
-        return taken, ended, slow
+            yield entries, unit
+        except GeneratorExit:
+            for rest in covered[index + 1 :]:
+                lost.extend(rest)
+            raise
 
 
 def serve() -> None:
-    """A child's life: settings, then chunks of dicts in, results out, until EOF."""
+    """A child's life: settings, then chunks of messages in, units out, until EOF."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
-        settings = _read(stdin)
+        settings, workers = _read(stdin)
+        legacy = settings.legacy_track_limits
         while True:
             chunk = _read(stdin)
-            results = [
+            prepared = [
                 None if message is None else prepare_message(message, settings) for message in chunk
             ]
-            _write(stdout, results)
+            _write(stdout, bundle_chunk(prepared, workers=workers, legacy_limits=legacy))
     except (EOFError, BrokenPipeError):
         return
+
+
+def _covered(done: list[tuple[int, Any]], unit: tuple[Any, ...]) -> list[tuple[int, Any]]:
+    """The ``(position, item)`` entries of a chunk that a unit stands for."""
+    if unit[0] == RUN:
+        return [done[index] for index in unit[2]]
+    return [done[unit[1]]]
 
 
 if __name__ == "__main__":
