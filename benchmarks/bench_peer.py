@@ -12,12 +12,17 @@ Segment's destination is timed on both of its paths, each round:
 * batched, Segment's production default for Braze: the presets' batching mapping
   fields on (``enable_batching``, ``batch_size``) and ``Destination.onBatch()`` on
   consecutive chunks of ``--batch`` events (``bench.js --batch N``, 75 by default,
-  Braze's batch size; ``--batch 0`` leaves this row out).
+  Braze's batch size; ``--batch 0`` leaves this row out);
+* with ``--group``, batched as Segment's pipeline batches, per subscription: the
+  events routed to each subscription with Segment's own matcher before the clock
+  starts, then ``onBatch()`` on full chunks of one subscription's events
+  (``bench.js --batch N --group``): a lower bound, routing and unmatched events
+  cost nothing in this row.
 
 Usage::
 
     python benchmarks/bench_peer.py [--count 100000] [--seed 1] [--rounds 3] [--batch 75]
-                                    [--json OUT]
+                                    [--group] [--json OUT]
 
 Exits 0 with a message when ``node`` or ``npm`` is missing.
 """
@@ -84,15 +89,24 @@ def install(scratch: Path, npm: str, *, force: bool = False) -> None:
 
 
 def run_peer(
-    node: str, scratch: Path, corpus_file: Path, *, warmup: int, batch: int = 0
+    node: str,
+    scratch: Path,
+    corpus_file: Path,
+    *,
+    warmup: int,
+    batch: int = 0,
+    group: bool = False,
 ) -> dict[str, Any]:
     """Run ``bench.js`` once (a warm-up, then one timed pass) and return its report.
 
-    ``batch`` > 0 drives the batched path (``onBatch`` on chunks of that many events).
+    ``batch`` > 0 drives the batched path (``onBatch`` on chunks of that many events),
+    ``group`` batches each subscription's own events.
     """
     command = [node, "bench.js", str(corpus_file), "--warmup", str(warmup), "--json"]
     if batch:
         command += ["--batch", str(batch)]
+    if group:
+        command.append("--group")
     result = subprocess.run(
         command, cwd=scratch, capture_output=True, text=True, check=False, timeout=3600
     )
@@ -105,8 +119,8 @@ def run_peer(
     return report
 
 
-# The peer's two rows: name in the results -> bench.js --batch (0: per event).
-PEER_ROWS = ("peer", "peer_batch")
+# The peer's rows, by their name in the results.
+PEER_ROWS = ("peer", "peer_batch", "peer_grouped")
 
 
 def _peer_details(fastest: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +128,7 @@ def _peer_details(fastest: dict[str, Any]) -> dict[str, Any]:
     return {
         "mode": fastest["mode"],
         "batch": fastest["batch"],
+        "group": fastest["group"],
         "entry_point": fastest["entry_point"],
         "batched_presets": fastest["batched_presets"],
         "per_event_presets": fastest["per_event_presets"],
@@ -152,18 +167,24 @@ def run(args: argparse.Namespace, node: str, npm: str) -> dict[str, Any]:
     measures.pop("floor_fast", None)
 
     peer_reports: dict[str, list[dict[str, Any]]] = {}
-    batches = {"peer": 0, "peer_batch": args.batch}
+    # bench.js --batch and --group of each row: 0 is the per-event path.
+    modes = {"peer": (0, False), "peer_batch": (args.batch, False)}
+    if args.group:
+        modes["peer_grouped"] = (args.batch, True)
 
     def peer(name: str) -> Callable[[], tuple[float, float]]:
         def measure() -> tuple[float, float]:
-            report = run_peer(node, scratch, corpus_file, warmup=args.warmup, batch=batches[name])
+            batch, group = modes[name]
+            report = run_peer(
+                node, scratch, corpus_file, warmup=args.warmup, batch=batch, group=group
+            )
             peer_reports.setdefault(name, []).append(report)
             return report["seconds"], report["cpu_seconds"]
 
         return measure
 
-    for name in PEER_ROWS:
-        if name == "peer" or args.batch > 0:
+    for name, (batch, _) in modes.items():
+        if name == "peer" or batch > 0:
             measures[name] = peer(name)
     # Every pass of every measurement, for the median and range over the rounds.
     passes: dict[str, list[tuple[float, float]]] = {name: [] for name in measures}
@@ -224,10 +245,11 @@ def _ratios(best: dict[str, tuple[float, float]], index: int) -> dict[str, float
         "translate_vs_floor": best["translate"][index] / best["floor"][index],
         "end_to_end_vs_floor": best["end_to_end"][index] / best["floor"][index],
     }
-    if "peer_batch" in best:
-        ratios["peer_batch_vs_translate"] = best["peer_batch"][index] / best["translate"][index]
-        ratios["peer_batch_vs_end_to_end"] = best["peer_batch"][index] / best["end_to_end"][index]
-        ratios["peer_batch_vs_peer"] = best["peer_batch"][index] / best["peer"][index]
+    for name in ("peer_batch", "peer_grouped"):
+        if name in best:
+            ratios[f"{name}_vs_translate"] = best[name][index] / best["translate"][index]
+            ratios[f"{name}_vs_end_to_end"] = best[name][index] / best["end_to_end"][index]
+            ratios[f"{name}_vs_peer"] = best[name][index] / best["peer"][index]
     return ratios
 
 
@@ -243,6 +265,7 @@ def table(report: dict[str, Any]) -> str:
         "floor": "floor: loads + dumps, same sizes [stdlib json]",
         "peer": f"{segment}: per event, onEvent (Node {report['node']})",
         "peer_batch": f"{segment}: batched, onBatch x {batch} (Node {report['node']})",
+        "peer_grouped": f"{segment}: per subscription, onBatch x {batch}",
     }
     translate_us = report["results"]["translate"]["us_per_event"]
     floor_us = report["results"]["floor"]["us_per_event"]
@@ -297,8 +320,13 @@ def _mode_summary(mode: dict[str, Any]) -> list[str]:
         return "" if value is None else f"  ({value:.1f} µs each)"
 
     if mode["mode"] == "batch":
+        chunks = (
+            f"each subscription's own events (routed before the clock) in chunks of {mode['batch']}"
+            if mode["group"]
+            else f"chunks of {mode['batch']} events"
+        )
         head = (
-            f"batched, through {mode['entry_point']}() on chunks of {mode['batch']} events; "
+            f"batched, through {mode['entry_point']}() on {chunks}; "
             f"batching on in {len(mode['batched_presets'])} presets' mappings, "
             f"{len(mode['per_event_presets'])} left per event:"
         )
@@ -339,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         default=75,
         help="events per onBatch() chunk for Segment's batched row (default 75; 0: no row)",
     )
+    parser.add_argument(
+        "--group",
+        action="store_true",
+        help="also time Segment batched per subscription (full batches, routing untimed)",
+    )
     parser.add_argument("--scratch", default=str(DEFAULT_SCRATCH), help="npm install folder")
     parser.add_argument("--reinstall", action="store_true", help="run npm install again")
     parser.add_argument("--json", metavar="OUT", help="also write the numbers as JSON to OUT")
@@ -347,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--count and --rounds must be >= 1")
     if args.batch < 0:
         parser.error("--batch must be >= 0")
+    if args.group and args.batch == 0:
+        parser.error("--group needs --batch N > 0")
     tools = _tools()
     if tools is None:
         print("bench_peer: skipped, node and npm are needed for Segment's destination")
@@ -375,12 +410,13 @@ def main(argv: list[str] | None = None) -> int:
         f"translate / floor = {ratios['translate_vs_floor']:.2f}, "
         f"end to end / floor = {ratios['end_to_end_vs_floor']:.2f}"
     )
-    if "peer_batch_vs_translate" in ratios:
-        print(
-            f"        Segment batched / ours translate = {ratios['peer_batch_vs_translate']:.2f}, "
-            f"Segment batched / ours end to end = {ratios['peer_batch_vs_end_to_end']:.2f}, "
-            f"Segment batched / Segment per event = {ratios['peer_batch_vs_peer']:.2f}"
-        )
+    for name, what in (("peer_batch", "batched"), ("peer_grouped", "batched per subscription")):
+        if f"{name}_vs_translate" in ratios:
+            print(
+                f"        Segment {what} / ours translate = {ratios[f'{name}_vs_translate']:.2f}, "
+                f"/ ours end to end = {ratios[f'{name}_vs_end_to_end']:.2f}, "
+                f"/ Segment per event = {ratios[f'{name}_vs_peer']:.2f}"
+            )
     cpu = report["cpu_ratios"]
     batched = (
         f"Segment batched / ours translate = {cpu['peer_batch_vs_translate']:.2f}, "
