@@ -270,3 +270,19 @@ class TestBenchCeiling:
             assert numbers["failed"] == 0
             assert numbers["status_429"] == 0
             assert numbers["rss_kb"] > 0
+
+
+class TestBenchThreads:
+    """bench_threads.py splits one send's CPU by thread and children."""
+
+    def test_reports_each_thread_group(self, tmp_path):
+        """A send of a tiny corpus lists the parent's thread groups, the children and the GC."""
+        corpus = tmp_path / "c.jsonl.gz"
+        assert _run("corpus.py", "--count", 300, "--gzip", "-o", corpus).returncode == 0
+        result = _run("bench_threads.py", "--corpus", corpus, "--repeat", 1)
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert out.startswith("300 messages in ")
+        for group in ("sender workers", "couriers (HTTP)", "caller's thread", "children (2)"):
+            assert group in out
+        assert "garbage collector" in out
