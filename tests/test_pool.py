@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from segment_braze import AttributeCache, BrazeClient, SenderError, Settings, translate
+from segment_braze._deliver import pool as pool_module
+from segment_braze._deliver.bundles import ONE, RUN, bundle_chunk
 from segment_braze.testing import BrazeStandIn
 
 KEY = "pool-key-9c1e-SECRET-never-in-a-child"
@@ -201,3 +203,27 @@ class TestChildren:
         assert mids == Counter(f"m{n}" for n in range(total))
         assert all("translation process" in f.reason for f in report.failed)
         assert children() == []
+
+
+class TestChildBugs:
+    """An unexpected error preparing one message in a child costs only that message."""
+
+    def test_translation_bug_fails_one_message(self, monkeypatch):
+        """The child's answer for a message whose translation raised is a failure, alone."""
+        original = pool_module.translate
+
+        def translate(message: Any, settings: Any) -> Any:
+            if message["messageId"] == "m3":
+                raise TypeError("bug in translate")
+            return original(message, settings)
+
+        monkeypatch.setattr(pool_module, "translate", translate)
+        settings = Settings(app_id="app")
+        prepared = [pool_module.prepare_message(track(n), settings) for n in range(6)]
+        assert prepared[3].failed
+        assert prepared[3].dropped == "unexpected error preparing it (TypeError)"
+        units = bundle_chunk(prepared, workers=2, legacy_limits=False)
+        alone = [unit for unit in units if unit[0] == ONE]
+        assert [unit[1] for unit in alone] == [3]
+        covered = sorted(i for unit in units for i in (unit[2] if unit[0] == RUN else [unit[1]]))
+        assert covered == list(range(6))

@@ -30,6 +30,8 @@ QUICK: Final[dict[str, Any]] = {
 # for each test, so every fault is driven through both.
 TRANSPORTS: Final = ("lean", "requests")
 transport: str = TRANSPORTS[0]
+# Translation processes for the clients built here (set by the `processes` fixture).
+processes: int = 1
 # The guard against a hang: far above what any of these sends needs.
 BOUND: Final = 20.0
 
@@ -112,6 +114,8 @@ class Outcomes:
 def client_options(**options: Any) -> dict[str, Any]:
     """Quick options plus ``options``, with a fresh session when the transport is requests."""
     merged = {**QUICK, **options}
+    if processes > 1:
+        merged.setdefault("processes", processes)
     if transport == "requests" and "session" not in merged:
         merged["session"] = requests.Session()
     return merged

@@ -17,6 +17,8 @@ from segment_braze.testing import BrazeStandIn
 from .hostile import Conn, answer, serving
 from .support import KEY, Outcomes, accounted, bounded, client_options, send, settings_for, tracks
 
+pytestmark = pytest.mark.usefixtures("processes")
+
 PORTAL = b"<!DOCTYPE html><html><head><title>Sign in to Hotel WiFi</title></head></html>"
 JSON = "Content-Type: application/json"
 

@@ -14,6 +14,8 @@ from segment_braze import BrazeClient, DeliveryReport
 from .hostile import Conn, answer, serving
 from .support import Outcomes, accounted, bounded, send, settings_for, tracks
 
+pytestmark = pytest.mark.usefixtures("processes")
+
 SUCCESS = b'{"message":"success"}'
 JSON = "Content-Type: application/json"
 LIMITED = b'{"message":"rate limited"}'

@@ -21,6 +21,8 @@ from . import test_transport as transport
 from .hostile import Conn, head, serving
 from .support import KEY, Outcomes, bounded, client_options, send, settings_for, tracks
 
+pytestmark = pytest.mark.usefixtures("processes")
+
 
 def echo(status: str, *, as_json: bool) -> Any:
     """Answer ``status`` with a body quoting the whole request back."""

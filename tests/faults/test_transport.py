@@ -23,6 +23,8 @@ from segment_braze._deliver.exchange import describe_fault
 from .hostile import Conn, answer, head, refused_url, serving
 from .support import KEY, Outcomes, accounted, bounded, send, settings_for, tracks
 
+pytestmark = pytest.mark.usefixtures("processes")
+
 JSON = "Content-Type: application/json"
 SUCCESS = b'{"message":"success"}'
 # A success padded to 200 bytes: trickled, it takes 10 s, far past request_timeout.

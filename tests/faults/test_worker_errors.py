@@ -70,6 +70,7 @@ def assert_stopped_with_sender_error(result: Any, messages: list[dict[str, Any]]
     assert accounted(result.report, messages)
 
 
+@pytest.mark.usefixtures("processes")
 class TestLastFlush:
     """A failure in the final flush, after the input ended (it used to hang send())."""
 
@@ -96,6 +97,7 @@ class TestLastFlush:
         assert {m["messageId"] for m in messages if m["type"] == "delete"} <= failed
 
 
+@pytest.mark.usefixtures("processes")
 class TestAnyPoint:
     """Wherever a worker fails, mid-stream included, the end is the same."""
 
@@ -132,6 +134,7 @@ class TestAnyPoint:
         assert any("unexpected error (RuntimeError)" in r for r in outcomes.reasons())
 
 
+@pytest.mark.usefixtures("processes")
 class TestCallersErrors:
     """The caller's own errors are not ours to wrap: they come back as they are."""
 
@@ -154,7 +157,10 @@ class TestCallersErrors:
 
 
 class TestPreparing:
-    """An unexpected error preparing one message costs only that message."""
+    """An unexpected error preparing one message costs only that message (in this process).
+
+    With processes the children prepare; tests/test_pool.py pins the same there.
+    """
 
     def test_translation_bug_fails_one_message(self, braze, monkeypatch):
         """The message whose translation raised fails with a reason; the rest are delivered."""
@@ -197,6 +203,7 @@ def users_on_two_workers() -> tuple[str, str]:
     return by_worker[0], by_worker[1]
 
 
+@pytest.mark.usefixtures("processes")
 class TestWaitsEnd:
     """When one worker fails, another waiting out a backoff or a 429 pause stops at once."""
 
@@ -213,7 +220,8 @@ class TestWaitsEnd:
         original = _delivery._Worker.send_track
 
         def send_track(self: Any, messages: Any) -> None:
-            if messages[0].user_key == f"external_id:{failing_user}":
+            # One message, or a bundle of one worker's messages (processes=2).
+            if f"external_id:{failing_user}" in messages[0].user_keys():
                 # Fail once the other worker has started its long wait.
                 waiting.event.wait(10.0)
                 raise RuntimeError("bug in send_track")
