@@ -4,12 +4,14 @@ One interpreter translates at most about 30,000 messages per second on one core
 (well under Braze's ceiling of 75,000 objects per second), so with ``processes``
 above 1 the client's reading thread hands Segment dicts, in chunks, to
 ``processes`` child processes that translate them and serialise their objects.
-Each child sends back, per message, only what the sender needs: the user's shard
-key, the serialised objects (bytes), the user-management entries, the count of
-attribute keys, or the reason it was dropped. Never a ``Translation``, and no
-object is serialised twice. The parent keeps the caller's items by position,
-takes the results back *in input order* (so one user's order holds) and does all
-the rest: packing, sending, accounting, hooks.
+Each child sends back only what the sender needs, packed by worker shard
+(``bundles``): runs of one shard's messages whose objects fit one request,
+already serialised and joined, and on their own the messages that cannot join a
+run (user-management entries, drops, oversized ones). Never a ``Translation``,
+and no object is serialised twice. The parent keeps the caller's items by
+position, takes the chunks back *in input order* (each shard's units in input
+order within a chunk, so one user's order holds) and does all the rest: packing,
+sending, accounting, hooks.
 
 Messages may be given as JSON text (a ``str`` or ``bytes`` line): the children
 then parse them too, and the parent passes on only the text, which pickles far
