@@ -22,6 +22,7 @@ user, one shard) keep their order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from segment_braze._deliver.batching import (
@@ -54,11 +55,7 @@ class _Run:
         self.attribute_keys = 0
 
     def fits(self, counts: tuple[int, int, int], size: int, *, legacy: bool) -> bool:
-        if self.size + size > MAX_BODY_BYTES:
-            return False
-        if legacy:
-            return all(t + c <= MAX_TRACK_OBJECTS for t, c in zip(self.totals, counts, strict=True))
-        return sum(self.totals) + sum(counts) <= MAX_TRACK_OBJECTS
+        return _fits(self.totals, self.size, counts, size, legacy=legacy)
 
     def add(self, index: int, prepared: Any, counts: tuple[int, int, int], size: int) -> None:
         self.indexes.append(index)
@@ -66,9 +63,15 @@ class _Run:
         self.keys.append(prepared.user_key)
         self.counts.append(counts)
         objects = prepared.objects
-        for kind, name in enumerate(("attributes", "events", "purchases")):
-            self.arrays[kind].extend(objects[name])
-            self.totals[kind] += counts[kind]
+        attributes, events, purchases = self.arrays
+        # Unrolled: this runs for every message a child prepares.
+        attributes.extend(objects["attributes"])
+        events.extend(objects["events"])
+        purchases.extend(objects["purchases"])
+        totals = self.totals
+        totals[0] += counts[0]
+        totals[1] += counts[1]
+        totals[2] += counts[2]
         self.size += size
         self.attribute_keys += prepared.attribute_keys
 
@@ -85,6 +88,20 @@ class _Run:
             # As Pending.size measures: without the body's envelope.
             self.size - _ENVELOPE_BYTES,
         )
+
+
+def _fits(
+    totals: Sequence[int], used: int, counts: tuple[int, int, int], size: int, *, legacy: bool
+) -> bool:
+    """Whether objects of ``counts`` and ``size`` join ``totals`` and ``used`` in one request."""
+    if used + size > MAX_BODY_BYTES:
+        return False
+    if legacy:
+        return all(t + c <= MAX_TRACK_OBJECTS for t, c in zip(totals, counts, strict=True))
+    return sum(totals) + sum(counts) <= MAX_TRACK_OBJECTS
+
+
+_EMPTY: Final = (0, 0, 0)
 
 
 def _measure(prepared: Any) -> tuple[tuple[int, int, int], int]:
@@ -131,11 +148,10 @@ def bundle_chunk(
             continue
         shard = shard_of(message.user_key, workers)
         counts, size = _measure(message)
-        alone = _Run(shard)
         if (
             message.operations
             or message.attributes
-            or not alone.fits(counts, size, legacy=legacy_limits)
+            or not _fits(_EMPTY, _ENVELOPE_BYTES, counts, size, legacy=legacy_limits)
         ):
             close(shard)
             units.append((ONE, index, message))
@@ -145,7 +161,7 @@ def bundle_chunk(
             close(shard)
             run = None
         if run is None:
-            run = runs[shard] = alone
+            run = runs[shard] = _Run(shard)
         run.add(index, message, counts, size)
     for shard in list(runs):
         close(shard)
