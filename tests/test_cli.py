@@ -37,6 +37,7 @@ from commandline import (
     write_gz,
 )
 
+from segment_braze._replay import processes as processes_module
 from segment_braze._replay.cli import main
 from segment_braze._replay.config import TimeWindow, attribute_cache, load_settings, parse_moment
 from segment_braze._replay.progress import Progress
@@ -697,6 +698,21 @@ class TestInProcess:
             "BRAZE_REST_ENDPOINT": braze.url,
             "BRAZE_ALLOW_CUSTOM_ENDPOINT": "1",
         }
+
+    def test_no_worker_processes_here(self, braze, tmp_path, capsys, monkeypatch):
+        """Where worker processes cannot start (no /dev/shm) a replay runs in one, with a note."""
+
+        def no_processes(*args: object, **kwargs: object) -> None:
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(processes_module, "ProcessPoolExecutor", no_processes)
+        expected = archive(tmp_path / "archive")
+        args = ["replay", str(tmp_path / "archive"), "--state", str(tmp_path / "s.sqlite")]
+        assert main([*args, "--processes", "2"], self.env(braze)) == 1  # the corrupt lines
+        out, err = capsys.readouterr()
+        assert "worker processes could not start (OSError); translating in this process" in err
+        assert numbers(braze) == dict.fromkeys(expected, 1)
+        assert "           4  duplicates skipped" in out
 
     def test_replay_and_dry_run(self, braze, tmp_path, capsys):
         """A replay with every kind of message, then a dry run of it, in one process."""

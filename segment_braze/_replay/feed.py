@@ -160,13 +160,23 @@ class Feed:
                     yield self._hold(record, identity, translation)
 
     def _translated_elsewhere(self, *, dry: bool) -> Generator[Translation | Prepared, None, None]:
-        translator = ProcessTranslator(
-            self._settings,
-            workers=self._processes - 1,
-            keep=not dry,
-            transform=self._transform_spec,
-            attribute_values=self._attribute_values,
-        )
+        try:
+            translator = ProcessTranslator(
+                self._settings,
+                workers=self._processes - 1,
+                keep=not dry,
+                transform=self._transform_spec,
+                attribute_values=self._attribute_values,
+            )
+        except (OSError, ImportError, NotImplementedError) as err:
+            # No worker processes here (no /dev/shm, as on AWS Lambda, or a
+            # platform without process semaphores): the same work in this one.
+            self._note(
+                f"worker processes could not start ({type(err).__name__}); "
+                "translating in this process (as with --processes 1)"
+            )
+            yield from self._translated_here(dry=dry)
+            return
         try:
             for screened, result in translator.map(self._screened()):
                 if self.key_refused:
