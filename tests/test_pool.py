@@ -227,3 +227,38 @@ class TestChildBugs:
         assert [unit[1] for unit in alone] == [3]
         covered = sorted(i for unit in units for i in (unit[2] if unit[0] == RUN else [unit[1]]))
         assert covered == list(range(6))
+
+
+class TestStreamingBound:
+    """With processes the input is still read only a bounded way ahead."""
+
+    def test_generator_read_a_bounded_way_ahead(self, braze):
+        """Undecided messages never exceed the queues, the batches and the pool's chunks."""
+        workers, window, processes, total = 4, 50, 2, 20_000
+        lock = threading.Lock()
+        decided = [0]
+        furthest = [0]
+
+        def on_outcome(item: Any, outcome: str, reason: str | None) -> None:
+            with lock:
+                decided[0] += 1
+
+        def messages() -> Iterator[str]:
+            for n in range(total):
+                with lock:
+                    furthest[0] = max(furthest[0], n - decided[0])
+                yield json.dumps(track(n, users=64))
+
+        client = BrazeClient(
+            settings_for(braze),
+            processes=processes,
+            workers=workers,
+            window=window,
+            on_outcome=on_outcome,
+        )
+        with client:
+            report = client.send(messages())
+        assert report.delivered == total
+        # docs/sending.md#streaming: workers x (window + two batches of up to 75)
+        # plus, with processes, up to 2 x processes + 4 chunks of 256 on their way.
+        assert furthest[0] <= workers * (window + 150) + (2 * processes + 4) * 256 + 1
