@@ -22,7 +22,7 @@ from segment_braze._deliver.batching import (
     user_key,
 )
 from segment_braze._deliver.bundles import ONE, RUN
-from segment_braze._deliver.delivery import HOOK_STOP, Run, RunConfig
+from segment_braze._deliver.delivery import Run, RunConfig
 from segment_braze._deliver.exchange import Poster, Reply, RequestsTransport
 from segment_braze._deliver.lean import LeanTransport
 from segment_braze._deliver.pool import BROKEN, Prepared, TranslationPool, parsed
@@ -250,17 +250,7 @@ class BrazeClient:
         self, pool: TranslationPool, messages: Iterable[Any], run: Run
     ) -> Iterator[tuple[int, Any, Pending | None]]:
         """Prepare ``messages`` through the pool, in order (the run's ``source``)."""
-
-        def admitted() -> Iterator[tuple[int, Any]]:
-            for position, item in enumerate(messages):
-                if run.ledger.hook_error is not None:
-                    run.halt(HOOK_STOP)
-                if run.stop.is_set():
-                    run.fail_unsent(item, message_label(item, f"#{position}"))
-                    continue
-                yield position, item
-
-        entries = admitted()
+        entries = run.admitted(messages)
         lost: list[tuple[int, Any]] = []
         try:
             for covered, unit in pool.translated(

@@ -108,8 +108,8 @@ class Run:
             raise error
         return report
 
-    def each(self, messages: Iterable[Any]) -> Iterator[tuple[int, Any, Pending | None]]:
-        """Prepare the input items one by one, here (the default source)."""
+    def admitted(self, messages: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+        """``(position, item)`` of each input item; once stopped, each is failed instead."""
         for position, item in enumerate(messages):
             if self.ledger.hook_error is not None:
                 # The caller's hook is broken: failures would no longer reach
@@ -118,6 +118,11 @@ class Run:
             if self.stop.is_set():
                 self.fail_unsent(item, message_label(item, f"#{position}"))
                 continue
+            yield position, item
+
+    def each(self, messages: Iterable[Any]) -> Iterator[tuple[int, Any, Pending | None]]:
+        """Prepare the input items one by one, here (the default source)."""
+        for position, item in self.admitted(messages):
             yield position, item, self.prepare(item, position)
 
     def prepare(
