@@ -37,6 +37,7 @@ from commandline import (
     write_gz,
 )
 
+from segment_braze._replay import cli as cli_module
 from segment_braze._replay import processes as processes_module
 from segment_braze._replay.cli import main
 from segment_braze._replay.config import TimeWindow, attribute_cache, load_settings, parse_moment
@@ -533,6 +534,14 @@ class TestReplayProcesses:
         assert recorded(state) == 0
         assert cli(*args, braze=braze).returncode == 0
         assert numbers(braze) == dict.fromkeys(range(5), 1)
+
+    @pytest.mark.parametrize("command", ["send", "replay"])
+    def test_defaults_use_the_cores_and_32_workers(self, command, monkeypatch):
+        """--processes defaults to the cores this process may run on, --workers to 32."""
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+        argv = [command, "x", "--state", "s"] if command == "replay" else [command, "x"]
+        args = cli_module._parser().parse_args(argv)
+        assert (args.processes, args.workers) == (3, 32)
 
     @pytest.mark.parametrize("value", ["0", "two"])
     def test_processes_must_be_positive(self, capsys, value):
