@@ -10,9 +10,11 @@ the in-memory LRU bound, and a store of one's own.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -562,6 +564,31 @@ print(json.dumps({"sent": report.attributes_sent, "saved": report.attributes_sav
 """
 
 
+class TestSQLiteOpening:
+    """Opening one new SQLite file from several places at once."""
+
+    def test_simultaneous_openings_of_a_new_file_all_succeed(self, tmp_path):
+        """Four caches opening the same new file together never fail with "database is locked"."""
+        failures = []
+        for round_ in range(200):
+            path = str(tmp_path / f"cache{round_}.sqlite3")
+            together = threading.Barrier(4)
+
+            def open_one(path: str = path, together: threading.Barrier = together) -> None:
+                together.wait(timeout=30)
+                try:
+                    AttributeCache.sqlite(path).close()
+                except sqlite3.Error as err:
+                    failures.append(str(err))
+
+            threads = [threading.Thread(target=open_one) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+        assert failures == []
+
+
 class TestSQLiteProcesses:
     """Several processes on one machine share one SQLite file."""
 
@@ -572,15 +599,27 @@ class TestSQLiteProcesses:
         path.write_text(textwrap.dedent(_PROCESS_SCRIPT))
         return path
 
+    @pytest.fixture(autouse=True)
+    def _reap(self):
+        """Kill and wait for every sender still running when a test ends (a failed one)."""
+        self.started: list[subprocess.Popen[str]] = []
+        yield
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=30)
+
     def start(self, script, braze, database, first, count):
         """Start the sender script in a new Python process, warnings as errors."""
         command = [sys.executable, "-W", "error", str(script), braze.url, str(database)]
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [*command, str(first), str(count)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.started.append(process)
+        return process
 
     def result(self, process):
         """The sender's report, after it exited cleanly."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -12,6 +13,7 @@ from segment_braze._cache.store import Remembered
 __all__ = ["MemoryStore", "RedisStore", "SQLiteStore"]
 
 _COLUMNS = ("user", "name", "digest", "acknowledged_at")
+_BUSY_WAIT = 30.0  # seconds a busy file is waited for, opening as much as saving
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS attribute_cache ("
     " user TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL,"
@@ -71,17 +73,41 @@ class SQLiteStore:
         """
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+        self._db = sqlite3.connect(path, timeout=_BUSY_WAIT, check_same_thread=False)
         try:
-            self._check_ours()
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_CREATE)
-            self._db.commit()
+            self._prepare()
         except (ValueError, sqlite3.Error):
             self._db.close()
             raise
         self._saves = 0
+
+    def _prepare(self) -> None:
+        """Check the file is ours, switch it to WAL once and create the table.
+
+        Two processes opening a new file at once can both ask for WAL; SQLite
+        then answers one of them "database is locked" at once, without waiting
+        out the busy timeout. That answer is retried until the same 30 s bound.
+        """
+        deadline = time.monotonic() + _BUSY_WAIT
+        pause = 0.005
+        while True:
+            try:
+                self._check_ours()
+                mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(_CREATE)
+                self._db.commit()
+            except sqlite3.OperationalError as err:
+                busy = "locked" in str(err) or "busy" in str(err)
+                if not busy or time.monotonic() + pause > deadline:
+                    raise
+                self._db.rollback()
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
+            else:
+                return
 
     def _check_ours(self) -> None:
         """Refuse a database with other tables, or another ``attribute_cache`` table."""
