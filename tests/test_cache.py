@@ -252,6 +252,75 @@ class TestChanged:
         assert braze.profiles[("external_id", "u1")].get("plan") == before
 
 
+class TestOlderAcknowledgement:
+    """An acknowledgement that arrives while a later value is on its way changes nothing."""
+
+    def test_older_value_acknowledged_does_not_hide_the_latest(self, cache):
+        """free, then pro, then free again: the last free is sent although free was acknowledged."""
+        cache.acknowledge([{"external_id": "u1", "plan": "old"}])
+        first = cache.filter_objects([{"external_id": "u1", "plan": "free"}])
+        second = cache.filter_objects([{"external_id": "u1", "plan": "pro"}])
+        cache.acknowledge(first.objects)  # Braze answered the first; "pro" is still on its way
+        third = cache.filter_objects([{"external_id": "u1", "plan": "free"}])
+        assert third.objects == [{"external_id": "u1", "plan": "free"}]
+        cache.acknowledge(second.objects)
+        cache.acknowledge(third.objects)
+        assert cache.filter_objects([{"external_id": "u1", "plan": "free"}]).saved == 1
+        assert cache.filter_objects([{"external_id": "u1", "plan": "pro"}]).objects != []
+
+    def test_value_restored_after_an_answer_reaches_braze(self, cache):
+        """free, pro, free for one user: Braze ends with free although free's answer came first."""
+        answered = threading.Event()
+
+        def on_outcome(item: Any, outcome: str, reason: str | None) -> None:
+            if item.get("messageId") == "first-free":
+                answered.set()
+
+        def fillers(batch: str) -> list[dict[str, Any]]:
+            # 74 other users: with the user's message they fill one request.
+            return [identify(f"{batch}-{n}", plan="x") for n in range(74)]
+
+        def messages() -> Iterator[dict[str, Any]]:
+            yield {**identify(plan="free"), "messageId": "first-free"}
+            yield from fillers("a")
+            yield identify(plan="pro")
+            yield from fillers("b")
+            # Prepared once "free" is acknowledged, while "pro" is still on its way.
+            assert answered.wait(timeout=30)
+            yield identify(plan="free")
+
+        with BrazeStandIn(api_key=KEY, latency=0.3) as braze:
+            deliver(braze, cache, identify(plan="old"))
+            with BrazeClient(
+                settings_for(braze),
+                attribute_cache=cache,
+                on_outcome=on_outcome,
+                workers=1,
+                window=1000,
+            ) as client:
+                report = client.send(messages())
+            assert report.delivered == 151
+            assert [obj["plan"] for obj in attributes_of(braze)] == ["old", "free", "pro", "free"]
+            assert braze.profiles[("external_id", "u1")]["plan"] == "free"
+
+    def test_superseded_value_is_not_remembered(self, cache):
+        """The newest value sent is what the cache remembers, whatever order the answers took."""
+        first = cache.filter_objects([{"external_id": "u1", "plan": "free"}])
+        second = cache.filter_objects([{"external_id": "u1", "plan": "pro"}])
+        cache.acknowledge(second.objects)
+        cache.acknowledge(first.objects)
+        assert cache.filter_objects([{"external_id": "u1", "plan": "pro"}]).saved == 1
+        assert cache.filter_objects([{"external_id": "u1", "plan": "free"}]).saved == 0
+
+    def test_released_send_lets_the_cache_work_again(self, cache):
+        """After a failed send is released, the next acknowledged value is remembered."""
+        failed = cache.filter_objects([{"external_id": "u1", "plan": "pro"}])
+        cache.release(failed.objects)
+        sent = cache.filter_objects([{"external_id": "u1", "plan": "pro"}])
+        cache.acknowledge(sent.objects)
+        assert cache.filter_objects([{"external_id": "u1", "plan": "pro"}]).saved == 1
+
+
 class TestAcknowledgement:
     """The cache learns only what Braze accepted."""
 
@@ -265,6 +334,9 @@ class TestAcknowledgement:
         retried = deliver(braze, cache, identify(plan="pro"))
         assert attributes_of(braze)[-1]["plan"] == "pro"
         assert (retried.attributes_sent, retried.delivered) == (1, 1)
+        # The failed send was settled: the acknowledged retry is remembered.
+        again = deliver(braze, cache, identify(plan="pro"))
+        assert (again.attributes_sent, again.attributes_saved) == (0, 1)
 
     def test_partially_rejected_object_is_not_remembered(self, braze, cache):
         """An attributes object Braze named in ``errors`` is sent in full next time."""
@@ -494,6 +566,12 @@ class TestTranslationAPI:
         third = cache.apply(translate(identify(firstName="Ada", plan="pro")))
         assert third.attributes == ()
         assert third.requests() == []
+
+    def test_release_translation_after_a_failed_send(self, cache):
+        """A translation released after a failure does not stop its values being remembered."""
+        cache.release_translation(cache.apply(translate(identify(plan="pro"))))
+        cache.acknowledge_translation(cache.apply(translate(identify(plan="pro"))))
+        assert cache.apply(translate(identify(plan="pro"))).attributes == ()
 
     def test_apply_without_acknowledge_keeps_everything(self, cache):
         """Applying twice with no acknowledgement sends the values both times."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -107,6 +108,11 @@ class AttributeCache:
         self.namespace = namespace
         self.ttl = ttl
         self._clock = clock
+        # (user, attribute) -> [the newest value sent, sends not yet settled]:
+        # while a value is on its way, an older acknowledgement must neither be
+        # remembered over it nor let a later message be left out.
+        self._sending: dict[tuple[str, str], list[Any]] = {}
+        self._sending_lock = threading.Lock()
 
     @classmethod
     def memory(
@@ -150,6 +156,9 @@ class AttributeCache:
         an alias profile (``user_alias`` with ``_update_existing_only`` false).
         An object identified by email or phone passes whole: Braze may file
         several profiles under one email, so nothing is remembered for it.
+
+        The attributes returned count as on their way until :meth:`acknowledge`
+        or :meth:`release` is called with them.
         """
         keys = [self._key(obj) for obj in objects]
         remembered = self.store.load(sorted({key for key in keys if key is not None}))
@@ -157,70 +166,123 @@ class AttributeCache:
         out: list[dict[str, Any]] = []
         sent = saved = points_saved = 0
         stale: dict[str, dict[str, Remembered]] = {}
-        for obj, key in zip(objects, keys, strict=True):
-            if key is None:
-                out.append(obj)
-                # All but the lookup key (email, else phone) and the flags.
-                sent += len(obj.keys() - _FLAGS) - 1
-                continue
-            known = remembered.get(key, {})
-            kept: dict[str, Any] = {}
-            meaningful = False
-            for name, value in obj.items():
-                if name in _IDENTIFIER_KEYS or name in _FLAGS:
+        with self._sending_lock:
+            sending = self._sending
+            for obj, key in zip(objects, keys, strict=True):
+                if key is None:
+                    out.append(obj)
+                    # All but the lookup key (email, else phone) and the flags.
+                    sent += len(obj.keys() - _FLAGS) - 1
+                    continue
+                known = remembered.get(key, {})
+                kept: dict[str, Any] = {}
+                meaningful = False
+                for name, value in obj.items():
+                    if name in _IDENTIFIER_KEYS or name in _FLAGS:
+                        kept[name] = value
+                        continue
+                    previous = known.get(name)
+                    on_its_way = sending.get((key, name))
+                    if (
+                        previous is not None
+                        and now - previous[1] < self.ttl
+                        and _dedupable(name, value)
+                        and previous[0] == (digest := _digest(value))
+                        # Nothing else on its way: what Braze will hold is this value.
+                        and (on_its_way is None or _digest(on_its_way[0]) == digest)
+                    ):
+                        saved += 1
+                        if name not in FREE_ATTRIBUTE_KEYS:
+                            points_saved += value_data_points(value)
+                        continue
                     kept[name] = value
-                    continue
-                previous = known.get(name)
-                if (
-                    previous is not None
-                    and now - previous[1] < self.ttl
-                    and _dedupable(name, value)
-                    and previous[0] == _digest(value)
-                ):
-                    saved += 1
-                    if name not in FREE_ATTRIBUTE_KEYS:
-                        points_saved += value_data_points(value)
-                    continue
-                kept[name] = value
-                meaningful = True
-                sent += 1
-                if key is not None and previous is not None and previous[0]:
-                    # A new value is on its way: forget the old one now, so a
-                    # later message carrying the old value again (prepared before
-                    # this one is acknowledged) is not taken as unchanged.
-                    stale.setdefault(key, {})[name] = _FORGOTTEN
-            creates_alias = "user_alias" in obj and obj.get("_update_existing_only") is False
-            if meaningful or creates_alias:
-                out.append(kept)
+                    meaningful = True
+                    sent += 1
+                    if on_its_way is None:
+                        sending[(key, name)] = [value, 1]
+                    else:
+                        on_its_way[0] = value
+                        on_its_way[1] += 1
+                    if previous is not None and previous[0]:
+                        # A new value is on its way: forget the old one now, so
+                        # another process sharing the store does not take the old
+                        # value as unchanged either.
+                        stale.setdefault(key, {})[name] = _FORGOTTEN
+                creates_alias = "user_alias" in obj and obj.get("_update_existing_only") is False
+                if meaningful or creates_alias:
+                    out.append(kept)
         if stale:
             self.store.save(stale, self.ttl)
         return FilterResult(objects=out, sent=sent, saved=saved, data_points_saved=points_saved)
+
+    def _settle(self, key: str, name: str, value: Any) -> bool:
+        """Count one send of ``value`` as settled; whether it is the newest value sent.
+
+        Called with the lock held. An attribute this cache never handed out
+        (``acknowledge`` called on its own) counts as the newest.
+        """
+        on_its_way = self._sending.get((key, name))
+        if on_its_way is None:
+            return True
+        newest, count = on_its_way
+        if count <= 1:
+            del self._sending[(key, name)]
+        else:
+            on_its_way[1] = count - 1
+        return newest is value or _digest(newest) == _digest(value)
 
     def acknowledge(self, objects: list[dict[str, Any]]) -> None:
         """Remember attributes objects Braze accepted."""
         now = self._clock()
         updates: dict[str, dict[str, Remembered]] = {}
-        for obj in objects:
-            key = self._key(obj)
-            # Braze drops an update-only object for a user it does not know,
-            # yet answers success: such an object proves nothing about the profile.
-            if key is None or obj.get("_update_existing_only") is True:
-                continue
-            user = updates.setdefault(key, {})
-            for name, value in obj.items():
-                if name in _IDENTIFIER_KEYS or name in _FLAGS:
+        with self._sending_lock:
+            for obj in objects:
+                key = self._key(obj)
+                if key is None:
                     continue
-                # An operation or null changes the stored value in ways we do not
-                # model: forget it, so the next value is sent.
-                user[name] = (_digest(value), now) if _dedupable(name, value) else _FORGOTTEN
+                # Braze drops an update-only object for a user it does not know,
+                # yet answers success: such an object proves nothing about the
+                # profile (its sends are settled all the same).
+                proves = obj.get("_update_existing_only") is not True
+                user = updates.setdefault(key, {})
+                for name, value in obj.items():
+                    if name in _IDENTIFIER_KEYS or name in _FLAGS:
+                        continue
+                    if not self._settle(key, name, value) or not proves:
+                        # Not the newest value sent: a later one is on its way (or
+                        # was acknowledged already), and Braze will hold that one.
+                        continue
+                    if _dedupable(name, value):
+                        user[name] = (_digest(value), now)
+                    else:
+                        # An operation or null changes the stored value in ways we
+                        # do not model: forget it, so the next value is sent.
+                        user[name] = _FORGOTTEN
         updates = {key: values for key, values in updates.items() if values}
         if updates:
             self.store.save(updates, self.ttl)
 
+    def release(self, objects: list[dict[str, Any]]) -> None:
+        """Settle attributes objects that were not delivered (failed, or refused by Braze).
+
+        Nothing is remembered for them. Call it for what :meth:`filter_objects`
+        returned and Braze did not acknowledge; ``BrazeClient`` does.
+        """
+        with self._sending_lock:
+            for obj in objects:
+                key = self._key(obj)
+                if key is None:
+                    continue
+                for name, value in obj.items():
+                    if name not in _IDENTIFIER_KEYS and name not in _FLAGS:
+                        self._settle(key, name, value)
+
     def apply(self, translation: Translation) -> Translation:
         """Return ``translation`` without the attributes Braze already has.
 
-        Call :meth:`acknowledge_translation` once Braze accepted what you sent.
+        Call :meth:`acknowledge_translation` once Braze accepted what you sent, or
+        :meth:`release_translation` if it failed: until then its values count as
+        on their way, and a later message carrying them is not left out.
         """
         objects = [obj.to_json() for obj in translation.attributes]
         kept = self.filter_objects(objects).objects
@@ -241,3 +303,7 @@ class AttributeCache:
     def acknowledge_translation(self, translation: Translation) -> None:
         """Remember a translation's attributes after Braze accepted them."""
         self.acknowledge([obj.to_json() for obj in translation.attributes])
+
+    def release_translation(self, translation: Translation) -> None:
+        """Settle a translation from :meth:`apply` that Braze did not accept."""
+        self.release([obj.to_json() for obj in translation.attributes])

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from segment_braze._deliver.batching import Pending, track_owners
 from segment_braze._deliver.transport import Answer
 
-__all__ = ["acknowledged_attributes", "has_errors", "named_entry", "named_failures"]
+if TYPE_CHECKING:
+    from segment_braze._cache.cache import AttributeCache
+
+__all__ = [
+    "has_errors",
+    "named_entry",
+    "named_failures",
+    "release_attributes",
+    "settle_attributes",
+]
 
 # A user-management 400 that names its entry: "external_ids[3]: ...".
 _NAMED_ENTRY: Final = re.compile(r"(?P<key>\w+)\[(?P<index>\d+)\]")
@@ -55,20 +64,36 @@ def named_failures(group: Sequence[Pending], answer: Answer) -> dict[Pending, st
     return named
 
 
-def acknowledged_attributes(group: Sequence[Pending], answer: Answer) -> list[dict[str, Any]]:
-    """The attributes objects of an accepted request that Braze did not refuse."""
+def release_attributes(cache: AttributeCache | None, message: Pending) -> None:
+    """Tell the cache a failed message's attributes objects never reached Braze's profile."""
+    if cache is not None and message.attribute_objects:
+        cache.release(list(message.attribute_objects))
+        message.attribute_objects = ()
+
+
+def settle_attributes(cache: AttributeCache, group: Sequence[Pending], answer: Answer) -> None:
+    """Tell the cache which attributes objects of an accepted request Braze kept.
+
+    The ones Braze refused are released (nothing remembered). Each message's
+    objects are then cleared, so that a message failed afterwards (Braze named
+    one of its events) does not settle them twice.
+    """
     rejected = set()
     for error in _errors(answer):
         if isinstance(error, Mapping) and error.get("input_array") == "attributes":
             rejected.add(error.get("index"))
-    acknowledged = []
+    acknowledged: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
     index = 0
     for message in group:
         for obj in message.attribute_objects:
-            if index not in rejected:
-                acknowledged.append(obj)
+            (refused if index in rejected else acknowledged).append(obj)
             index += 1
-    return acknowledged
+        message.attribute_objects = ()
+    if refused:
+        cache.release(refused)
+    if acknowledged:
+        cache.acknowledge(acknowledged)
 
 
 def named_entry(answer: Answer, key: str) -> int | None:

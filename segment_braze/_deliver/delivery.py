@@ -15,10 +15,11 @@ from typing import Any, Final
 
 from segment_braze import _json
 from segment_braze._deliver.answers import (
-    acknowledged_attributes,
     has_errors,
     named_entry,
     named_failures,
+    release_attributes,
+    settle_attributes,
 )
 from segment_braze._deliver.batching import (
     MAX_USER_ENTRIES,
@@ -378,8 +379,7 @@ class _Worker:
 
     def send_track(self, messages: list[Pending]) -> None:
         work = [messages]
-        # Bundles taken apart here; their messages are delivered at the end,
-        # unless decided otherwise on the way.
+        # Bundles taken apart here: their messages are delivered at the end, unless failed.
         exploded: list[Pending] = []
         while work:
             group = work.pop()
@@ -425,11 +425,10 @@ class _Worker:
         return singles
 
     def accepted(self, group: list[Pending], answer: Answer) -> None:
+        if self.config.attribute_cache is not None:
+            settle_attributes(self.config.attribute_cache, group, answer)
         for message, reason in named_failures(group, answer).items():
             self.finish_failed([message], reason, answer.status)
-        cache = self.config.attribute_cache
-        if cache is not None and (acknowledged := acknowledged_attributes(group, answer)):
-            cache.acknowledge(acknowledged)
 
     def send_operations(
         self, path: str, key: str, entries: list[Any], owners: list[Pending]
@@ -456,5 +455,6 @@ class _Worker:
         for message in messages:
             if not message.done:
                 message.done = True
+                release_attributes(self.config.attribute_cache, message)
                 for item, label in message.outcomes():
                     self.ledger.failed(item, label, reason, status)
