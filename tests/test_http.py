@@ -271,8 +271,8 @@ class TestPostWithRetries:
 
     def test_timeout_retried(self, braze):
         """A read timeout is retried like a 5xx."""
-        braze.inject(Fault.timeout_after_receipt(delay=1.0))
-        call = Call(braze, read_timeout=0.2)
+        braze.inject(Fault.timeout_after_receipt(delay=2.0))
+        call = Call(braze, read_timeout=1.0)
         answer = call()
         assert answer.ok
         assert call.counted == [False, True]

@@ -74,7 +74,7 @@ def without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 def wait_for(condition: Callable[[], object]) -> None:
     """Poll until the stand-in has done something (a condition, not a duration)."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while not condition():
         assert time.monotonic() < deadline, "the stand-in never got there"
         time.sleep(0.005)
