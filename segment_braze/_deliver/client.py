@@ -357,6 +357,8 @@ class BrazeClient:
             return None
         problem = fits_alone(pending, legacy_limits=self.settings.legacy_track_limits)
         if problem is not None:
+            if self.attribute_cache is not None and pending.attribute_objects:
+                self.attribute_cache.release(list(pending.attribute_objects))
             ledger.failed(pending.item, pending.label, f"not sent: {problem}", None)
             return None
         return pending
