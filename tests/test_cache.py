@@ -312,12 +312,11 @@ class TestOlderAcknowledgement:
         assert cache.filter_objects([{"external_id": "u1", "plan": "pro"}]).saved == 1
         assert cache.filter_objects([{"external_id": "u1", "plan": "free"}]).saved == 0
 
-    def test_released_send_lets_the_cache_work_again(self, cache):
-        """After a failed send is released, the next acknowledged value is remembered."""
-        failed = cache.filter_objects([{"external_id": "u1", "plan": "pro"}])
+    def test_released_send_is_no_longer_on_its_way(self, cache):
+        """A failed send, once released, no longer stops an acknowledged value being left out."""
+        failed = cache.filter_objects([{"external_id": "u1", "plan": "enterprise"}])
         cache.release(failed.objects)
-        sent = cache.filter_objects([{"external_id": "u1", "plan": "pro"}])
-        cache.acknowledge(sent.objects)
+        cache.acknowledge([{"external_id": "u1", "plan": "pro"}])
         assert cache.filter_objects([{"external_id": "u1", "plan": "pro"}]).saved == 1
 
 
@@ -334,7 +333,7 @@ class TestAcknowledgement:
         retried = deliver(braze, cache, identify(plan="pro"))
         assert attributes_of(braze)[-1]["plan"] == "pro"
         assert (retried.attributes_sent, retried.delivered) == (1, 1)
-        # The failed send was settled: the acknowledged retry is remembered.
+        # Once delivered, the value is left out of the next send.
         again = deliver(braze, cache, identify(plan="pro"))
         assert (again.attributes_sent, again.attributes_saved) == (0, 1)
 
@@ -568,9 +567,9 @@ class TestTranslationAPI:
         assert third.requests() == []
 
     def test_release_translation_after_a_failed_send(self, cache):
-        """A translation released after a failure does not stop its values being remembered."""
-        cache.release_translation(cache.apply(translate(identify(plan="pro"))))
-        cache.acknowledge_translation(cache.apply(translate(identify(plan="pro"))))
+        """A translation released after a failure no longer counts as on its way."""
+        cache.release_translation(cache.apply(translate(identify(plan="enterprise"))))
+        cache.acknowledge_translation(translate(identify(plan="pro")))
         assert cache.apply(translate(identify(plan="pro"))).attributes == ()
 
     def test_apply_without_acknowledge_keeps_everything(self, cache):
