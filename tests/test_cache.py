@@ -337,6 +337,28 @@ class TestAcknowledgement:
         again = deliver(braze, cache, identify(plan="pro"))
         assert (again.attributes_sent, again.attributes_saved) == (0, 1)
 
+    def test_failed_send_no_longer_counts_as_on_its_way(self, braze, caches):
+        """After a failed send, a value another client delivered is left out again."""
+        one, two = caches(), caches()
+        braze.inject(Fault.status(500))
+        failed = deliver(braze, one, identify(plan="enterprise"), max_attempts=1)
+        assert [failure.status for failure in failed.failed] == [500]
+        deliver(braze, two, identify(plan="pro"))
+        report = deliver(braze, one, identify(plan="pro"))
+        assert (report.attributes_sent, report.attributes_saved) == (0, 1)
+
+    def test_refused_object_no_longer_counts_as_on_its_way(self, braze, caches):
+        """After Braze refused an object in a 201, a value another client delivered is left out."""
+        one, two = caches(), caches()
+        braze.inject(Fault.partial_errors(("attributes", 0)))
+        refused = deliver(
+            braze, one, identify("u1", plan="enterprise"), identify("u2", plan="x"), workers=1
+        )
+        assert [failure.status for failure in refused.failed] == [201]
+        deliver(braze, two, identify(plan="pro"))
+        report = deliver(braze, one, identify(plan="pro"))
+        assert (report.attributes_sent, report.attributes_saved) == (0, 1)
+
     def test_partially_rejected_object_is_not_remembered(self, braze, cache):
         """An attributes object Braze named in ``errors`` is sent in full next time."""
         braze.inject(Fault.partial_errors(("attributes", 0)))
