@@ -13,6 +13,7 @@ import requests
 
 from segment_braze import _json
 from segment_braze._cache.cache import AttributeCache
+from segment_braze._deliver.answers import release_attributes
 from segment_braze._deliver.batching import (
     Bundle,
     Pending,
@@ -357,8 +358,7 @@ class BrazeClient:
             return None
         problem = fits_alone(pending, legacy_limits=self.settings.legacy_track_limits)
         if problem is not None:
-            if self.attribute_cache is not None and pending.attribute_objects:
-                self.attribute_cache.release(list(pending.attribute_objects))
+            release_attributes(self.attribute_cache, pending)
             ledger.failed(pending.item, pending.label, f"not sent: {problem}", None)
             return None
         return pending
