@@ -303,14 +303,29 @@ class TestOlderAcknowledgement:
             assert [obj["plan"] for obj in attributes_of(braze)] == ["old", "free", "pro", "free"]
             assert braze.profiles[("external_id", "u1")]["plan"] == "free"
 
-    def test_superseded_value_is_not_remembered(self, cache):
-        """The newest value sent is what the cache remembers, whatever order the answers took."""
+    def test_answers_out_of_order_remember_nothing(self, cache):
+        """An answer that comes while another value is unanswered is not remembered."""
         first = cache.filter_objects([{"external_id": "u1", "plan": "free"}])
         second = cache.filter_objects([{"external_id": "u1", "plan": "pro"}])
-        cache.acknowledge(second.objects)
+        cache.acknowledge(second.objects)  # free is still unanswered here
         cache.acknowledge(first.objects)
-        assert cache.filter_objects([{"external_id": "u1", "plan": "pro"}]).saved == 1
-        assert cache.filter_objects([{"external_id": "u1", "plan": "free"}]).saved == 0
+        assert cache.filter_objects([{"external_id": "u1", "plan": "pro"}]).saved == 0
+
+    def test_nothing_remembered_while_values_are_on_their_way(self, caches):
+        """Killed with pro unanswered, the next run still sends its last free.
+
+        free, pro, free are handed out and only the first free is answered
+        before the process dies: the store must not say free, since pro may
+        have reached Braze after it.
+        """
+        before_kill = caches()
+        first = before_kill.filter_objects([{"external_id": "u1", "plan": "free"}])
+        before_kill.filter_objects([{"external_id": "u1", "plan": "pro"}])
+        before_kill.filter_objects([{"external_id": "u1", "plan": "free"}])
+        before_kill.acknowledge(first.objects)
+        next_run = caches()  # a new process: only the store is left
+        again = next_run.filter_objects([{"external_id": "u1", "plan": "free"}])
+        assert again.objects == [{"external_id": "u1", "plan": "free"}]
 
     def test_released_send_is_no_longer_on_its_way(self, cache):
         """A failed send, once released, no longer stops an acknowledged value being left out."""

@@ -108,9 +108,9 @@ class AttributeCache:
         self.namespace = namespace
         self.ttl = ttl
         self._clock = clock
-        # (user, attribute) -> [the newest value sent, sends not yet settled]:
-        # while a value is on its way, an older acknowledgement must neither be
-        # remembered over it nor let a later message be left out.
+        # (user, attribute) -> [the newest value sent, sends not yet answered]:
+        # while any value is on its way, no answer is remembered, and a later
+        # message is left out only if it carries the newest value.
         self._sending: dict[tuple[str, str], list[Any]] = {}
         self._sending_lock = threading.Lock()
 
@@ -216,19 +216,23 @@ class AttributeCache:
         return FilterResult(objects=out, sent=sent, saved=saved, data_points_saved=points_saved)
 
     def _settle(self, key: str, name: str, value: Any) -> bool:
-        """Count one send of ``value`` as settled; whether it is the newest value sent.
+        """Count one send of ``value`` as answered; whether Braze now surely holds it.
 
-        Called with the lock held. An attribute this cache never handed out
-        (``acknowledge`` called on its own) counts as the newest.
+        That is so only when nothing else is on its way for this attribute and
+        ``value`` is the newest sent. While other sends are unanswered nothing
+        may be remembered, not even the newest value: the store outlives this
+        process, and after a kill the next run would trust a value those sends
+        may have replaced. Called with the lock held. An attribute this cache
+        never handed out (``acknowledge`` called on its own) counts as held.
         """
         on_its_way = self._sending.get((key, name))
         if on_its_way is None:
             return True
         newest, count = on_its_way
-        if count <= 1:
-            del self._sending[(key, name)]
-        else:
+        if count > 1:
             on_its_way[1] = count - 1
+            return False
+        del self._sending[(key, name)]
         return newest is value or _digest(newest) == _digest(value)
 
     def acknowledge(self, objects: list[dict[str, Any]]) -> None:
@@ -249,8 +253,8 @@ class AttributeCache:
                     if name in _IDENTIFIER_KEYS or name in _FLAGS:
                         continue
                     if not self._settle(key, name, value) or not proves:
-                        # Not the newest value sent: a later one is on its way (or
-                        # was acknowledged already), and Braze will hold that one.
+                        # Other values of it are still on their way (or a later
+                        # one was answered first): Braze's value is not yet known.
                         continue
                     if _dedupable(name, value):
                         user[name] = (_digest(value), now)
