@@ -9,14 +9,16 @@ the in-memory LRU bound, and a store of one's own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import pytest
 import redis
@@ -570,6 +572,43 @@ class TestComparison:
         report = deliver(braze, cache, identify(**second))
         assert len(attributes_of(braze)) == 1
         assert report.attributes_saved == 1
+
+
+class TestStoredDigests:
+    """Values remembered by earlier versions are still recognised."""
+
+    TRAITS: Final = {
+        "nick": 'Zoë ☃ "q" \\ / \t\u2028 😀',
+        "visits": 42,
+        "big": 2**70,
+        "score": 0.1,
+        "ratio": 0.1 + 0.2,
+        "huge": 1e16,
+        "vip": True,
+        "off": False,
+        "company": {"name": "Acme", "size": 12},
+    }
+
+    @staticmethod
+    def stored_digest(value: Any) -> str:
+        """The digest as every version wrote it: BLAKE2b-96 of sorted, compact JSON."""
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+    def test_values_in_a_store_written_before_are_left_out(self, braze, cache):
+        """A digest stored by an earlier version matches the same value today."""
+        cache.store.save(
+            {
+                "default:external_id:u1": {
+                    name: (self.stored_digest(value), time.time())
+                    for name, value in self.TRAITS.items()
+                }
+            },
+            THIRTY_DAYS,
+        )
+        report = deliver(braze, cache, identify(**self.TRAITS), track())
+        assert attributes_of(braze) == []
+        assert report.attributes_saved == len(self.TRAITS)
 
 
 class TestAliasProfiles:

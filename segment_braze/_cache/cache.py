@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from json.encoder import encode_basestring
 from typing import Any, Final
 
 import attrs
@@ -34,18 +36,40 @@ _NEVER_DEDUPED: Final = frozenset({"push_tokens", "subscription_groups", "_updat
 _OPERATION_KEYS: Final = frozenset({"inc", "add", "remove", "$add", "$remove", "$update"})
 
 _FORGOTTEN: Final[Remembered] = ("", 0.0)
+_SCALARS: Final = frozenset({str, int, float, bool})
+
+
+def _canonical(value: Any) -> str:
+    """``value`` as canonical JSON (sorted keys, compact, not ASCII-escaped).
+
+    Strings, integers, booleans and finite floats, most attribute values, are
+    written as ``json.dumps`` writes them at the top level (its own string
+    encoder, ``repr`` of the number), without building an encoder: the digests
+    stored by earlier versions stay valid.
+    """
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _digest(value: Any) -> str:
     # Canonical JSON, so {"a":1,"b":2} and {"b":2,"a":1} are one value; 12 bytes
     # of BLAKE2 keep stored values compact.
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
+    return hashlib.blake2b(_canonical(value).encode(), digest_size=12).hexdigest()
 
 
 def _dedupable(key: str, value: Any) -> bool:
     if key in _NEVER_DEDUPED or key.startswith("_") or value is None:
         return False
+    if type(value) in _SCALARS:
+        return True
     return not (isinstance(value, Mapping) and (value.keys() & _OPERATION_KEYS))
 
 
@@ -238,7 +262,7 @@ class AttributeCache:
     def acknowledge(self, objects: list[dict[str, Any]]) -> None:
         """Remember attributes objects Braze accepted."""
         now = self._clock()
-        updates: dict[str, dict[str, Remembered]] = {}
+        held: list[tuple[str, str, Any]] = []  # what Braze now surely holds
         with self._sending_lock:
             for obj in objects:
                 key = self._key(obj)
@@ -248,21 +272,20 @@ class AttributeCache:
                 # yet answers success: such an object proves nothing about the
                 # profile (its sends are settled all the same).
                 proves = obj.get("_update_existing_only") is not True
-                user = updates.setdefault(key, {})
                 for name, value in obj.items():
                     if name in _IDENTIFIER_KEYS or name in _FLAGS:
                         continue
-                    if not self._settle(key, name, value) or not proves:
-                        # Other values of it are still on their way (or a later
-                        # one was answered first): Braze's value is not yet known.
-                        continue
-                    if _dedupable(name, value):
-                        user[name] = (_digest(value), now)
-                    else:
-                        # An operation or null changes the stored value in ways we
-                        # do not model: forget it, so the next value is sent.
-                        user[name] = _FORGOTTEN
-        updates = {key: values for key, values in updates.items() if values}
+                    # Unless other values of it are still on their way (or a later
+                    # one was answered first): then Braze's value is not yet known.
+                    if self._settle(key, name, value) and proves:
+                        held.append((key, name, value))
+        # Digested outside the lock, which the sending thread's filter also takes.
+        updates: dict[str, dict[str, Remembered]] = {}
+        for key, name, value in held:
+            # An operation or null changes the stored value in ways we do not
+            # model: forget it, so the next value is sent.
+            remembered = (_digest(value), now) if _dedupable(name, value) else _FORGOTTEN
+            updates.setdefault(key, {})[name] = remembered
         if updates:
             self.store.save(updates, self.ttl)
 
