@@ -40,9 +40,11 @@ __all__ = ["HOOK_STOP", "Run", "RunConfig"]
 logger = logging.getLogger("segment_braze")
 
 _END: Final = object()
-# Messages a worker is woken for (it also looks every _POLL seconds).
+# A worker is woken for _CHUNK messages and looks every _POLL s (linger if shorter):
+# each look takes the GIL from the reading thread (docs/performance.md).
 _CHUNK: Final = 64
-_POLL: Final = 0.02
+_POLL: Final = 0.1
+_ROOM_POLL: Final = 0.02  # a reader waiting for room looks again (bounds one race)
 HOOK_STOP: Final = "not sent: a hook given to BrazeClient raised"
 _UNAUTHORIZED_CAUSES: Final = {
     401: "the REST API key is wrong, malformed, revoked, or from another Braze "
@@ -181,9 +183,7 @@ class _Worker:
         self.run = run
         self.config = run.config
         self.ledger = run.ledger
-        # Messages wait in an inbox the worker empties in one go. Waking a thread
-        # for every message would cost a GIL hand-off per message; this wakes it
-        # once per _CHUNK messages, or every _POLL seconds when the input is slow.
+        # An inbox the worker empties in one go: not a GIL hand-off per message.
         self.inbox: list[Any] = []
         self.inbox_lock = threading.Lock()
         self.wake = threading.Event()
@@ -221,7 +221,7 @@ class _Worker:
             self.wake.set()
             # The timeout bounds the one race (the worker looked at the flag just
             # before it was set) to a short pause, never a hang.
-            self.room.wait(_POLL)
+            self.room.wait(_ROOM_POLL)
         self.waiting_for_room = False
 
     def end(self) -> None:
@@ -232,7 +232,7 @@ class _Worker:
 
     def take(self) -> list[Any]:
         """Whatever the reading thread has handed over (possibly nothing), after a wait."""
-        self.wake.wait(_POLL)
+        self.wake.wait(min(_POLL, max(self.config.linger, _ROOM_POLL)))
         self.wake.clear()
         with self.inbox_lock:
             items, self.inbox = self.inbox, []
