@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import gc
 import gzip
 import io
 import json
@@ -38,6 +39,7 @@ from commandline import (
 )
 
 from segment_braze._replay import cli as cli_module
+from segment_braze._replay import collector
 from segment_braze._replay import processes as processes_module
 from segment_braze._replay.cli import main
 from segment_braze._replay.config import TimeWindow, attribute_cache, load_settings, parse_moment
@@ -217,6 +219,28 @@ class TestSend:
         assert result.stderr.count("\n") == 1
         assert "Braze refused the REST API key (HTTP 401)" in result.stderr
         assert wrong not in result.stdout + result.stderr
+
+
+class TestCollector:
+    """The commands pace the garbage collector only while they run."""
+
+    @pytest.mark.parametrize("outcome", ["returns", "raises"])
+    def test_main_restores_the_callers_thresholds(self, monkeypatch, outcome):
+        """A program calling main() gets its own gc thresholds back, whatever the command did."""
+        seen = []
+
+        def command(args, env):
+            seen.append(gc.get_threshold())
+            if outcome == "raises":
+                raise UsageError("stopped")
+            return 0
+
+        monkeypatch.setattr(cli_module, "run_send", command)
+        before = gc.get_threshold()
+        assert before != collector.THRESHOLDS
+        assert main(["send", "-"], environ={}) == (0 if outcome == "returns" else 2)
+        assert seen == [collector.THRESHOLDS]
+        assert gc.get_threshold() == before
 
 
 def archive(root):

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Final, NoReturn
 
+from segment_braze._replay.collector import fewer_collections
 from segment_braze._replay.commands import EXIT_FAILED, PROG, run_replay, run_send, run_translate
 from segment_braze._replay.config import ENV_KEY, parse_moment
 from segment_braze._replay.state import MAX_WINDOW
@@ -299,7 +300,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     env = _environment(environ)
     command_name = ""
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), fewer_collections():
             args = _parser().parse_args(argv)
             command_name = args.command
             command: Callable[[argparse.Namespace, Mapping[str, str]], int] = args.run

@@ -21,6 +21,7 @@ the main process ends, even when it is killed.
 from __future__ import annotations
 
 import collections
+import gc
 import itertools
 import multiprocessing
 import multiprocessing.connection
@@ -36,6 +37,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 import attrs
 
 from segment_braze._deliver.pool import Prepared, prepare_translation
+from segment_braze._replay.collector import THRESHOLDS
 from segment_braze._replay.identity import Identity, identify
 from segment_braze._replay.transform import DROPPED, apply, load
 from segment_braze._replay.usage import UsageError
@@ -173,6 +175,7 @@ def _start_worker() -> None:
     # Ctrl-C reaches the whole process group: the main process handles it and
     # shuts the workers down after their current chunk.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.set_threshold(*THRESHOLDS)  # this process is ours (see collector.py)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()

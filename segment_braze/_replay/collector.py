@@ -1,0 +1,37 @@
+"""The garbage collector's pace in the command's own processes.
+
+CPython runs a young collection after every 700 net new containers (dicts,
+lists, objects). A send or replay keeps thousands of messages in flight, and
+their containers survive young collections, so the collector walks them over
+and over: in ``segment-braze replay`` about a sixth of the main process's time,
+all of it under the one GIL (docs/performance.md). Reference counting frees
+nearly everything this pipeline makes, so the collector only has reference
+cycles to find, which are rare here. The commands therefore collect every
+50,000 containers instead of 700, in the main process (for the duration of the
+command only, so a program that calls ``main()`` keeps its own settings) and in
+the replay's worker processes. The library itself never changes a caller's
+collector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+from typing import Final
+
+__all__ = ["THRESHOLDS", "fewer_collections"]
+
+THRESHOLDS: Final = (50_000, 20, 100)
+"""``gc.set_threshold`` arguments for the commands' processes."""
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Raise the collector's thresholds to :data:`THRESHOLDS`, and restore them after."""
+    before = gc.get_threshold()
+    gc.set_threshold(*THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
