@@ -286,3 +286,24 @@ class TestBenchThreads:
         for group in ("sender workers", "couriers (HTTP)", "caller's thread", "children (2)"):
             assert group in out
         assert "garbage collector" in out
+
+
+class TestBenchCommands:
+    """bench_commands.py runs the commands a user types, side by side."""
+
+    def test_reports_each_command_against_send(self, tmp_path):
+        """One round on a tiny corpus gives a rate per command and send's ratio of 1."""
+        corpus = tmp_path / "c.jsonl.gz"
+        assert _run("corpus.py", "--count", 200, "--gzip", "-o", corpus).returncode == 0
+        result = _run("bench_commands.py", "--corpus", corpus, "--rounds", 1)
+        assert result.returncode == 0, result.stderr
+        table = result.stdout.split("config | messages/s median [range] | x send\n", 1)[1]
+        rows = [line.split(" | ") for line in table.strip().splitlines()]
+        assert [row[0] for row in rows] == [
+            "send",
+            "replay, no cache",
+            "replay, memory cache",
+            "replay (default)",
+        ]
+        assert rows[0][2] == "1.00"
+        assert all(float(row[2]) > 0 for row in rows)
