@@ -35,6 +35,13 @@ def _run(script, *args, env=None):
     )
 
 
+def _gzipped_corpus(tmp_path, count):
+    """A gzipped corpus of ``count`` messages written by corpus.py, and its path."""
+    corpus = tmp_path / "c.jsonl.gz"
+    assert _run("corpus.py", "--count", count, "--gzip", "-o", corpus).returncode == 0
+    return corpus
+
+
 @pytest.fixture(scope="module")
 def corpus_module():
     """benchmarks/corpus.py, imported by path (benchmarks/ is not a package)."""
@@ -277,8 +284,7 @@ class TestBenchThreads:
 
     def test_reports_each_thread_group(self, tmp_path):
         """A send of a tiny corpus lists the parent's thread groups, the children and the GC."""
-        corpus = tmp_path / "c.jsonl.gz"
-        assert _run("corpus.py", "--count", 300, "--gzip", "-o", corpus).returncode == 0
+        corpus = _gzipped_corpus(tmp_path, 300)
         result = _run("bench_threads.py", "--corpus", corpus, "--repeat", 1)
         assert result.returncode == 0, result.stderr
         out = result.stdout
@@ -293,8 +299,7 @@ class TestBenchCommands:
 
     def test_reports_each_command_against_send(self, tmp_path):
         """One round on a tiny corpus gives a rate per command and send's ratio of 1."""
-        corpus = tmp_path / "c.jsonl.gz"
-        assert _run("corpus.py", "--count", 200, "--gzip", "-o", corpus).returncode == 0
+        corpus = _gzipped_corpus(tmp_path, 200)
         result = _run("bench_commands.py", "--corpus", corpus, "--rounds", 1)
         assert result.returncode == 0, result.stderr
         table = result.stdout.split("config | messages/s median [range] | x send\n", 1)[1]
