@@ -22,7 +22,9 @@ A config is ``name:option=value,...`` over ``workers``, ``processes``,
 ``input`` (``dicts``, parsed by the benchmark as it reads, the default, or
 ``lines``, the JSON text handed to ``send`` as read), ``transport`` (``lean``,
 the default without ``session=``, or ``requests``, a ``requests.Session`` passed
-in), and ``src``: a directory holding another checkout
+in), ``gc`` (a young-generation threshold the pass sets with
+``gc.set_threshold(gc, 20, 100)`` before sending, as a pipeline may in its own
+process; CPython's default is 700), and ``src``: a directory holding another checkout
 of the package (``git archive REV | tar -x -C DIR``), imported instead of the
 installed one, for a before/after in the same run.
 
@@ -36,6 +38,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import json
 import os
@@ -139,6 +142,8 @@ def pass_send(corpus: str, url: str, options: dict[str, Any]) -> dict[str, Any]:
     import segment_braze  # noqa: PLC0415
 
     kwargs = {k: int(v) for k, v in options.items() if k in ("workers", "processes")}
+    if "gc" in options:
+        gc.set_threshold(int(options["gc"]), 20, 100)
     transport = options.get("transport", "lean")
     session = requests.Session() if transport == "requests" else None
     if session is not None:
