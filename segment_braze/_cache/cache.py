@@ -13,7 +13,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from json.encoder import encode_basestring
 from typing import Any, Final
 
@@ -264,21 +264,15 @@ class AttributeCache:
         now = self._clock()
         held: list[tuple[str, str, Any]] = []  # what Braze now surely holds
         with self._sending_lock:
-            for obj in objects:
-                key = self._key(obj)
-                if key is None:
-                    continue
+            for obj, key, name, value in self._values(objects):
                 # Braze drops an update-only object for a user it does not know,
                 # yet answers success: such an object proves nothing about the
-                # profile (its sends are settled all the same).
-                proves = obj.get("_update_existing_only") is not True
-                for name, value in obj.items():
-                    if name in _IDENTIFIER_KEYS or name in _FLAGS:
-                        continue
-                    # Unless other values of it are still on their way (or a later
-                    # one was answered first): then Braze's value is not yet known.
-                    if self._settle(key, name, value) and proves:
-                        held.append((key, name, value))
+                # profile (its sends are settled all the same). Nor does an
+                # answer while other values are on its way (or after a later
+                # one was answered): then Braze's value is not yet known.
+                settled = self._settle(key, name, value)
+                if settled and obj.get("_update_existing_only") is not True:
+                    held.append((key, name, value))
         # Digested outside the lock, which the sending thread's filter also takes.
         updates: dict[str, dict[str, Remembered]] = {}
         for key, name, value in held:
@@ -296,13 +290,20 @@ class AttributeCache:
         returned and Braze did not acknowledge; ``BrazeClient`` does.
         """
         with self._sending_lock:
-            for obj in objects:
-                key = self._key(obj)
-                if key is None:
-                    continue
-                for name, value in obj.items():
-                    if name not in _IDENTIFIER_KEYS and name not in _FLAGS:
-                        self._settle(key, name, value)
+            for _, key, name, value in self._values(objects):
+                self._settle(key, name, value)
+
+    def _values(
+        self, objects: list[dict[str, Any]]
+    ) -> Iterator[tuple[dict[str, Any], str, str, Any]]:
+        """``(object, user, attribute, value)`` of every attribute the cache keeps track of."""
+        for obj in objects:
+            key = self._key(obj)
+            if key is None:
+                continue
+            for name, value in obj.items():
+                if name not in _IDENTIFIER_KEYS and name not in _FLAGS:
+                    yield obj, key, name, value
 
     def apply(self, translation: Translation) -> Translation:
         """Return ``translation`` without the attributes Braze already has.
