@@ -400,7 +400,7 @@ class TestReplay:
         assert cli("replay", path, "--state", state, braze=braze).returncode == 0
         assert numbers(braze) == dict.fromkeys(range(5), 1)
 
-    @pytest.mark.parametrize("processes", ["1", "2"])
+    @pytest.mark.parametrize("processes", ["1", "2", "3"])
     def test_attribute_cache_next_to_the_state(self, braze, tmp_path, processes):
         """Replay keeps an attribute cache by the state (any --processes): unchanged traits stay."""
         identify = {
@@ -423,6 +423,32 @@ class TestReplay:
         assert last["plan"] == "max"
         assert "home_city" not in last
         assert "1 unchanged attribute not sent" in result.stdout
+
+    def test_the_worker_holding_the_cache_saves_every_answer(self, braze, tmp_path):
+        """With one worker process (it holds the cache), a rerun's unchanged traits all stay."""
+        identifies = [
+            {
+                "type": "identify",
+                "userId": f"user-{n}",
+                "timestamp": "2024-05-01T12:00:00Z",
+                "traits": {"plan": "pro", "seats": n},
+            }
+            for n in range(700)  # several chunks, answers arriving after the last one
+        ]
+        first = write_gz(
+            tmp_path / "a.jsonl.gz", [m | {"messageId": f"a-{n}"} for n, m in enumerate(identifies)]
+        )
+        second = write_gz(
+            tmp_path / "b.jsonl.gz", [m | {"messageId": f"b-{n}"} for n, m in enumerate(identifies)]
+        )
+        state = tmp_path / "replay.sqlite"
+        args = ("--state", state, "--processes", "2")
+        assert cli("replay", first, *args, braze=braze).returncode == 0
+        sent = len(braze.accepted_attributes)
+        result = cli("replay", second, *args, braze=braze)
+        assert result.returncode == 0, result.stderr
+        assert len(braze.accepted_attributes) == sent == 700
+        assert "1,400 unchanged attributes not sent" in result.stdout
 
     def test_no_attribute_cache(self, braze, tmp_path):
         """--dedup none sends every attribute and keeps no cache file."""

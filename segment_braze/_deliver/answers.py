@@ -82,8 +82,8 @@ def settle_attributes(cache: AttributeCache, group: Sequence[Pending], answer: A
     for error in _errors(answer):
         if isinstance(error, Mapping) and error.get("input_array") == "attributes":
             rejected.add(error.get("index"))
-    acknowledged: list[dict[str, Any]] = []
-    refused: list[dict[str, Any]] = []
+    acknowledged: list[Any] = []
+    refused: list[Any] = []
     index = 0
     for message in group:
         for obj in message.attribute_objects:

@@ -79,7 +79,8 @@ class Pending:
         user_key: the Braze profile the message is about, for ordering.
         objects: serialised ``/users/track`` objects per array name.
         attribute_objects: the attributes objects as sent, for the attribute cache
-            (empty without one).
+            (empty without one), or the tokens of a cache held by the worker
+            process that translated the message.
         operations: user-management entries, sent after the track objects.
         before: user-management entries sent before the track objects (their
             batch's request); if they fail, the objects are not sent.
@@ -98,7 +99,7 @@ class Pending:
     label: str
     user_key: str
     objects: dict[str, list[bytes]]
-    attribute_objects: Sequence[dict[str, Any]] = ()
+    attribute_objects: Sequence[Any] = ()
     operations: tuple[UserOperation, ...] = ()
     before: tuple[UserOperation, ...] = ()
     done: bool = False

@@ -322,15 +322,18 @@ class BrazeClient:
             objects = dict(objects)
             kept = self._attributes(list(prepared.attributes), ledger)
             objects["attributes"] = [_json.dumps(obj) for obj in kept]
-        elif objects["attributes"]:
-            ledger.attributes(sent=prepared.attribute_keys, saved=0, data_points_saved=0)
+        elif objects["attributes"] or prepared.cache_saved[0]:
+            # Filtered by a cache in the worker process, when it left out keys.
+            saved, points = prepared.cache_saved
+            ledger.attributes(sent=prepared.attribute_keys, saved=saved, data_points_saved=points)
         after, before = split_operations(prepared.operations)
         pending = Pending(
             item=item,
             label=label,
             user_key=prepared.user_key,
             objects=objects,
-            attribute_objects=kept if self.attribute_cache is not None else (),
+            attribute_objects=prepared.cache_tokens
+            or (kept if self.attribute_cache is not None else ()),
             operations=after,
             before=before,
         )

@@ -91,6 +91,11 @@ class Prepared(NamedTuple):
         attributes: the attributes objects as dicts, unserialised, when asked
             for (an attribute cache must see their values): ``objects`` then
             has no attributes, and the sender serialises the ones it keeps.
+        cache_tokens: when the attribute cache is held by the worker process
+            that translated the message (a replay's), one token per attributes
+            object it left in ``objects``, for the sender to hand back with
+            Braze's answer.
+        cache_saved: attribute keys and data points that cache left out.
     """
 
     message_id: str | None = None
@@ -101,6 +106,8 @@ class Prepared(NamedTuple):
     operations: tuple[UserOperation, ...] = ()
     attribute_keys: int = 0
     attributes: tuple[dict[str, Any], ...] = ()
+    cache_tokens: tuple[int, ...] = ()
+    cache_saved: tuple[int, int] = (0, 0)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Unpickled by tuple.__new__ (C) rather than the generated __new__: the

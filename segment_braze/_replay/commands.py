@@ -8,6 +8,7 @@ one-line messages.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -15,8 +16,10 @@ from contextlib import ExitStack
 from typing import Any, Final
 
 from segment_braze import _json
+from segment_braze._cache.cache import AttributeCache
 from segment_braze._deliver.client import BrazeClient
 from segment_braze._replay.cachefile import guard
+from segment_braze._replay.cacheprocess import CacheLink
 from segment_braze._replay.config import (
     ENV_DATACENTER,
     ENV_KEY,
@@ -198,6 +201,19 @@ def run_send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return _deliver(args, env, paths=args.paths or [STDIN], state_path=None)
 
 
+def _quietly(close: Callable[[], None]) -> None:
+    """Close on the way out of a failed run: the run's own error is the one reported."""
+    with contextlib.suppress(UsageError):  # a cache write failed: values are sent again
+        close()
+
+
+def _sender_cache(cache: AttributeCache | None, name: str, processes: int) -> AttributeCache | None:
+    """The attribute cache for the sender: with worker processes, one of them may hold it."""
+    if cache is not None and processes > 1:
+        return CacheLink(cache, name)  # see cacheprocess
+    return cache
+
+
 def run_replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """``segment-braze replay``: send archives, resumably, without duplicates."""
     if args.since and args.until and args.since >= args.until:
@@ -213,10 +229,11 @@ def _transmit(
     feed: Feed,
     opened: Resources,
     tally: Tally,
+    cache: AttributeCache | None,
 ) -> AuthenticationError | None:
     # The state is committed before each request: a kill re-sends at most the
     # batch each worker had in flight. A cache that could not save stops it.
-    cache_fault = guard(opened.cache, opened.cache_name)
+    cache_fault = guard(cache, opened.cache_name)
     state = opened.state
 
     def before_request() -> None:
@@ -231,13 +248,15 @@ def _transmit(
             workers=args.workers,
             window=_WINDOW,
             on_outcome=feed.outcome,
-            attribute_cache=opened.cache,
+            attribute_cache=cache,
         )
     )
     try:
         send(feed, client, tally)
     except AuthenticationError as err:
+        feed.close()
         return err
+    feed.close()  # every answer is in: a worker holding the cache saves the last
     cache_fault()
     return None
 
@@ -271,6 +290,8 @@ def _deliver(
             progress = _progress(args, opened.files, meter, tally, _status(tally, dry=dry))
             stack.callback(progress.close)
             _log_to(stack, progress.note, quiet=args.quiet)
+            processes = getattr(args, "processes", 1)
+            cache = None if dry else _sender_cache(opened.cache, opened.cache_name, processes)
             feed = Feed(
                 records=_records(opened.files, meter),
                 settings=settings,
@@ -279,16 +300,24 @@ def _deliver(
                 state=opened.state,
                 window=window,
                 dead_letter=opened.dead_letter,
-                processes=getattr(args, "processes", 1),
+                processes=processes,
                 transform=args.transform,
-                attribute_values=opened.cache is not None and not dry,
+                attribute_values=cache is not None,
+                cache=cache if isinstance(cache, CacheLink) else None,
             )
+            stack.callback(_quietly, feed.close)  # after the sender, on any way out
             try:
                 if dry:
                     dry_run(feed)
                 else:
                     refused = _transmit(
-                        args, stack, settings=settings, feed=feed, opened=opened, tally=tally
+                        args,
+                        stack,
+                        settings=settings,
+                        feed=feed,
+                        opened=opened,
+                        tally=tally,
+                        cache=cache,
                     )
             except (KeyboardInterrupt, SenderError) as err:
                 # The ExitStack still saves the state; the summary says what was done.

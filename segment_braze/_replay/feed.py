@@ -21,6 +21,7 @@ from typing import Any, Final, NamedTuple
 import attrs
 
 from segment_braze._deliver.pool import Prepared
+from segment_braze._replay.cacheprocess import CacheLink
 from segment_braze._replay.config import TimeWindow
 from segment_braze._replay.deadletter import DeadLetter
 from segment_braze._replay.identity import Identity, identify
@@ -85,6 +86,8 @@ class Feed:
             None.
         attribute_values: the sender has an attribute cache: worker processes
             hand back attributes objects as dicts, for it to see their values.
+        cache: the sender's attribute cache, when one worker process may hold
+            it (see ``cacheprocess``); :meth:`close` then saves its last answers.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class Feed:
         processes: int = 1,
         transform: str | None = None,
         attribute_values: bool = False,
+        cache: CacheLink | None = None,
     ) -> None:
         self._records = records
         self._settings = settings
@@ -111,6 +115,8 @@ class Feed:
         self._processes = processes
         self._transform_spec = transform
         self._attribute_values = attribute_values
+        self._cache = cache
+        self._translator: ProcessTranslator | None = None
         self._transform = load(transform) if transform is not None else None
         self._lock = threading.Lock()
         self._in_flight: dict[int, _Entry] = {}
@@ -167,6 +173,7 @@ class Feed:
                 keep=not dry,
                 transform=self._transform_spec,
                 attribute_values=self._attribute_values,
+                cache=self._cache,
             )
         except (OSError, ImportError, NotImplementedError) as err:
             # No worker processes here (no /dev/shm, as on AWS Lambda, or a
@@ -185,6 +192,22 @@ class Feed:
                 if handle is not None:
                     yield handle
         finally:
+            if self._cache is None:
+                translator.close()
+            else:  # the worker may hold the cache: closed once every answer is in
+                self._translator = translator
+
+    def close(self) -> None:
+        """Stop the worker processes kept for the attribute cache (see ``cache``).
+
+        Call it once the sender has every answer: the worker holding the cache
+        settles and saves the last ones first.
+
+        Raises:
+            FileError: the worker could not write the cache.
+        """
+        translator, self._translator = self._translator, None
+        if translator is not None:
             translator.close()
 
     def _screened(self) -> Iterator[tuple[_Screened, Any]]:

@@ -37,6 +37,13 @@ from typing import Any, Final, NamedTuple, TypeVar
 import attrs
 
 from segment_braze._deliver.pool import Prepared, prepare_translation
+from segment_braze._replay.cacheprocess import (
+    CacheLink,
+    CacheRecipe,
+    filter_prepared,
+    open_here,
+    settle,
+)
 from segment_braze._replay.collector import THRESHOLDS
 from segment_braze._replay.identity import Identity, identify
 from segment_braze._replay.transform import DROPPED, apply, load
@@ -56,6 +63,9 @@ T = TypeVar("T")
 _CHUNK: Final = 256
 # Chunks queued per worker beyond the one it works on: the memory bound.
 _AHEAD: Final = 2
+# Seconds the end of a run waits for the worker process to settle and save the
+# attribute cache's last answers (a busy SQLite file is waited for up to 30 s).
+_SETTLE_WAIT: Final = 60.0
 
 
 class Counts(NamedTuple):
@@ -135,7 +145,8 @@ def translate_chunk(
         keep: return what the sender needs (else only what the summary needs).
         transform: ``MODULE:FUNCTION`` to run on each message first, or None.
         attribute_values: hand back the attributes objects as dicts (for the
-            attribute cache), not serialised.
+            attribute cache), not serialised; in a worker process that holds
+            the cache (see ``cacheprocess``), filtered and serialised here.
     """
     function = load(transform) if transform is not None else None
     results = []
@@ -159,6 +170,8 @@ def translate_chunk(
         prepared = None
         if keep and translation.dropped is None:
             prepared = prepare_translation(translation, attribute_values=attribute_values)
+            if attribute_values:  # filtered here when this process holds the cache
+                prepared = filter_prepared(prepared)
         results.append(
             Translated(
                 error=None,
@@ -171,10 +184,11 @@ def translate_chunk(
     return results
 
 
-def _start_worker() -> None:
+def _start_worker(cache: CacheRecipe | None = None) -> None:
     # Ctrl-C reaches the whole process group: the main process handles it and
     # shuts the workers down after their current chunk.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    open_here(cache)
     gc.set_threshold(*THRESHOLDS)  # this process is ours (see collector.py)
     parent = multiprocessing.parent_process()
     if parent is not None:
@@ -199,6 +213,9 @@ class ProcessTranslator:
             the messages are then ``(message, folder)`` pairs (see translate_chunk).
         attribute_values: attributes objects come back as dicts (see
             ``translate_chunk``).
+        cache: the sender's attribute cache, when it is a ``CacheLink``: with
+            one worker process that can open its store, the worker holds the
+            cache (see ``cacheprocess``) and :meth:`close` saves its last answers.
     """
 
     def __init__(
@@ -209,17 +226,22 @@ class ProcessTranslator:
         keep: bool,
         transform: str | None = None,
         attribute_values: bool = False,
+        cache: CacheLink | None = None,
     ) -> None:
         self._settings = attrs.evolve(settings, rest_api_key=None)
         self._keep = keep
         self._transform = transform
         self._attribute_values = attribute_values
         self._ahead = workers * (1 + _AHEAD)
+        held = cache is not None and cache.recipe is not None and workers == 1
+        self._cache = cache if held else None
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
+            initargs=(cache.recipe if held and cache is not None else None,),
         )
+        self._closed = False
 
     def map(self, items: Iterable[tuple[T, Any]]) -> Iterator[tuple[T, Translated | None]]:
         """Translate the messages of ``(tag, message)`` pairs, keeping their order.
@@ -238,6 +260,7 @@ class ProcessTranslator:
                 messages = [message for _, message in chunk if message is not None]
                 future = None
                 if messages:
+                    self._settle_answers()
                     future = self._pool.submit(
                         translate_chunk,
                         self._settings,
@@ -256,9 +279,38 @@ class ProcessTranslator:
                 if future is not None:
                     future.cancel()
 
+    def _settle_answers(self, *, close: bool = False) -> Future[None] | None:
+        """Hand the tokens Braze's answers settled to the worker holding the cache."""
+        if self._cache is None:
+            return None
+        accepted, refused = self._cache.take()
+        if not (accepted or refused or close):
+            return None
+        return self._pool.submit(settle, accepted, refused, close=close)
+
     def close(self) -> None:
-        """Stop the workers: queued chunks are dropped, running ones finish."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers: queued chunks are dropped, running ones finish.
+
+        A worker holding the attribute cache first settles the answers that came
+        in since its last chunk and saves them (waiting at most a minute).
+
+        Raises:
+            FileError: the worker could not write the cache.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        wait = True
+        try:
+            last = self._settle_answers(close=True)
+            if last is not None:
+                last.result(timeout=_SETTLE_WAIT)
+        except TimeoutError:
+            wait = False  # what was not saved is only sent again by a later run
+        except RuntimeError:  # BrokenProcessPool: the worker is gone, and its answers
+            pass
+        finally:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
 
     def _settle(
         self, chunk: list[tuple[T, Any]], future: Future[list[Translated]] | None

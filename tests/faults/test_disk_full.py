@@ -185,12 +185,14 @@ class TestCacheOnAFullDisk:
     way of running out of room.
     """
 
-    def test_stops_in_one_line_and_the_next_run_goes_on(self, tmp_path, disk, braze):
+    @pytest.mark.parametrize("processes", ["1", "2"])  # 2: the worker process holds the cache
+    def test_stops_in_one_line_and_the_next_run_goes_on(self, tmp_path, disk, braze, processes):
         """One line, exit 2; the cache opens again, and the rerun delivers everything."""
         archive = tmp_path / "identify.jsonl"
         archive.write_text(jsonl([_identify(n) for n in range(MESSAGES)]))
         cache = disk.path / "cache.sqlite"
         args = ("send", archive, "--dedup", f"sqlite:{cache}", "--workers", "1")
+        args += ("--processes", processes)
         disk.fill(leave=96 * 1024)  # the cache starts, then fills it
         result = disk.run(*args, braze=braze)
         assert result.returncode == 2, result.stderr
