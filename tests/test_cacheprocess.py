@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from helpers import identify
 
 from segment_braze import Settings
@@ -33,73 +34,64 @@ def _link(tmp_path):
     return CacheLink(AttributeCache.sqlite(str(tmp_path / "cache.sqlite")), "cache.sqlite")
 
 
+def _answered_then_again(held, answer, traits):
+    """An identify with TRAITS translated, its token answered, then one with ``traits``."""
+    translator, link = held
+    (first,) = _translated(translator, identify(messageId="i-1", traits=TRAITS))
+    getattr(link, answer)(list(first.cache_tokens))
+    (second,) = _translated(translator, identify(messageId="i-2", traits=traits))
+    return second
+
+
+@pytest.fixture
+def held(tmp_path):
+    """A translator whose one worker process holds the cache, and the main process's link."""
+    link = _link(tmp_path)
+    translator = ProcessTranslator(
+        SETTINGS, workers=1, keep=True, attribute_values=True, cache=link
+    )
+    yield translator, link
+    translator.close()
+
+
 class TestHeldByTheWorker:
     """One worker process filters, and settles what the main process hands back."""
 
-    def test_bytes_and_tokens_come_back_not_values(self, tmp_path):
+    def test_bytes_and_tokens_come_back_not_values(self, held):
         """The main process receives the kept objects serialised, and a token for each."""
-        translator = ProcessTranslator(
-            SETTINGS, workers=1, keep=True, attribute_values=True, cache=_link(tmp_path)
-        )
-        try:
-            (prepared,) = _translated(translator, identify(messageId="i-1", traits=TRAITS))
-        finally:
-            translator.close()
+        translator, _ = held
+        (prepared,) = _translated(translator, identify(messageId="i-1", traits=TRAITS))
         assert prepared.attributes == ()
         assert _sent(prepared) == [OBJECT]
         assert len(prepared.cache_tokens) == 1
         assert prepared.attribute_keys == 2
         assert prepared.cache_saved == (0, 0)
 
-    def test_accepted_values_are_left_out_of_later_messages(self, tmp_path):
+    def test_accepted_values_are_left_out_of_later_messages(self, held):
         """Once its token is acknowledged, an unchanged value is not sent again."""
-        link = _link(tmp_path)
-        translator = ProcessTranslator(
-            SETTINGS, workers=1, keep=True, attribute_values=True, cache=link
-        )
-        try:
-            (first,) = _translated(translator, identify(messageId="i-1", traits=TRAITS))
-            link.acknowledge(list(first.cache_tokens))
-            changed = {"plan": "max", "seats": 3}
-            (second,) = _translated(translator, identify(messageId="i-2", traits=changed))
-        finally:
-            translator.close()
+        second = _answered_then_again(held, "acknowledge", {"plan": "max", "seats": 3})
         assert _sent(second) == [
             {"external_id": "user-1", "plan": "max", "_update_existing_only": False}
         ]
         assert second.attribute_keys == 1
         assert second.cache_saved == (1, 1)
 
-    def test_refused_values_are_sent_again(self, tmp_path):
+    def test_refused_values_are_sent_again(self, held):
         """A released token (Braze refused it, or it never went) remembers nothing."""
-        link = _link(tmp_path)
-        translator = ProcessTranslator(
-            SETTINGS, workers=1, keep=True, attribute_values=True, cache=link
-        )
-        try:
-            (first,) = _translated(translator, identify(messageId="i-1", traits=TRAITS))
-            link.release(list(first.cache_tokens))
-            (second,) = _translated(translator, identify(messageId="i-2", traits=TRAITS))
-        finally:
-            translator.close()
+        second = _answered_then_again(held, "release", TRAITS)
         assert _sent(second) == [OBJECT]
         assert second.cache_saved == (0, 0)
 
-    def test_close_saves_the_answers_that_came_last(self, tmp_path):
+    def test_close_saves_the_answers_that_came_last(self, held, tmp_path):
         """Answers in after the last chunk are saved when the translator closes."""
-        link = _link(tmp_path)
-        translator = ProcessTranslator(
-            SETTINGS, workers=1, keep=True, attribute_values=True, cache=link
+        translator, link = held
+        first, _ = _translated(
+            translator,
+            identify(messageId="i-1", traits=TRAITS),
+            identify(messageId="i-2", userId="user-2", traits=TRAITS),
         )
-        try:
-            first, _ = _translated(
-                translator,
-                identify(messageId="i-1", traits=TRAITS),
-                identify(messageId="i-2", userId="user-2", traits=TRAITS),
-            )
-            link.acknowledge(list(first.cache_tokens))
-        finally:
-            translator.close()
+        link.acknowledge(list(first.cache_tokens))
+        translator.close()
         with AttributeCache.sqlite(str(tmp_path / "cache.sqlite")) as again:
             result = again.filter_objects(
                 [{"external_id": "user-1", **TRAITS}, {"external_id": "user-2", **TRAITS}]
