@@ -337,6 +337,90 @@ class TestOlderAcknowledgement:
         assert cache.filter_objects([{"external_id": "u1", "plan": "pro"}]).saved == 1
 
 
+PLAN_B: Final = {"external_id": "u1", "plan": "B"}
+PLAN_C: Final = {"external_id": "u1", "plan": "C"}
+
+
+class Interleaved:
+    """Wraps a store and stops one call half-way, for a test to interleave two threads.
+
+    ``stop="load"``: the next load reads, then waits for :attr:`go`.
+    ``stop="save"``: the next save waits until a load has read (it sets :attr:`go`).
+    """
+
+    def __init__(self, store: Any, stop: str) -> None:
+        self.store = store
+        self.stop = stop
+        self.reached = threading.Event()
+        self.go = threading.Event()
+
+    def load(self, users: list[str]) -> Any:
+        """The wrapped store's values, then the stop (or the release of a stopped save)."""
+        found = self.store.load(users)
+        if self.stop == "load":
+            self._wait()
+        elif self.stop == "save":
+            self.go.set()
+        return found
+
+    def save(self, updates: Any, ttl: float) -> None:
+        """Save, after the stop when this is the save to stop."""
+        if self.stop == "save":
+            self._wait()
+        self.store.save(updates, ttl)
+
+    def _wait(self) -> None:
+        if self.reached.is_set():
+            return  # one call stops, the others go through
+        self.reached.set()
+        assert self.go.wait(timeout=30)
+
+    def close(self) -> None:
+        """Close the wrapped store."""
+        self.store.close()
+
+
+class TestAnswersWhileFiltering:
+    """An answer saved while a filter reads the store never outlives a newer value on its way.
+
+    Each test interleaves a filter and an acknowledgement in one precise order,
+    then opens the store as the next run would after a kill: Braze may hold the
+    newer value, so the answered one must not be trusted.
+    """
+
+    def test_answer_saved_after_the_filter_read_the_store(self, caches):
+        """B answered and saved once the filter for C has read the store: B is forgotten."""
+        before_kill = caches()
+        b_sent = before_kill.filter_objects([dict(PLAN_B)])
+        store = before_kill.store = Interleaved(before_kill.store, stop="load")
+        handed: list[Any] = []
+        filtering = threading.Thread(
+            target=lambda: handed.append(before_kill.filter_objects([dict(PLAN_C)]))
+        )
+        filtering.start()
+        assert store.reached.wait(timeout=30)  # read: nothing remembered of u1 yet
+        before_kill.acknowledge(b_sent.objects)  # B answered, saved meanwhile
+        store.go.set()
+        filtering.join(timeout=30)
+        assert handed[0].objects == [PLAN_C]
+        next_run = caches()
+        assert next_run.filter_objects([dict(PLAN_B)]).objects == [PLAN_B]
+
+    def test_answer_still_being_saved_when_the_filter_starts(self, caches):
+        """B's save lands after the filter for C read the store: B is forgotten after it."""
+        before_kill = caches()
+        b_sent = before_kill.filter_objects([dict(PLAN_B)])
+        store = before_kill.store = Interleaved(before_kill.store, stop="save")
+        answering = threading.Thread(target=before_kill.acknowledge, args=(b_sent.objects,))
+        answering.start()
+        assert store.reached.wait(timeout=30)  # B settled; its save waits for the read
+        handed = before_kill.filter_objects([dict(PLAN_C)])
+        answering.join(timeout=30)
+        assert handed.objects == [PLAN_C]
+        next_run = caches()
+        assert next_run.filter_objects([dict(PLAN_B)]).objects == [PLAN_B]
+
+
 class TestAcknowledgement:
     """The cache learns only what Braze accepted."""
 

@@ -8,6 +8,7 @@ after Braze acknowledges an object, so a failed send never suppresses a retry.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import math
@@ -37,6 +38,10 @@ _OPERATION_KEYS: Final = frozenset({"inc", "add", "remove", "$add", "$remove", "
 
 _FORGOTTEN: Final[Remembered] = ("", 0.0)
 _SCALARS: Final = frozenset({str, int, float, bool})
+# Saves of answers remembered, with their users, for filters that read the store
+# meanwhile (see filter_objects); a filter that began before the oldest kept
+# forgets every value it hands out.
+_RECENT_SAVES: Final = 1024
 
 
 def _canonical(value: Any) -> str:
@@ -137,6 +142,16 @@ class AttributeCache:
         # message is left out only if it carries the newest value.
         self._sending: dict[tuple[str, str], list[Any]] = {}
         self._sending_lock = threading.Lock()
+        # Answers being saved, and the users of the last saves, numbered: a filter
+        # that read the store while one was saved cannot trust what it read.
+        # Guarded by _sending_lock; _save_lock orders this cache's saves (an
+        # answer's, from its settling to its write, and a filter's forgetting).
+        self._saves = 0
+        self._being_saved: frozenset[str] = frozenset()
+        self._recent: collections.deque[tuple[int, frozenset[str]]] = collections.deque(
+            maxlen=_RECENT_SAVES
+        )
+        self._save_lock = threading.Lock()
 
     @classmethod
     def memory(
@@ -185,6 +200,8 @@ class AttributeCache:
         or :meth:`release` is called with them.
         """
         keys = [self._key(obj) for obj in objects]
+        with self._sending_lock:
+            began, busy = self._saves, self._being_saved
         remembered = self.store.load(sorted({key for key in keys if key is not None}))
         now = self._clock()
         out: list[dict[str, Any]] = []
@@ -192,6 +209,11 @@ class AttributeCache:
         stale: dict[str, dict[str, Remembered]] = {}
         with self._sending_lock:
             sending = self._sending
+            # An answer saved while the store was read may be missing from what
+            # was read: the values handed out for its users are forgotten too,
+            # after that save (else the store could keep the answer, older than
+            # what is now on its way, and a next run after a kill would trust it).
+            unsure = self._saved_since(began, busy)
             for obj, key in zip(objects, keys, strict=True):
                 if key is None:
                     out.append(obj)
@@ -227,15 +249,18 @@ class AttributeCache:
                     else:
                         on_its_way[0] = value
                         on_its_way[1] += 1
-                    if previous is not None and previous[0]:
-                        # A new value is on its way: forget the old one now, so
-                        # another process sharing the store does not take the old
-                        # value as unchanged either.
+                    # A new value is on its way: forget the old one now, so that
+                    # another process sharing the store does not take the old
+                    # value as unchanged either.
+                    if (previous is not None and previous[0]) or unsure is None or key in unsure:
                         stale.setdefault(key, {})[name] = _FORGOTTEN
                 creates_alias = "user_alias" in obj and obj.get("_update_existing_only") is False
                 if meaningful or creates_alias:
                     out.append(kept)
-        if stale:
+        if stale and unsure != frozenset():
+            with self._save_lock:  # after the answer's save, if still under way
+                self.store.save(stale, self.ttl)
+        elif stale:
             self.store.save(stale, self.ttl)
         return FilterResult(objects=out, sent=sent, saved=saved, data_points_saved=points_saved)
 
@@ -263,25 +288,49 @@ class AttributeCache:
         """Remember attributes objects Braze accepted."""
         now = self._clock()
         held: list[tuple[str, str, Any]] = []  # what Braze now surely holds
-        with self._sending_lock:
-            for obj, key, name, value in self._values(objects):
-                # Braze drops an update-only object for a user it does not know,
-                # yet answers success: such an object proves nothing about the
-                # profile (its sends are settled all the same). Nor does an
-                # answer while other values are on its way (or after a later
-                # one was answered): then Braze's value is not yet known.
-                settled = self._settle(key, name, value)
-                if settled and obj.get("_update_existing_only") is not True:
-                    held.append((key, name, value))
-        # Digested outside the lock, which the sending thread's filter also takes.
-        updates: dict[str, dict[str, Remembered]] = {}
-        for key, name, value in held:
-            # An operation or null changes the stored value in ways we do not
-            # model: forget it, so the next value is sent.
-            remembered = (_digest(value), now) if _dedupable(name, value) else _FORGOTTEN
-            updates.setdefault(key, {})[name] = remembered
-        if updates:
-            self.store.save(updates, self.ttl)
+        # From settling to saving, so that a filter's forgetting (see
+        # filter_objects) lands after this save.
+        with self._save_lock:
+            with self._sending_lock:
+                for obj, key, name, value in self._values(objects):
+                    # Braze drops an update-only object for a user it does not
+                    # know, yet answers success: such an object proves nothing
+                    # about the profile (its sends are settled all the same). Nor
+                    # does an answer while other values are on its way (or after
+                    # a later one was answered): then Braze's value is not known.
+                    settled = self._settle(key, name, value)
+                    if settled and obj.get("_update_existing_only") is not True:
+                        held.append((key, name, value))
+                users = frozenset(key for key, _, _ in held)
+                if users:
+                    self._saves += 1
+                    self._recent.append((self._saves, users))
+                    self._being_saved = users
+            try:
+                # Digested outside the lock the sending thread's filter takes.
+                updates: dict[str, dict[str, Remembered]] = {}
+                for key, name, value in held:
+                    # An operation or null changes the stored value in ways we
+                    # do not model: forget it, so the next value is sent.
+                    remembered = (_digest(value), now) if _dedupable(name, value) else _FORGOTTEN
+                    updates.setdefault(key, {})[name] = remembered
+                if updates:
+                    self.store.save(updates, self.ttl)
+            finally:
+                if users:
+                    with self._sending_lock:
+                        self._being_saved = frozenset()
+
+    def _saved_since(self, began: int, busy: frozenset[str]) -> frozenset[str] | None:
+        """The users of the answers saved since save ``began``, and ``busy``; None: anyone.
+
+        Called with the lock held.
+        """
+        if self._saves == began:
+            return busy
+        if self._saves - began > len(self._recent):  # some are no longer listed
+            return None
+        return busy.union(*(users for number, users in self._recent if number > began))
 
     def release(self, objects: list[dict[str, Any]]) -> None:
         """Settle attributes objects that were not delivered (failed, or refused by Braze).
