@@ -330,7 +330,12 @@ class AttributeCache:
             return busy
         if self._saves - began > len(self._recent):  # some are no longer listed
             return None
-        return busy.union(*(users for number, users in self._recent if number > began))
+        unsure = set(busy)
+        for number, users in reversed(self._recent):  # the newest first
+            if number <= began:
+                break
+            unsure |= users
+        return frozenset(unsure)
 
     def release(self, objects: list[dict[str, Any]]) -> None:
         """Settle attributes objects that were not delivered (failed, or refused by Braze).
