@@ -403,6 +403,20 @@ class TestReplay:
     @pytest.mark.parametrize("processes", ["1", "2", "3"])
     def test_attribute_cache_next_to_the_state(self, braze, tmp_path, processes):
         """Replay keeps an attribute cache by the state (any --processes): unchanged traits stay."""
+        self._unchanged_trait_stays(braze, tmp_path, "--processes", processes)
+
+    def test_redis_cache_with_worker_processes(self, braze, tmp_path, redis_url):
+        """A Redis cache stays in the main process with --processes 2: unchanged traits stay."""
+        redis = pytest.importorskip("redis")
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
+        client.close()
+        self._unchanged_trait_stays(
+            braze, tmp_path, "--processes", "2", "--dedup", redis_url, cache_file=False
+        )
+
+    def _unchanged_trait_stays(self, braze, tmp_path, *options, cache_file=True):
+        """Replay two identifies of one user a run apart: only the changed trait goes."""
         identify = {
             "type": "identify",
             "userId": "u",
@@ -415,10 +429,10 @@ class TestReplay:
             [identify | {"messageId": "i-2", "traits": {"plan": "max", "city": "Berlin"}}],
         )
         state = tmp_path / "replay.sqlite"
-        cli("replay", first, "--state", state, "--processes", processes, braze=braze)
-        result = cli("replay", second, "--state", state, "--processes", processes, braze=braze)
+        cli("replay", first, "--state", state, *options, braze=braze)
+        result = cli("replay", second, "--state", state, *options, braze=braze)
         assert result.returncode == 0, result.stderr
-        assert (tmp_path / "replay.attributes.sqlite").exists()
+        assert (tmp_path / "replay.attributes.sqlite").exists() is cache_file
         last = braze.accepted_attributes[-1]
         assert last["plan"] == "max"
         assert "home_city" not in last
