@@ -309,6 +309,9 @@ class ProcessTranslator:
             wait = False  # what was not saved is only sent again by a later run
         except RuntimeError:  # BrokenProcessPool: the worker is gone, and its answers
             pass
+        except BaseException:  # a second Ctrl-C: stop waiting
+            wait = False
+            raise
         finally:
             self._pool.shutdown(wait=wait, cancel_futures=True)
 
