@@ -243,6 +243,24 @@ class TestCollector:
         assert gc.get_threshold() == before
 
 
+class TestUnexpectedErrors:
+    """A bug inside a command is one line on stderr, never a traceback."""
+
+    def test_one_line_and_its_own_exit_status(self, monkeypatch, capsys):
+        """An exception no rule foresaw: one line naming it, exit status 70."""
+
+        def command(args, env):
+            raise TypeError("a bug's own words")
+
+        monkeypatch.setattr(cli_module, "run_send", command)
+        assert main(["send", "-"], environ={}) == 70
+        err = capsys.readouterr().err
+        assert err.splitlines() == [
+            "segment-braze: error: unexpected error (TypeError: a bug's own words);"
+            " what a replay recorded is saved: please report this"
+        ]
+
+
 def archive(root):
     """Three gzipped archive files with duplicates, corrupt lines and a README.
 

@@ -102,6 +102,27 @@ class TestBrokenValues:
         (record,) = [r for r in records(Lines(io.BytesIO(text.encode())), "in") if r.error]
         assert record.text == broken.rstrip()  # kept whole for the dead-letter file
 
+    def test_nested_too_deeply_on_one_line(self):
+        """A JSON line nested 3,000 deep is one invalid record; the lines around it are read."""
+        deep = json.dumps(message(2))[:-1] + ', "p": ' + '{"a":' * 3000 + "1" + "}" * 3000 + "}"
+        text = "\n".join([json.dumps(message(1)), deep, json.dumps(message(3))]) + "\n"
+        assert read(text) == [
+            (1, "m1"),
+            (2, "not JSON: nested too deeply to read (over about 1,000 levels)"),
+            (3, "m3"),
+        ]
+
+    def test_nested_too_deeply_over_lines(self):
+        """A pretty-printed value nested 3,000 deep is one invalid record at its first line."""
+        deep = "{\n" + '"a": {\n' * 3000 + "1" + "\n}" * 3000 + "\n}\n"
+        text = pretty(message(1)) + deep + pretty(message(3))
+        first, second, third = starts(text)
+        assert read(text) == [
+            (first, "m1"),
+            (second, "not JSON: nested too deeply to read (over about 1,000 levels) at column 1"),
+            (third, "m3"),
+        ]
+
     def test_cut_short_then_the_next_value(self):
         """A value cut inside a string (an interrupted write) ends there; the next is read."""
         whole = pretty(message(2, properties={"title": "Alabama"}))

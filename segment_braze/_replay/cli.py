@@ -30,6 +30,7 @@ _EXIT_USAGE: Final = 2
 _MAX_WINDOW_HOURS: Final = MAX_WINDOW // 3_600_000
 _EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT
 _EXIT_TERMINATED: Final = 143  # 128 + SIGTERM
+_EXIT_BUG: Final = 70  # EX_SOFTWARE: an error of ours that no rule foresaw
 
 _EPILOG: Final = """\
 environment:
@@ -331,6 +332,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         where = f" ({err.filename})" if err.filename else ""
         _error(f"{err.strerror or type(err).__name__}{where}")
         return _EXIT_USAGE
+    except Exception as err:  # noqa: BLE001 (a bug: one line still, never a traceback)
+        detail = str(err)[:200]
+        _error(
+            f"unexpected error ({type(err).__name__}{': ' if detail else ''}{detail});"
+            " what a replay recorded is saved: please report this"
+        )
+        return _EXIT_BUG
 
 
 def _error(message: str) -> None:

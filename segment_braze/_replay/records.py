@@ -73,6 +73,11 @@ class Bad:
         self.reason = reason
 
 
+# A value nested deeper than the parsers go (orjson: 1,024 levels; the standard
+# library: Python's recursion limit).
+_TOO_DEEP: Final = "nested too deeply to read (over about 1,000 levels)"
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -90,6 +95,8 @@ def parse(data: bytes) -> Any:
         return Bad(_decode_error(err.msg, err.colno))
     except ValueError as err:  # UnicodeDecodeError, NaN
         return Bad(f"not JSON: {err}")
+    except RecursionError:
+        return Bad(f"not JSON: {_TOO_DEEP}")
 
 
 def _decode_error(message: str, column: int, line: int | None = None) -> str:
@@ -225,7 +232,7 @@ class _Walker:
     def value(self, start: int) -> Generator[Record, None, int | None]:
         """One value that is not an array: a message, or an envelope walked by element."""
         try:
-            value, end = self.decoder.raw_decode(self.text, start)
+            value, end = self.decode(start)
         except ValueError as err:
             yield self.fail(err, start)
             return None
@@ -235,6 +242,17 @@ class _Walker:
         self.decoded += 1
         yield _message(value, self.source, self.line_at(start), None)
         return end
+
+    def decode(self, position: int) -> tuple[Any, int]:
+        """The value at ``position`` and where it ends.
+
+        Raises:
+            ValueError: not JSON, or nested too deeply to decode.
+        """
+        try:
+            return self.decoder.raw_decode(self.text, position)
+        except RecursionError:
+            raise json.JSONDecodeError(_TOO_DEEP, self.text, position) from None
 
     def batch_start(self, position: int) -> int:
         """Where the ``batch`` array of a (valid) envelope object starts."""
@@ -254,7 +272,7 @@ class _Walker:
         position = self.skip(position + 1)  # past "["
         while position < len(self.text) and self.text[position] != "]":
             try:
-                value, end = self.decoder.raw_decode(self.text, position)
+                value, end = self.decode(position)
             except ValueError as err:
                 yield self.fail(err, position)
                 return None
