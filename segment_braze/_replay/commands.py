@@ -254,7 +254,7 @@ def _transmit(
     try:
         send(feed, client, tally)
     except AuthenticationError as err:
-        feed.close()
+        _quietly(feed.close)  # the refused key is what the user must hear of
         return err
     feed.close()  # every answer is in: a worker holding the cache saves the last
     cache_fault()
