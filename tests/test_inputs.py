@@ -62,6 +62,27 @@ class TestJsonLines:
         path = write("a.json", b"\xef\xbb\xbf" + lines(message(1)).encode())
         assert read(path) == [(f"{path}:1", "m1")]
 
+    @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
+    def test_utf16_and_utf32_with_a_byte_order_mark(self, write, encoding):
+        """A file with a UTF-16 or UTF-32 mark (PowerShell 5's `>` writes UTF-16) is read whole."""
+        text = lines(message(1, properties={"city": "Zürich"}), message(2))
+        bom = "\ufeff".encode(encoding)
+        path = write("a.jsonl", bom + text.replace("\n", "\r\n").encode(encoding))
+        assert read(path) == [(f"{path}:1", "m1"), (f"{path}:2", "m2")]
+        (first, _) = read_source(str(path))
+        assert first.value["properties"] == {"city": "Zürich"}
+
+    def test_gzipped_utf16(self, write):
+        """A gzipped UTF-16 file is read whole too; what cannot be decoded costs its line."""
+        data = "\ufeff".encode("utf-16-le") + lines(message(1)).encode("utf-16-le")
+        data += b"\x00\xd8" + lines(message(2)).encode("utf-16-le")  # a lone surrogate
+        data += lines(message(3)).encode("utf-16-le")
+        path = write("a.gz", data, compress=True)
+        found = read(path)
+        assert [where for where, _ in found] == [f"{path}:1", f"{path}:2", f"{path}:3"]
+        assert (found[0][1], found[2][1]) == ("m1", "m3")
+        assert found[1][1].startswith("not JSON: Expecting value")
+
     def test_no_trailing_newline(self, write):
         """The last line needs no newline."""
         path = write("a.jsonl", lines(message(1)) + json.dumps(message(2)))

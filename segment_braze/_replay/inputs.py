@@ -13,6 +13,7 @@ record: reading never stops at a bad input.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import gzip
 import io
@@ -32,6 +33,14 @@ __all__ = ["STDIN", "Meter", "Record", "expand_paths", "read_source", "total_byt
 
 STDIN: Final = "-"
 _GZIP_MAGIC: Final = b"\x1f\x8b"
+# Byte-order marks of text that is not UTF-8 (UTF-32's first: UTF-16's is its prefix).
+# Windows PowerShell 5 writes UTF-16 with `>` and Out-File.
+_WIDE_BOMS: Final = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 # What a folder may hold besides archives (README, manifests) is skipped; files
 # named on the command line are read whatever their name.
 ARCHIVE_SUFFIXES: Final = (".json", ".jsonl", ".ndjson", ".gz")
@@ -177,8 +186,12 @@ def _read_stream(raw: IO[bytes], source: str, meter: Meter | None) -> Iterator[R
     stream: Readable = raw
     lines = Lines(stream)
     try:
-        if raw.peek(2)[:2] == _GZIP_MAGIC:  # a file that fails to read fails here
-            lines.stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        content: io.BufferedIOBase = raw
+        head = raw.peek(4)[:4]  # a file that fails to read fails here
+        if head[:2] == _GZIP_MAGIC:
+            unzipped = gzip.GzipFile(fileobj=raw, mode="rb")
+            content, head = unzipped, unzipped.peek(4)[:4]
+        lines.stream = _as_utf8(content, head)
         yield from records(lines, source)
     except _CORRUPT as err:
         reason = "file is corrupt or truncated" if lines.count else "cannot read"
@@ -187,6 +200,17 @@ def _read_stream(raw: IO[bytes], source: str, meter: Meter | None) -> Iterator[R
             line=lines.count + 1,
             error=f"{reason}: {err}; the rest of this file is skipped",
         )
+
+
+def _as_utf8(stream: io.BufferedIOBase, head: bytes) -> Readable:
+    """``stream``, read as UTF-8 when ``head`` (its start) is a UTF-16 or UTF-32 byte-order mark.
+
+    What cannot be decoded becomes U+FFFD, so a damaged line is one invalid value.
+    """
+    for bom, encoding in _WIDE_BOMS:
+        if head.startswith(bom):
+            return codecs.EncodedFile(stream, "utf-8", encoding, errors="replace")
+    return stream
 
 
 def _unreadable(name: str, err: OSError) -> str:
