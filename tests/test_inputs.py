@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segment_braze._replay import inputs
 from segment_braze._replay.inputs import Meter, expand_paths, read_source, total_bytes
 from segment_braze._replay.usage import UsageError
 
@@ -82,6 +83,15 @@ class TestJsonLines:
         assert [where for where, _ in found] == [f"{path}:1", f"{path}:2", f"{path}:3"]
         assert (found[0][1], found[2][1]) == ("m1", "m3")
         assert found[1][1].startswith("not JSON: Expecting value")
+
+    def test_utf16_lines_are_read_a_bounded_piece_at_a_time(self):
+        """A UTF-16 line longer than asked for comes in pieces, so a huge line is never held."""
+        data = ("\ufeff" + "x" * 50_000 + "\n" + "short\n").encode("utf-16-le")
+        stream = inputs._as_utf8(io.BufferedReader(io.BytesIO(data)), data[:4])
+        pieces = [stream.readline(20_001) for _ in range(4)]
+        assert [len(piece) for piece in pieces] == [20_001, 20_001, 9_999, 6]
+        assert pieces[3] == b"short\n"
+        assert stream.readline(20_001) == b""
 
     def test_no_trailing_newline(self, write):
         """The last line needs no newline."""

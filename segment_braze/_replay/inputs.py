@@ -41,6 +41,7 @@ _WIDE_BOMS: Final = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+_RECODE_READ: Final = 8192  # bytes of a UTF-16 or UTF-32 input read at a time
 # What a folder may hold besides archives (README, manifests) is skipped; files
 # named on the command line are read whatever their name.
 ARCHIVE_SUFFIXES: Final = (".json", ".jsonl", ".ndjson", ".gz")
@@ -203,14 +204,45 @@ def _read_stream(raw: IO[bytes], source: str, meter: Meter | None) -> Iterator[R
 
 
 def _as_utf8(stream: io.BufferedIOBase, head: bytes) -> Readable:
-    """``stream``, read as UTF-8 when ``head`` (its start) is a UTF-16 or UTF-32 byte-order mark.
-
-    What cannot be decoded becomes U+FFFD, so a damaged line is one invalid value.
-    """
+    """``stream``, read as UTF-8 when ``head`` (its start) is a UTF-16 or UTF-32 byte-order mark."""
     for bom, encoding in _WIDE_BOMS:
         if head.startswith(bom):
-            return codecs.EncodedFile(stream, "utf-8", encoding, errors="replace")
+            return _Recoded(stream, encoding)
     return stream
+
+
+class _Recoded:
+    """A UTF-16 or UTF-32 stream read as UTF-8 lines, a few kilobytes at a time.
+
+    What cannot be decoded becomes U+FFFD, so a damaged line is one invalid value.
+    ``readline(size)`` returns at most ``size`` characters, as ``Lines`` needs to
+    skip a line that is too long without holding it.
+    """
+
+    def __init__(self, stream: io.BufferedIOBase, encoding: str) -> None:
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self._pending = ""  # decoded text not returned yet
+
+    def readline(self, size: int = -1, /) -> bytes:
+        """The next line (with its newline), or at most ``size`` characters of it, as UTF-8."""
+        parts, length = [self._pending], len(self._pending)
+        newline = self._pending.find("\n")
+        while newline < 0 and (size < 0 or length < size):
+            data = self._stream.read(_RECODE_READ)
+            text = self._decoder.decode(data, final=not data)
+            if (found := text.find("\n")) >= 0:
+                newline = length + found
+            parts.append(text)
+            length += len(text)
+            if not data:
+                break
+        pending = "".join(parts)
+        end = newline + 1 if newline >= 0 else len(pending)
+        if size >= 0:
+            end = min(end, size)
+        line, self._pending = pending[:end], pending[end:]
+        return line.encode("utf-8", errors="replace")
 
 
 def _unreadable(name: str, err: OSError) -> str:
