@@ -141,6 +141,21 @@ class TestProcessTranslator:
         finally:
             translator.close()
 
+    def test_a_worker_dead_before_the_next_chunk_is_a_clear_error(self, monkeypatch):
+        """A pool found broken when the next chunk is handed over ends the run the same way."""
+        translator = ProcessTranslator(SETTINGS, workers=1, keep=False)
+
+        def broken(*args, **kwargs):
+            raise BrokenProcessPool("a child process terminated abruptly")
+
+        try:
+            monkeypatch.setattr(translator._pool, "submit", broken)
+            with pytest.raises(UsageError, match="worker process ended unexpectedly"):
+                list(translator.map([(0, track(messageId="t-0"))]))
+        finally:
+            monkeypatch.undo()
+            translator.close()
+
     def test_a_chunk_the_pipe_cannot_carry_is_translated_here(self):
         """A pickling failure (a message nested too deeply) costs time, not the message."""
         future: Future[list[Translated]] = Future()

@@ -184,6 +184,13 @@ def translate_chunk(
     return results
 
 
+def _died() -> UsageError:
+    return UsageError(
+        "a translating worker process ended unexpectedly (killed, or out of memory);"
+        " run the same command again to resume"
+    )
+
+
 def _start_worker(cache: CacheRecipe | None = None) -> None:
     # Ctrl-C reaches the whole process group: the main process handles it and
     # shuts the workers down after their current chunk.
@@ -260,15 +267,18 @@ class ProcessTranslator:
                 messages = [message for _, message in chunk if message is not None]
                 future = None
                 if messages:
-                    self._settle_answers()
-                    future = self._pool.submit(
-                        translate_chunk,
-                        self._settings,
-                        messages,
-                        keep=self._keep,
-                        transform=self._transform,
-                        attribute_values=self._attribute_values,
-                    )
+                    try:
+                        self._settle_answers()
+                        future = self._pool.submit(
+                            translate_chunk,
+                            self._settings,
+                            messages,
+                            keep=self._keep,
+                            transform=self._transform,
+                            attribute_values=self._attribute_values,
+                        )
+                    except BrokenProcessPool as err:  # it died while the reader read
+                        raise _died() from err
                 window.append((chunk, future))
                 if len(window) > self._ahead:
                     yield from self._settle(*window.popleft())
@@ -321,10 +331,7 @@ class ProcessTranslator:
         try:
             results = iter(future.result() if future is not None else ())
         except BrokenProcessPool as err:
-            raise UsageError(
-                "a translating worker process ended unexpectedly (killed, or out of memory);"
-                " run the same command again to resume"
-            ) from err
+            raise _died() from err
         except (pickle.PicklingError, RecursionError, ValueError, TypeError, AttributeError):
             # A message the pipe cannot carry (nested too deeply to pickle): this
             # chunk is translated here instead, so it costs only time.
