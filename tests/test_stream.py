@@ -112,6 +112,20 @@ class TestBrokenValues:
             (3, "m3"),
         ]
 
+    def test_a_number_of_thousands_of_digits(self):
+        """A 5,000-digit number is one invalid value, said in the input's words."""
+        huge = json.dumps(message(2))[:-1] + ', "n": ' + "9" * 5000 + "}"
+        text = "\n".join([json.dumps(message(1)), huge, json.dumps(message(3))]) + "\n"
+        assert read(text) == [
+            (1, "m1"),
+            (2, "not JSON: a number of more than 4,300 digits"),
+            (3, "m3"),
+        ]
+        spread = pretty(message(1)) + huge.replace(", ", ",\n  ") + "\n" + pretty(message(3))
+        assert [error for _, error in read(spread)][1].startswith(
+            "not JSON: a number of more than 4,300 digits"
+        )
+
     def test_nested_too_deeply_over_lines(self):
         """A pretty-printed value nested 3,000 deep is one invalid record at its first line."""
         deep = "{\n" + '"a": {\n' * 3000 + "1" + "\n}" * 3000 + "\n}\n"

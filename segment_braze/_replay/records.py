@@ -13,6 +13,7 @@ with ``error`` set.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Generator, Iterator
 from typing import Any, Final
 
@@ -94,9 +95,16 @@ def parse(data: bytes) -> Any:
     except json.JSONDecodeError as err:
         return Bad(_decode_error(err.msg, err.colno))
     except ValueError as err:  # UnicodeDecodeError, NaN
-        return Bad(f"not JSON: {err}")
+        return Bad(f"not JSON: {_said(err)}")
     except RecursionError:
         return Bad(f"not JSON: {_TOO_DEEP}")
+
+
+def _said(err: ValueError) -> str:
+    """Why a value is not JSON, in the words of the input (not of Python's settings)."""
+    if str(err).startswith("Exceeds the limit"):  # int('9' * 5000): Python's guard
+        return f"a number of more than {sys.get_int_max_str_digits():,} digits"
+    return str(err)
 
 
 def _decode_error(message: str, column: int, line: int | None = None) -> str:
@@ -207,7 +215,7 @@ class _Walker:
             line = self.line_at(position)
             message = err.msg
         else:
-            line, column, message = self.line_at(position), 0, str(err)
+            line, column, message = self.line_at(position), 0, _said(err)
         if self.decoded:
             # Part of the text was read: the error names its own line.
             reason = _decode_error(message, column) + "; the rest of this value is skipped"
