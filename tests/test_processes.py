@@ -11,6 +11,7 @@ import pytest
 from helpers import identify, page, track
 
 from segment_braze import Settings, translate
+from segment_braze._replay import processes as processes_module
 from segment_braze._replay.identity import Identity
 from segment_braze._replay.processes import (
     Counts,
@@ -155,6 +156,22 @@ class TestProcessTranslator:
         finally:
             monkeypatch.undo()
             translator.close()
+
+    @pytest.mark.parametrize("stuck", ["no answer", "a second Ctrl-C"])
+    def test_close_never_waits_for_ever_on_the_caches_last_save(self, monkeypatch, stuck):
+        """A worker that does not answer the last save, or Ctrl-C meanwhile, ends the wait."""
+        pending: Future[None] = Future()
+        if stuck == "a second Ctrl-C":
+            pending.set_exception(KeyboardInterrupt())
+        monkeypatch.setattr(processes_module, "_SETTLE_WAIT", 0.01)
+        translator = ProcessTranslator(SETTINGS, workers=1, keep=False)
+        monkeypatch.setattr(translator, "_settle_answers", lambda close=False: pending)
+        if stuck == "no answer":
+            translator.close()  # returns: what was not saved is sent again next run
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                translator.close()
+        translator.close()  # closed once: a second call does nothing
 
     def test_a_chunk_the_pipe_cannot_carry_is_translated_here(self):
         """A pickling failure (a message nested too deeply) costs time, not the message."""

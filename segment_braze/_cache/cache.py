@@ -9,6 +9,7 @@ after Braze acknowledges an object, so a failed send never suppresses a retry.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import math
@@ -257,11 +258,11 @@ class AttributeCache:
                 creates_alias = "user_alias" in obj and obj.get("_update_existing_only") is False
                 if meaningful or creates_alias:
                     out.append(kept)
-        if stale and unsure != frozenset():
-            with self._save_lock:  # after the answer's save, if still under way
+        if stale:
+            # After an answer's save still under way, when one touched these users.
+            after = self._save_lock if unsure != frozenset() else contextlib.nullcontext()
+            with after:
                 self.store.save(stale, self.ttl)
-        elif stale:
-            self.store.save(stale, self.ttl)
         return FilterResult(objects=out, sent=sent, saved=saved, data_points_saved=points_saved)
 
     def _settle(self, key: str, name: str, value: Any) -> bool:
