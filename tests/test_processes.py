@@ -67,6 +67,14 @@ class TestTranslateChunk:
                 "purchases": [obj.to_json() for obj in expected.purchases],
             }
 
+    def test_line_bytes_translate_as_their_value(self):
+        """A JSON line handed over as bytes gives what its parsed value gives."""
+        batch = [*messages(8), track(messageId="big", properties={"n": 2**70, "x": 0.1})]
+        lines = [json.dumps(message).encode() for message in batch]
+        assert translate_chunk(SETTINGS, lines, keep=True) == translate_chunk(
+            SETTINGS, batch, keep=True
+        )
+
     def test_attributes_as_values_for_a_cache(self):
         """With an attribute cache the attributes come back as dicts, not serialised."""
         message = identify(messageId="i-1", traits={"plan": "pro"})

@@ -218,3 +218,23 @@ class TestBrokenValues:
         assert broken.error.endswith(
             "(a line longer than 300 bytes was skipped) (1 more line skipped up to the next value)"
         )
+
+
+class TestLineBytes:
+    """A JSON line that is one message keeps its bytes, for a worker process to parse."""
+
+    def test_a_json_line_keeps_its_bytes(self):
+        """Each one-message line keeps exactly its bytes, without the line end or the BOM."""
+        first, second = json.dumps(message(1)), json.dumps(message(2, count=2**70))
+        stream = io.BytesIO(b"\xef\xbb\xbf" + first.encode() + b"\r\n" + second.encode() + b"\n")
+        found = list(records(Lines(stream), "in"))
+        assert [record.data for record in found] == [first.encode(), second.encode()]
+
+    def test_values_of_arrays_envelopes_and_pretty_text_keep_none(self):
+        """Messages that share a line, or span several, are handed on as values only."""
+        array = json.dumps([message(1), message(2)])
+        envelope = json.dumps({"batch": [message(3)], "context": {"library": {"name": "x"}}})
+        text = "\n".join([array, envelope]) + "\n" + pretty(message(4))
+        found = list(records(Lines(io.BytesIO(text.encode())), "in"))
+        assert [record.message_id for record in found] == ["m1", "m2", "m3", "m4"]
+        assert [record.data for record in found] == [None] * 4

@@ -46,6 +46,7 @@ from segment_braze._replay.cacheprocess import (
 )
 from segment_braze._replay.collector import THRESHOLDS
 from segment_braze._replay.identity import Identity, identify
+from segment_braze._replay.records import parse
 from segment_braze._replay.transform import DROPPED, apply, load
 from segment_braze._replay.usage import UsageError
 from segment_braze._settings import Settings
@@ -140,8 +141,10 @@ def translate_chunk(
 
     Args:
         settings: the translation settings.
-        messages: Segment messages; with ``transform``, ``(message, folder)``
-            pairs, the folder being the source id of its ``segment-logs`` folder.
+        messages: Segment messages, or the bytes of a JSON line holding one
+            (:attr:`Record.data`, parsed here as the reader parsed it); with
+            ``transform``, ``(message, folder)`` pairs, the folder being the
+            source id of its ``segment-logs`` folder.
         keep: return what the sender needs (else only what the summary needs).
         transform: ``MODULE:FUNCTION`` to run on each message first, or None.
         attribute_values: hand back the attributes objects as dicts (for the
@@ -152,7 +155,7 @@ def translate_chunk(
     results = []
     for item in messages:
         identity = None
-        message = item
+        message = parse(item) if type(item) is bytes else item
         if function is not None:
             message, folder = item
             applied = apply(function, message, copy=False)

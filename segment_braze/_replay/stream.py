@@ -114,11 +114,12 @@ def records(lines: Lines, source: str, *, max_value: int = MAX_VALUE) -> Iterato
             yield from scanner.line(line, lines.count)
         elif line.strip():
             # The fast path: a value on one line (JSON Lines).
-            parsed = parse(line.rstrip(b"\r\n"))
+            data = line.rstrip(b"\r\n")
+            parsed = parse(data)
             if isinstance(parsed, Bad):
                 yield from scanner.start(line, lines.count, parsed)
             else:
-                yield from expand(parsed, source, lines.count)
+                yield from expand(parsed, source, lines.count, data)
     yield from scanner.end()
 
 
