@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 from helpers import identify, page, track
@@ -139,62 +137,96 @@ class TestProcessTranslator:
         results.close()
         translator.close()
 
-    def test_a_dead_worker_is_a_clear_error(self):
-        """A worker that died (killed, out of memory) ends the run with a usage error."""
-        future: Future[list[Translated]] = Future()
-        future.set_exception(BrokenProcessPool("a process terminated abruptly"))
+    def test_a_worker_killed_before_the_next_chunk_is_a_clear_error(self):
+        """A worker killed (kill -9, out of memory) before a chunk is handed over ends the run."""
         translator = ProcessTranslator(SETTINGS, workers=1, keep=False)
         try:
-            with pytest.raises(UsageError, match="worker process ended unexpectedly"):
-                list(translator._settle([(0, {"type": "track"})], future))
-        finally:
-            translator.close()
-
-    def test_a_worker_dead_before_the_next_chunk_is_a_clear_error(self, monkeypatch):
-        """A pool found broken when the next chunk is handed over ends the run the same way."""
-        translator = ProcessTranslator(SETTINGS, workers=1, keep=False)
-
-        def broken(*args, **kwargs):
-            raise BrokenProcessPool("a child process terminated abruptly")
-
-        try:
-            monkeypatch.setattr(translator._pool, "submit", broken)
+            process = translator._workers[0].process
+            process.kill()
+            process.join(timeout=10)
             with pytest.raises(UsageError, match="worker process ended unexpectedly"):
                 list(translator.map([(0, track(messageId="t-0"))]))
         finally:
-            monkeypatch.undo()
             translator.close()
+
+    def test_a_worker_killed_while_translating_is_a_clear_error(self):
+        """A worker killed while its chunk is awaited ends the run the same way."""
+        translator = ProcessTranslator(SETTINGS, workers=1, keep=False)
+        worker = translator._workers[0]
+        try:
+            worker.send(processes_module._CHUNK_TASK, messages(4))
+            worker.process.kill()
+            with pytest.raises(UsageError, match="worker process ended unexpectedly"):
+                worker.answer(processes_module._CHUNK_TASK)
+        finally:
+            translator.close()
+
+    def test_a_worker_that_stops_answering_is_given_up_on(self, tmp_path, monkeypatch):
+        """A worker stuck on a message (here, in a transform) stops the run within the limit."""
+        (tmp_path / "stuck_rules.py").write_text(
+            "import threading\n"
+            "def rules(message):\n"
+            "    threading.Event().wait()  # never set\n"
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setattr(processes_module, "_STALL", 0.5)
+        monkeypatch.setattr(processes_module, "_STOP_WAIT", 0.5)
+        translator = ProcessTranslator(
+            SETTINGS, workers=1, keep=False, transform="stuck_rules:rules"
+        )
+        try:
+            with pytest.raises(UsageError, match=r"did not answer within 0\.5 s"):
+                list(translator.map([(0, (track(messageId="t-0"), None))]))
+        finally:
+            translator.close()
+        assert not translator._workers[0].process.is_alive()
 
     @pytest.mark.parametrize("stuck", ["no answer", "a second Ctrl-C"])
     def test_close_never_waits_for_ever_on_the_caches_last_save(self, monkeypatch, stuck):
         """A worker that does not answer the last save, or Ctrl-C meanwhile, ends the wait."""
-        pending: Future[None] = Future()
-        if stuck == "a second Ctrl-C":
-            pending.set_exception(KeyboardInterrupt())
-        monkeypatch.setattr(processes_module, "_SETTLE_WAIT", 0.01)
         translator = ProcessTranslator(SETTINGS, workers=1, keep=False)
-        monkeypatch.setattr(translator, "_settle_answers", lambda close=False: pending)
+        waits = []
+
+        def unanswered(kind, *, wait=None):
+            waits.append(wait)
+            raise TimeoutError if stuck == "no answer" else KeyboardInterrupt
+
+        monkeypatch.setattr(translator, "_settle_answers", lambda close=False: True)
+        monkeypatch.setattr(translator._workers[0], "answer", unanswered)
         if stuck == "no answer":
             translator.close()  # returns: what was not saved is sent again next run
         else:
             with pytest.raises(KeyboardInterrupt):
                 translator.close()
+        assert waits == [processes_module._SETTLE_WAIT]
+        assert not translator._workers[0].process.is_alive()
         translator.close()  # closed once: a second call does nothing
+        assert len(waits) == 1
 
     def test_a_chunk_the_pipe_cannot_carry_is_translated_here(self):
-        """A pickling failure (a message nested too deeply) costs time, not the message."""
-        future: Future[list[Translated]] = Future()
-        future.set_exception(RecursionError("maximum recursion depth exceeded while pickling"))
-        chunk = [(0, track(messageId="t-0")), (1, None), (2, track(messageId="t-2"))]
+        """A message nested too deeply to pickle costs time, not the message."""
+        deep: dict[str, object] = {}
+        inner = deep
+        for _ in range(5000):
+            inner["a"] = {}
+            inner = inner["a"]  # type: ignore[assignment]
+        chunk = [
+            (0, track(messageId="t-0")),
+            (1, None),
+            (2, track(messageId="t-2", properties={"deep": deep})),
+        ]
+        with pytest.raises(RecursionError):
+            pickle.dumps(chunk[2][1])
         translator = ProcessTranslator(SETTINGS, workers=1, keep=True)
         try:
-            results = list(translator._settle(chunk, future))
+            results = list(translator.map(chunk))
         finally:
             translator.close()
         assert [tag for tag, _ in results] == [0, 1, 2]
         assert results[1][1] is None
         assert results[0][1].prepared.message_id == "t-0"
         assert results[2][1].error is None
+        assert results[2][1].prepared.message_id == "t-2"
 
 
 class TestTransformInWorkers:

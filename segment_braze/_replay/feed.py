@@ -176,8 +176,8 @@ class Feed:
                 cache=self._cache,
             )
         except (OSError, ImportError, NotImplementedError) as err:
-            # No worker processes here (no /dev/shm, as on AWS Lambda, or a
-            # platform without process semaphores): the same work in this one.
+            # No worker processes here (a platform that cannot start them, or
+            # no process left under a limit): the same work in this one.
             self._note(
                 f"worker processes could not start ({type(err).__name__}); "
                 "translating in this process (as with --processes 1)"
