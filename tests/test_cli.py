@@ -796,7 +796,7 @@ class TestInProcess:
         def no_processes(*args: object, **kwargs: object) -> None:
             raise OSError(38, "Function not implemented")
 
-        monkeypatch.setattr(processes_module, "_Worker", no_processes)
+        monkeypatch.setattr(processes_module, "WorkerProcess", no_processes)
         expected = archive(tmp_path / "archive")
         args = ["replay", str(tmp_path / "archive"), "--state", str(tmp_path / "s.sqlite")]
         assert main([*args, "--processes", "2"], self.env(braze)) == 1  # the corrupt lines

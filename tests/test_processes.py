@@ -10,6 +10,7 @@ from helpers import identify, page, track
 
 from segment_braze import Settings, translate
 from segment_braze._replay import processes as processes_module
+from segment_braze._replay import workerprocess
 from segment_braze._replay.identity import Identity
 from segment_braze._replay.processes import (
     Counts,
@@ -164,13 +165,11 @@ class TestProcessTranslator:
     def test_a_worker_that_stops_answering_is_given_up_on(self, tmp_path, monkeypatch):
         """A worker stuck on a message (here, in a transform) stops the run within the limit."""
         (tmp_path / "stuck_rules.py").write_text(
-            "import threading\n"
-            "def rules(message):\n"
-            "    threading.Event().wait()  # never set\n"
+            "import threading\ndef rules(message):\n    threading.Event().wait()  # never set\n"
         )
         monkeypatch.syspath_prepend(str(tmp_path))
-        monkeypatch.setattr(processes_module, "_STALL", 0.5)
-        monkeypatch.setattr(processes_module, "_STOP_WAIT", 0.5)
+        monkeypatch.setattr(workerprocess, "STALL", 0.5)
+        monkeypatch.setattr(workerprocess, "_STOP_WAIT", 0.5)
         translator = ProcessTranslator(
             SETTINGS, workers=1, keep=False, transform="stuck_rules:rules"
         )

@@ -15,38 +15,19 @@ neither serialises nor counts again. With an attribute cache held in the main
 process the attributes objects come back as dicts, for it to see their values
 (with one worker process, the worker holds it: see ``cacheprocess``).
 
-Each worker is a ``spawn``-ed process (no fork of a process that runs threads)
-with two pipes: the reading thread writes the chunks into one itself, and reads
-the answers from the other itself, in order, when it needs them; the worker
-writes its answers from a thread of its own, so it never waits for the reading
-thread to take one and always takes the next chunk (so neither side can wait
-for the other for ever). No helper thread of the main process stands between
-them: in ``concurrent.futures``' pool two did, each taking the GIL from the
-reading thread and its 32 sender threads for every chunk, and it queued at most
-two chunks per worker. On Linux the pipes are widened to 1 MB, so a chunk or
-its answer passes in one write. Workers ignore Ctrl-C (the main process decides
-when to stop), and end when the main process ends, even when it is killed. A
-worker that ends unexpectedly, or does not answer within :data:`_STALL`
-seconds, stops the run with one line.
+Each worker is a :class:`~segment_braze._replay.workerprocess.WorkerProcess`:
+the reading thread writes the chunks into its pipe and reads the answers back
+itself, in order, with no helper thread between them. A worker that ends
+unexpectedly, or does not answer within two minutes, stops the run with one
+line.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import gc
 import itertools
-import multiprocessing
-import multiprocessing.connection
-import os
-import pickle
-import queue
-import signal
-import sys
-import threading
-import time
 from collections.abc import Iterable, Iterator
-from multiprocessing.connection import Connection
 from typing import Any, Final, NamedTuple, TypeVar
 
 import attrs
@@ -64,6 +45,7 @@ from segment_braze._replay.identity import Identity, identify
 from segment_braze._replay.records import parse
 from segment_braze._replay.transform import DROPPED, apply, load
 from segment_braze._replay.usage import UsageError
+from segment_braze._replay.workerprocess import UNPICKLABLE, WorkerProcess, stalled
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate
 from segment_braze._translate.datapoints import attribute_data_points, event_data_points
@@ -82,15 +64,7 @@ _AHEAD: Final = 2
 # Seconds the end of a run waits for the worker process to settle and save the
 # attribute cache's last answers (a busy SQLite file is waited for up to 30 s).
 _SETTLE_WAIT: Final = 60.0
-# Seconds without an answer before a worker is given up on: a chunk takes well
-# under a second, a busy attribute cache file is waited for up to 30 s.
-_STALL: Final = 120.0
-_POLL: Final = 0.5  # seconds between looks at the time while waiting for an answer
-_STOP_WAIT: Final = 5.0  # seconds a stopping worker is given before it is killed
-_PIPE: Final = 1 << 20  # bytes a pipe holds, where the OS lets us choose
 _CHUNK_TASK: Final = "chunk"
-# What pickling raises for a value it cannot carry (a message nested too deeply).
-_UNPICKLABLE: Final = (pickle.PicklingError, RecursionError, ValueError, TypeError, AttributeError)
 _SETTLE_TASK: Final = "settle"
 
 
@@ -180,9 +154,10 @@ def translate_chunk(
     results = []
     for item in messages:
         identity = None
-        message = parse(item) if type(item) is bytes else item
+        message, folder = item if function is not None else (item, None)
+        if type(message) is bytes:
+            message = parse(message)
         if function is not None:
-            message, folder = item
             applied = apply(function, message, copy=False)
             if applied.message is None:
                 dropped = DROPPED if applied.error is None else None
@@ -212,197 +187,26 @@ def translate_chunk(
     return results
 
 
-def _died() -> UsageError:
-    return UsageError(
-        "a translating worker process ended unexpectedly (killed, or out of memory);"
-        " run the same command again to resume"
-    )
+# What each worker gets once: the cache it holds, the settings, translate_chunk's options.
+_Setup = tuple[CacheRecipe | None, Settings, dict[str, Any]]
 
 
-def _stalled() -> UsageError:
-    return UsageError(
-        f"a translating worker process did not answer within {_STALL:g} s;"
-        " run the same command again to resume"
-    )
-
-
-def _start_worker(cache: CacheRecipe | None = None) -> None:
-    # Ctrl-C reaches the whole process group: the main process handles it and
-    # shuts the workers down after their current chunk.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    open_here(cache)
+def _start(setup: _Setup) -> None:
+    """A worker process's start: the cache it holds, if any, and the collector's pace."""
+    open_here(setup[0])
     gc.set_threshold(*THRESHOLDS)  # this process is ours (see collector.py)
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
 
 
-def _exit_with(sentinel: int) -> None:
-    # The main process's end of the task pipe closes when it is killed (kill -9),
-    # but a worker busy with its chunk would only notice at the next one.
-    multiprocessing.connection.wait([sentinel])
-    os._exit(1)
-
-
-def _serve(
-    tasks: Connection,
-    answers: Connection,
-    cache: CacheRecipe | None,
-    settings: Settings,
-    options: dict[str, Any],
-) -> None:
-    """A worker process's life: tasks in, one answer each, in order, until the pipe ends.
-
-    A task is ``(CHUNK, messages)`` (answered with the chunk's results) or
-    ``(SETTLE, (accepted, refused, close))`` (see ``cacheprocess.settle``). An
-    answer is ``(kind, True, value)``, or ``(kind, False, exception)`` when the
-    task raised, for the main process to raise.
-    """
-    _start_worker(cache)
-    # Answers are written by a thread of their own: this one never waits for the
-    # main process to read one, so it always reads the next task (the main
-    # process, writing a task, never waits for a worker that waits for it).
-    outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-    writer = threading.Thread(target=_write_answers, args=(answers, outbox), daemon=True)
-    writer.start()
-    try:
-        _answer_tasks(tasks, outbox, settings, options)
-    finally:
-        outbox.put(None)
-        writer.join()
-
-
-def _write_answers(answers: Connection, outbox: queue.SimpleQueue[bytes | None]) -> None:
-    while (data := outbox.get()) is not None:
-        try:
-            answers.send_bytes(data)
-        except OSError:
-            return  # the main process ended
-
-
-def _answer_tasks(
-    tasks: Connection,
-    outbox: queue.SimpleQueue[bytes | None],
-    settings: Settings,
-    options: dict[str, Any],
-) -> None:
-    while True:
-        try:
-            kind, body = pickle.loads(tasks.recv_bytes())  # noqa: S301 (our own main process)
-        except (EOFError, OSError):
-            return  # the main process closed the pipe, or ended
-        try:
-            if kind == _CHUNK_TASK:
-                answer: tuple[Any, ...] = (kind, True, translate_chunk(settings, body, **options))
-            else:
-                accepted, refused, close = body
-                settle(accepted, refused, close=close)
-                answer = (kind, True, None)
-        except Exception as err:  # noqa: BLE001 (handed to the main process, which raises it)
-            answer = (kind, False, err)
-        try:
-            data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
-        except _UNPICKLABLE as err:
-            data = pickle.dumps((kind, False, RuntimeError(f"{type(err).__name__}: {err}")))
-        outbox.put(data)
-
-
-def _widen(connection: Connection) -> None:
-    """Let a pipe hold a chunk's messages or answers whole, where the OS lets us (Linux).
-
-    With the default 64 KB a chunk's answer takes several reads, each waiting for
-    the main process's GIL; the wider pipe is an optimisation only.
-    """
-    if sys.platform != "linux":  # pragma: no cover - F_SETPIPE_SZ is Linux's
-        return
-    import fcntl  # noqa: PLC0415 (POSIX only)
-
-    with contextlib.suppress(OSError):  # over the system's limit: the pipe stays as it is
-        fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, _PIPE)
-
-
-class _Worker:
-    """One worker process: tasks over one pipe, answers back over another, in order.
-
-    The reading thread writes tasks itself; a thread of its own reads the
-    answers as they come, so the worker never waits for the reading thread to
-    take one (and the reading thread, writing, never waits for a worker that
-    waits for it).
-    """
-
-    def __init__(self, context: Any, setup: tuple[Any, ...]) -> None:
-        theirs, self._tasks = context.Pipe(duplex=False)
-        self._answers, ours = context.Pipe(duplex=False)
-        try:
-            self.process = context.Process(
-                target=_serve, args=(theirs, ours, *setup), name="segment-braze-worker", daemon=True
-            )
-            self.process.start()
-        except BaseException:
-            self._tasks.close()
-            self._answers.close()
-            raise
-        finally:
-            # Only the worker holds these now: its end closes with it (EOF).
-            theirs.close()
-            ours.close()
-        _widen(self._tasks)
-        _widen(self._answers)
-        self._waiting = 0  # tasks sent and not answered yet
-
-    def send(self, kind: str, body: Any) -> None:
-        """Hand the worker a task.
-
-        Raises:
-            UsageError: the worker has ended.
-            pickle.PicklingError, RecursionError, ...: ``body`` cannot be pickled
-                (nothing was sent).
-        """
-        data = pickle.dumps((kind, body), protocol=pickle.HIGHEST_PROTOCOL)
-        try:
-            self._tasks.send_bytes(data)
-        except (OSError, ValueError) as err:  # BrokenPipeError: it died
-            raise _died() from err
-        self._waiting += 1
-
-    def answer(self, kind: str, *, wait: float | None = None) -> Any:
-        """The answer to the oldest task of ``kind``, skipping older tasks' answers.
-
-        Raises:
-            UsageError: the worker ended.
-            TimeoutError: no answer came within ``wait`` seconds (default :data:`_STALL`).
-            Exception: what the task raised in the worker.
-        """
-        deadline = time.monotonic() + (_STALL if wait is None else wait)
-        while True:
-            if self._waiting <= 0:  # pragma: no cover - a bug of the caller
-                raise RuntimeError(f"no {kind} task is waiting for an answer")
-            try:
-                ready = self._answers.poll(max(0.0, min(_POLL, deadline - time.monotonic())))
-                data = self._answers.recv_bytes() if ready else None
-            except (EOFError, OSError) as err:
-                raise _died() from err
-            if data is None:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError
-                continue
-            self._waiting -= 1
-            got, ok, value = pickle.loads(data)  # noqa: S301 (our own worker's answer)
-            if not ok:
-                raise value
-            if got == kind:
-                return value
-
-    def stop(self, *, wait: bool) -> None:
-        """End the worker: end of tasks, then a bounded wait (none if not ``wait``), then a kill."""
-        with contextlib.suppress(OSError):
-            self._tasks.close()
-        self.process.join(timeout=_STOP_WAIT if wait else 0.0)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(timeout=_STOP_WAIT)
-        with contextlib.suppress(OSError):
-            self._answers.close()
+def _handle(
+    setup: tuple[CacheRecipe | None, Settings, dict[str, Any]], kind: str, body: Any
+) -> Any:
+    """A worker process's answer to one task: a chunk's results, or the cache's answers settled."""
+    _, settings, options = setup
+    if kind == _CHUNK_TASK:
+        return translate_chunk(settings, body, **options)
+    accepted, refused, close = body
+    settle(accepted, refused, close=close)
+    return None
 
 
 class ProcessTranslator:
@@ -444,12 +248,11 @@ class ProcessTranslator:
         held = cache is not None and cache.recipe is not None and workers == 1
         self._cache = cache if held else None
         recipe = cache.recipe if held and cache is not None else None
-        context = multiprocessing.get_context("spawn")
-        self._workers: list[_Worker] = []
+        self._workers: list[WorkerProcess] = []
         try:
             for _ in range(workers):
                 setup = (recipe, self._settings, self._options)
-                self._workers.append(_Worker(context, setup))
+                self._workers.append(WorkerProcess(start=_start, handle=_handle, setup=setup))
         except BaseException:
             for worker in self._workers:
                 worker.stop(wait=False)
@@ -466,7 +269,7 @@ class ProcessTranslator:
         Raises:
             UsageError: a worker process died (killed, out of memory) or stalled.
         """
-        window: collections.deque[tuple[list[tuple[T, Any]], _Worker | None]]
+        window: collections.deque[tuple[list[tuple[T, Any]], WorkerProcess | None]]
         window = collections.deque()
         pairs = iter(items)
         while chunk := list(itertools.islice(pairs, _CHUNK)):
@@ -478,7 +281,7 @@ class ProcessTranslator:
                 try:
                     worker.send(_CHUNK_TASK, messages)
                     self._turn += 1
-                except _UNPICKLABLE:
+                except UNPICKLABLE:
                     # A message the pipe cannot carry (nested too deeply to
                     # pickle): this chunk is translated here, so it costs only time.
                     worker = None
@@ -526,7 +329,7 @@ class ProcessTranslator:
                 worker.stop(wait=wait)
 
     def _settle(
-        self, chunk: list[tuple[T, Any]], worker: _Worker | None
+        self, chunk: list[tuple[T, Any]], worker: WorkerProcess | None
     ) -> Iterator[tuple[T, Translated | None]]:
         messages = [message for _, message in chunk if message is not None]
         if worker is None:
@@ -535,7 +338,7 @@ class ProcessTranslator:
             try:
                 found = worker.answer(_CHUNK_TASK)
             except TimeoutError:
-                raise _stalled() from None
+                raise stalled() from None
         results = iter(found)
         for tag, message in chunk:
             yield tag, (next(results) if message is not None else None)

@@ -1,0 +1,230 @@
+"""A worker process and its two pipes: tasks in, one answer each, in order.
+
+A ``spawn``-ed process (no fork of a process that runs threads) with a pipe for
+tasks and one for answers. The caller's thread writes the tasks and reads the
+answers itself, when it needs them; the worker writes its answers from a thread
+of its own, so it never waits for the caller to take one and always takes the
+next task (so neither side can wait for the other for ever). No helper thread
+of the caller's process stands between them: in ``concurrent.futures``' pool two
+did, each taking the GIL from the caller's busy threads for every task, and it
+queued at most two tasks per worker. On Linux the pipes are widened to 1 MB, so
+a task or its answer passes in one write.
+
+A worker ignores Ctrl-C (the caller decides when to stop) and ends when the
+caller's process ends, even when it is killed. A worker that ends unexpectedly,
+or does not answer within :data:`STALL` seconds, is reported with one line
+(``UsageError``); no semaphore or shared memory is needed, so workers start where
+``/dev/shm`` is missing (AWS Lambda).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, Final
+
+from segment_braze._replay.usage import UsageError
+
+__all__ = ["STALL", "UNPICKLABLE", "WorkerProcess", "stalled"]
+
+STALL: Final = 120.0
+"""Seconds without an answer before a worker is given up on: a chunk takes well
+under a second, a busy attribute cache file is waited for up to 30 s."""
+UNPICKLABLE: Final = (pickle.PicklingError, RecursionError, ValueError, TypeError, AttributeError)
+"""What pickling raises for a value it cannot carry (a message nested too deeply)."""
+_POLL: Final = 0.5  # seconds between looks at the time while waiting for an answer
+_STOP_WAIT: Final = 5.0  # seconds a stopping worker is given before it is killed
+_PIPE: Final = 1 << 20  # bytes a pipe holds, where the OS lets us choose
+
+#: Runs once in the worker with the setup; then the handler answers each task.
+Start = Callable[[Any], None]
+Handle = Callable[[Any, str, Any], Any]
+
+
+def _died() -> UsageError:
+    return UsageError(
+        "a translating worker process ended unexpectedly (killed, or out of memory);"
+        " run the same command again to resume"
+    )
+
+
+def stalled() -> UsageError:
+    """The one line for a worker that did not answer within :data:`STALL` seconds."""
+    return UsageError(
+        f"a translating worker process did not answer within {STALL:g} s;"
+        " run the same command again to resume"
+    )
+
+
+def _exit_with(sentinel: int) -> None:
+    # The caller's end of the task pipe closes when it is killed (kill -9), but a
+    # worker busy with its task would only notice at the next one.
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
+
+
+def _serve(
+    tasks: Connection, answers: Connection, start: Start, handle: Handle, setup: Any
+) -> None:
+    """A worker process's life: ``start(setup)``, then tasks in, one answer each, until EOF.
+
+    An answer is ``(kind, True, value)``, or ``(kind, False, exception)`` when the
+    task raised, for the caller to raise.
+    """
+    # Ctrl-C reaches the whole process group: the caller handles it and stops
+    # the workers after their current task.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+    start(setup)
+    outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    writer = threading.Thread(target=_write_answers, args=(answers, outbox), daemon=True)
+    writer.start()
+    try:
+        _answer_tasks(tasks, outbox, handle, setup)
+    finally:
+        outbox.put(None)
+        writer.join()
+
+
+def _write_answers(answers: Connection, outbox: queue.SimpleQueue[bytes | None]) -> None:
+    while (data := outbox.get()) is not None:
+        try:
+            answers.send_bytes(data)
+        except OSError:
+            return  # the caller's process ended
+
+
+def _answer_tasks(
+    tasks: Connection, outbox: queue.SimpleQueue[bytes | None], handle: Handle, setup: Any
+) -> None:
+    while True:
+        try:
+            kind, body = pickle.loads(tasks.recv_bytes())  # noqa: S301 (our own caller)
+        except (EOFError, OSError):
+            return  # the caller closed the pipe, or ended
+        try:
+            answer: tuple[Any, ...] = (kind, True, handle(setup, kind, body))
+        except Exception as err:  # noqa: BLE001 (handed to the caller, which raises it)
+            answer = (kind, False, err)
+        try:
+            data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        except UNPICKLABLE as err:
+            data = pickle.dumps((kind, False, RuntimeError(f"{type(err).__name__}: {err}")))
+        outbox.put(data)
+
+
+def _widen(connection: Connection) -> None:
+    """Let a pipe hold a task or its answer whole, where the OS lets us (Linux).
+
+    With the default 64 KB an answer takes several reads, each waiting for the
+    caller's GIL; the wider pipe is an optimisation only.
+    """
+    if sys.platform != "linux":  # pragma: no cover - F_SETPIPE_SZ is Linux's
+        return
+    import fcntl  # noqa: PLC0415 (POSIX only)
+
+    with contextlib.suppress(OSError):  # over the system's limit: the pipe stays as it is
+        fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, _PIPE)
+
+
+class WorkerProcess:
+    """One worker process: tasks over one pipe, answers back over another, in order.
+
+    Args:
+        start: run once in the worker with ``setup`` (a module-level function).
+        handle: answers each task: ``handle(setup, kind, body)`` (module-level).
+        setup: what the worker needs for all its tasks (pickled once).
+
+    Raises:
+        OSError: the process cannot be started.
+    """
+
+    def __init__(self, *, start: Start, handle: Handle, setup: Any) -> None:
+        context = multiprocessing.get_context("spawn")
+        theirs, self._tasks = context.Pipe(duplex=False)
+        self._answers, ours = context.Pipe(duplex=False)
+        try:
+            self.process = context.Process(
+                target=_serve,
+                args=(theirs, ours, start, handle, setup),
+                name="segment-braze-worker",
+                daemon=True,
+            )
+            self.process.start()
+        except BaseException:
+            self._tasks.close()
+            self._answers.close()
+            raise
+        finally:
+            # Only the worker holds these now: its end closes with it (EOF).
+            theirs.close()
+            ours.close()
+        _widen(self._tasks)
+        _widen(self._answers)
+        self._waiting = 0  # tasks sent and not answered yet
+
+    def send(self, kind: str, body: Any) -> None:
+        """Hand the worker a task.
+
+        Raises:
+            UsageError: the worker has ended.
+            pickle.PicklingError, RecursionError, ...: ``body`` cannot be pickled
+                (nothing was sent).
+        """
+        data = pickle.dumps((kind, body), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self._tasks.send_bytes(data)
+        except (OSError, ValueError) as err:  # BrokenPipeError: it died
+            raise _died() from err
+        self._waiting += 1
+
+    def answer(self, kind: str, *, wait: float | None = None) -> Any:
+        """The answer to the oldest task of ``kind``, skipping older tasks' answers.
+
+        Raises:
+            UsageError: the worker ended.
+            TimeoutError: no answer came within ``wait`` seconds (default :data:`STALL`).
+            Exception: what the task raised in the worker.
+        """
+        deadline = time.monotonic() + (STALL if wait is None else wait)
+        while True:
+            if self._waiting <= 0:  # pragma: no cover - a bug of the caller
+                raise RuntimeError(f"no {kind} task is waiting for an answer")
+            try:
+                ready = self._answers.poll(max(0.0, min(_POLL, deadline - time.monotonic())))
+                data = self._answers.recv_bytes() if ready else None
+            except (EOFError, OSError) as err:
+                raise _died() from err
+            if data is None:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError
+                continue
+            self._waiting -= 1
+            got, ok, value = pickle.loads(data)  # noqa: S301 (our own worker's answer)
+            if not ok:
+                raise value
+            if got == kind:
+                return value
+
+    def stop(self, *, wait: bool) -> None:
+        """End the worker: end of tasks, then a bounded wait (none if not ``wait``), then a kill."""
+        with contextlib.suppress(OSError):
+            self._tasks.close()
+        self.process.join(timeout=_STOP_WAIT if wait else 0.0)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=_STOP_WAIT)
+        with contextlib.suppress(OSError):
+            self._answers.close()
