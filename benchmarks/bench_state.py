@@ -54,6 +54,7 @@ def main() -> None:
         tenth = max(1, args.messages // 10)
         wrote = written()
         slices: list[float] = []
+        parts: list[tuple[float, float]] = []  # claims, commits: us per message, per tenth
         started = time.perf_counter()
         batch: list[Identity] = []
         claiming = committing = 0.0
@@ -92,6 +93,7 @@ def main() -> None:
             if (number + 1) % tenth == 0:
                 now = time.perf_counter()
                 slices.append((now - started) / tenth * 1e6)
+                parts.append((claiming, committing))
                 started = now
         for sent in batch:
             state.finish(sent, "delivered")
@@ -100,6 +102,10 @@ def main() -> None:
         close = time.perf_counter() - closing
         wrote = written() - wrote
         size = Path(path).stat().st_size
+    split = [
+        (claims - earlier[0], commits - earlier[1])
+        for (claims, commits), earlier in zip(parts, [(0.0, 0.0), *parts], strict=False)
+    ]
     print(
         "us/message per tenth:",
         " ".join(f"{value:.1f}" for value in slices),
@@ -110,6 +116,10 @@ def main() -> None:
         f" | written {wrote / args.messages / 1000:.1f} KB/message"
         f" | peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
         f" | close {close:.2f}s | file {size / 1e6:.0f} MB",
+    )
+    print(
+        "claims/commits per tenth:",
+        " ".join(f"{a / tenth * 1e6:.1f}/{b / tenth * 1e6:.1f}" for a, b in split),
     )
 
 
