@@ -19,7 +19,7 @@ from segment_braze._replay.processes import (
     count_objects,
     translate_chunk,
 )
-from segment_braze._replay.usage import UsageError
+from segment_braze._replay.usage import FileError, UsageError
 
 SETTINGS = Settings(app_id="app", rest_api_key="secret-key-never-shipped", datacenter="US-03")
 
@@ -201,6 +201,19 @@ class TestProcessTranslator:
         assert not translator._workers[0].process.is_alive()
         translator.close()  # closed once: a second call does nothing
         assert len(waits) == 1
+
+    def test_a_last_save_that_failed_is_reported(self, monkeypatch):
+        """A cache the worker could not write at the end (a full disk) is one line, not silence."""
+        translator = ProcessTranslator(SETTINGS, workers=1, keep=False)
+
+        def failed(kind, *, wait=None):
+            raise FileError("cannot write the attribute cache c.sqlite: the disk is full")
+
+        monkeypatch.setattr(translator, "_settle_answers", lambda close=False: True)
+        monkeypatch.setattr(translator._workers[0], "answer", failed)
+        with pytest.raises(FileError, match="the disk is full"):
+            translator.close()
+        assert not translator._workers[0].process.is_alive()
 
     def test_a_chunk_the_pipe_cannot_carry_is_translated_here(self):
         """A message nested too deeply to pickle costs time, not the message."""

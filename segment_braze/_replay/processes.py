@@ -44,8 +44,7 @@ from segment_braze._replay.collector import THRESHOLDS
 from segment_braze._replay.identity import Identity, identify
 from segment_braze._replay.records import parse
 from segment_braze._replay.transform import DROPPED, apply, load
-from segment_braze._replay.usage import UsageError
-from segment_braze._replay.workerprocess import UNPICKLABLE, WorkerProcess, stalled
+from segment_braze._replay.workerprocess import UNPICKLABLE, WorkerGoneError, WorkerProcess, stalled
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate
 from segment_braze._translate.datapoints import attribute_data_points, event_data_points
@@ -197,9 +196,7 @@ def _start(setup: _Setup) -> None:
     gc.set_threshold(*THRESHOLDS)  # this process is ours (see collector.py)
 
 
-def _handle(
-    setup: tuple[CacheRecipe | None, Settings, dict[str, Any]], kind: str, body: Any
-) -> Any:
+def _handle(setup: _Setup, kind: str, body: Any) -> Any:
     """A worker process's answer to one task: a chunk's results, or the cache's answers settled."""
     _, settings, options = setup
     if kind == _CHUNK_TASK:
@@ -319,7 +316,7 @@ class ProcessTranslator:
                 self._workers[0].answer(_SETTLE_TASK, wait=_SETTLE_WAIT)
         except TimeoutError:
             wait = False  # what was not saved is only sent again by a later run
-        except UsageError:  # the worker is gone, and its answers with it
+        except WorkerGoneError:  # and its answers with it (a FileError, it could not save: raised)
             pass
         except BaseException:  # a second Ctrl-C: stop waiting
             wait = False

@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from segment_braze._replay.usage import UsageError
 
-__all__ = ["STALL", "UNPICKLABLE", "WorkerProcess", "stalled"]
+__all__ = ["STALL", "UNPICKLABLE", "WorkerGoneError", "WorkerProcess", "stalled"]
 
 STALL: Final = 120.0
 """Seconds without an answer before a worker is given up on: a chunk takes well
@@ -51,8 +51,12 @@ Start = Callable[[Any], None]
 Handle = Callable[[Any, str, Any], Any]
 
 
-def _died() -> UsageError:
-    return UsageError(
+class WorkerGoneError(UsageError):
+    """A worker process ended unexpectedly (killed, out of memory): one line, exit status 2."""
+
+
+def _died() -> WorkerGoneError:
+    return WorkerGoneError(
         "a translating worker process ended unexpectedly (killed, or out of memory);"
         " run the same command again to resume"
     )
@@ -179,7 +183,7 @@ class WorkerProcess:
         """Hand the worker a task.
 
         Raises:
-            UsageError: the worker has ended.
+            WorkerGoneError: the worker has ended.
             pickle.PicklingError, RecursionError, ...: ``body`` cannot be pickled
                 (nothing was sent).
         """
@@ -194,7 +198,7 @@ class WorkerProcess:
         """The answer to the oldest task of ``kind``, skipping older tasks' answers.
 
         Raises:
-            UsageError: the worker ended.
+            WorkerGoneError: the worker ended.
             TimeoutError: no answer came within ``wait`` seconds (default :data:`STALL`).
             Exception: what the task raised in the worker.
         """
