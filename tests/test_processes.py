@@ -173,9 +173,15 @@ class TestProcessTranslator:
         translator = ProcessTranslator(
             SETTINGS, workers=1, keep=False, transform="stuck_rules:rules"
         )
+        # Chunks of 5 MB: more than a pipe holds, so the reading thread must not
+        # write them itself, or it would block on the full pipe for ever.
+        items = [
+            (n, (track(messageId=f"t-{n}", properties={"pad": f"{n:x<20000}"}), None))
+            for n in range(1_200)
+        ]
         try:
             with pytest.raises(UsageError, match=r"did not answer within 0\.5 s"):
-                list(translator.map([(0, (track(messageId="t-0"), None))]))
+                list(translator.map(items))
         finally:
             translator.close()
         assert not translator._workers[0].process.is_alive()

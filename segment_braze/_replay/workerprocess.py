@@ -1,13 +1,14 @@
 """A worker process and its two pipes: tasks in, one answer each, in order.
 
 A ``spawn``-ed process (no fork of a process that runs threads) with a pipe for
-tasks and one for answers. The caller's thread writes the tasks and reads the
-answers itself, when it needs them; the worker writes its answers from a thread
-of its own, so it never waits for the caller to take one and always takes the
-next task (so neither side can wait for the other for ever). No helper thread
-of the caller's process stands between them: in ``concurrent.futures``' pool two
-did, each taking the GIL from the caller's busy threads for every task, and it
-queued at most two tasks per worker. On Linux the pipes are widened to 1 MB, so
+tasks and one for answers. The caller's thread reads the answers itself, when it
+needs them, and hands its tasks to a thread that writes them (so it never blocks
+on a full pipe); the worker writes its answers from a thread of its own, so it
+never waits for the caller to take one and always takes the next task (so
+neither side can wait for the other for ever). In ``concurrent.futures``' pool
+a second helper thread of the caller's process read the answers and fed the
+tasks, each time taking the GIL from the caller's busy threads, and it queued
+at most two tasks per worker. On Linux the pipes are widened to 1 MB, so
 a task or its answer passes in one write.
 
 A worker ignores Ctrl-C (the caller decides when to stop) and ends when the
@@ -178,6 +179,23 @@ class WorkerProcess:
         _widen(self._tasks)
         _widen(self._answers)
         self._waiting = 0  # tasks sent and not answered yet
+        # Tasks are written by a thread of their own, so that the caller never
+        # blocks on a full pipe (a worker stuck on a message): it waits only for
+        # answers, and for those at most STALL seconds.
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._broken = False
+        self._writer = threading.Thread(
+            target=self._write_tasks, name="segment-braze-tasks", daemon=True
+        )
+        self._writer.start()
+
+    def _write_tasks(self) -> None:
+        while (data := self._outbox.get()) is not None:
+            try:
+                self._tasks.send_bytes(data)
+            except (OSError, ValueError):  # BrokenPipeError: it died
+                self._broken = True
+                return
 
     def send(self, kind: str, body: Any) -> None:
         """Hand the worker a task.
@@ -188,10 +206,9 @@ class WorkerProcess:
                 (nothing was sent).
         """
         data = pickle.dumps((kind, body), protocol=pickle.HIGHEST_PROTOCOL)
-        try:
-            self._tasks.send_bytes(data)
-        except (OSError, ValueError) as err:  # BrokenPipeError: it died
-            raise _died() from err
+        if self._broken or not self.process.is_alive():
+            raise _died()
+        self._outbox.put(data)
         self._waiting += 1
 
     def answer(self, kind: str, *, wait: float | None = None) -> Any:
@@ -224,11 +241,16 @@ class WorkerProcess:
 
     def stop(self, *, wait: bool) -> None:
         """End the worker: end of tasks, then a bounded wait (none if not ``wait``), then a kill."""
-        with contextlib.suppress(OSError):
-            self._tasks.close()
+        self._outbox.put(None)
+        self._writer.join(timeout=_STOP_WAIT if wait else 0.0)
+        if not self._writer.is_alive():  # else it writes to a worker about to be killed
+            with contextlib.suppress(OSError):
+                self._tasks.close()  # the end of tasks: the worker ends
         self.process.join(timeout=_STOP_WAIT if wait else 0.0)
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=_STOP_WAIT)
+        self._writer.join(timeout=_STOP_WAIT)  # its write fails now that the worker is gone
         with contextlib.suppress(OSError):
+            self._tasks.close()
             self._answers.close()
