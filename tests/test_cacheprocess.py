@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from unittest.mock import patch
 
 import pytest
 from helpers import identify
@@ -98,6 +100,27 @@ class TestHeldByTheWorker:
             )
         # user-1's values were acknowledged; user-2's were never answered.
         assert result.objects == [{"external_id": "user-2", **TRAITS}]
+        assert result.saved == 2
+
+    def test_an_answer_read_cut_short_by_ctrl_c_does_not_hang_the_close(self, held, tmp_path):
+        """Ctrl-C part-way through reading an answer: close still saves the last answers."""
+        translator, link = held
+        (first,) = _translated(translator, identify(messageId="i-1", traits=TRAITS))
+        link.acknowledge(list(first.cache_tokens))
+        worker = translator._workers[0]
+        worker.send("chunk", [identify(messageId="i-2", userId="user-2", traits=TRAITS)])
+        answers = worker._answers
+
+        def cut_short():
+            os.read(answers.fileno(), 4)  # the answer's length, and no more
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt), patch.object(answers, "recv_bytes", cut_short):
+            worker.answer("chunk")
+        translator.close()  # returns: the answers are no longer read, the worker saves them
+        assert not worker.process.is_alive()
+        with AttributeCache.sqlite(str(tmp_path / "cache.sqlite")) as again:
+            result = again.filter_objects([{"external_id": "user-1", **TRAITS}])
         assert result.saved == 2
 
     def test_with_more_workers_the_cache_stays_here(self, tmp_path):

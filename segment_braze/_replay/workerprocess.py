@@ -179,6 +179,9 @@ class WorkerProcess:
         _widen(self._tasks)
         _widen(self._answers)
         self._waiting = 0  # tasks sent and not answered yet
+        # An answer's read was interrupted (Ctrl-C) part-way: the pipe no longer
+        # starts at an answer, so nothing more is read from it.
+        self._torn = False
         # Tasks are written by a thread of their own, so that the caller never
         # blocks on a full pipe (a worker stuck on a message): it waits only for
         # answers, and for those at most STALL seconds.
@@ -223,9 +226,13 @@ class WorkerProcess:
         while True:
             if self._waiting <= 0:  # pragma: no cover - a bug of the caller
                 raise RuntimeError(f"no {kind} task is waiting for an answer")
+            if self._torn:
+                raise _died()
             try:
                 ready = self._answers.poll(max(0.0, min(_POLL, deadline - time.monotonic())))
+                self._torn = ready  # until the whole answer is read
                 data = self._answers.recv_bytes() if ready else None
+                self._torn = False
             except (EOFError, OSError) as err:
                 raise _died() from err
             if data is None:
