@@ -130,14 +130,16 @@ def _kind(value: Any) -> str:
     return kinds.get(type(value), "a number")
 
 
-def _message(value: Any, source: str, line: int, item: int | None) -> Record:
+def _message(
+    value: Any, source: str, line: int, item: int | None, data: bytes | None = None
+) -> Record:
     if not isinstance(value, dict):
         error = f"not a Segment message: {_kind(value)}, not an object"
         return Record(source=source, line=line, item=item, value=value, error=error)
     if "type" not in value:
         error = 'not a Segment message: no "type"'
         return Record(source=source, line=line, item=item, value=value, error=error)
-    return Record(source=source, line=line, item=item, value=value)
+    return Record(source=source, line=line, item=item, value=value, data=data)
 
 
 def _is_envelope(value: Any) -> bool:
@@ -169,12 +171,6 @@ def expand(value: Any, source: str, line: int, data: bytes | None = None) -> Ite
         data: the bytes ``value`` was parsed from, kept in the record of a
             message that is the line's only value (see :attr:`Record.data`).
     """
-    if type(value) is dict and "type" in value:  # the common case: one message
-        return iter((Record(source=source, line=line, value=value, data=data),))
-    return _expanded(value, source, line)
-
-
-def _expanded(value: Any, source: str, line: int) -> Iterator[Record]:
     if _is_envelope(value):
         for index, item in enumerate(value["batch"]):
             yield _message(_with_defaults(item, value), source, line, index)
@@ -182,7 +178,7 @@ def _expanded(value: Any, source: str, line: int) -> Iterator[Record]:
         for index, item in enumerate(value):
             yield _message(item, source, line, index)
     else:
-        yield _message(value, source, line, None)
+        yield _message(value, source, line, None, data)
 
 
 def decode(text: str, source: str, first_line: int, *, note: str = "") -> Iterator[Record]:
