@@ -11,6 +11,7 @@ from helpers import identify
 
 from segment_braze import Settings
 from segment_braze._cache.cache import AttributeCache
+from segment_braze._replay import processes as processes_module
 from segment_braze._replay.cacheprocess import CacheLink
 from segment_braze._replay.processes import ProcessTranslator
 
@@ -108,7 +109,8 @@ class TestHeldByTheWorker:
         (first,) = _translated(translator, identify(messageId="i-1", traits=TRAITS))
         link.acknowledge(list(first.cache_tokens))
         worker = translator._workers[0]
-        worker.send("chunk", [identify(messageId="i-2", userId="user-2", traits=TRAITS)])
+        second = identify(messageId="i-2", userId="user-2", traits=TRAITS)
+        worker.send(processes_module._CHUNK_TASK, [second])
         answers = worker._answers
 
         def cut_short():
@@ -116,7 +118,7 @@ class TestHeldByTheWorker:
             raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt), patch.object(answers, "recv_bytes", cut_short):
-            worker.answer("chunk")
+            worker.answer(processes_module._CHUNK_TASK)
         translator.close()  # returns: the answers are no longer read, the worker saves them
         assert not worker.process.is_alive()
         with AttributeCache.sqlite(str(tmp_path / "cache.sqlite")) as again:

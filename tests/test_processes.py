@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import _multiprocessing
 import json
+import multiprocessing
+import multiprocessing.synchronize  # loaded before SemLock is patched below
 import pickle
 
 import pytest
@@ -118,6 +121,22 @@ class TestProcessTranslator:
                 assert result is None
             else:
                 assert result == translate_chunk(SETTINGS, [message], keep=True)[0]
+
+    def test_workers_need_no_semaphores(self, monkeypatch):
+        """Without /dev/shm (AWS Lambda) no semaphore can be made: workers translate anyway."""
+
+        def no_semaphores(*args, **kwargs):
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(_multiprocessing, "SemLock", no_semaphores)
+        with pytest.raises(OSError, match="not implemented"):
+            multiprocessing.get_context("spawn").Lock()
+        translator = ProcessTranslator(SETTINGS, workers=1, keep=True)
+        try:
+            results = list(translator.map(enumerate(messages(300))))
+        finally:
+            translator.close()
+        assert [tag for tag, _ in results] == list(range(300))
 
     def test_the_key_stays_in_this_process(self):
         """The settings shipped to the workers carry no REST API key."""
