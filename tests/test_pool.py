@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -179,6 +180,48 @@ class TestChildren:
         for environ in seen:
             assert KEY.encode() not in environ
             assert b"BRAZE_REST_API_KEY=" not in environ
+
+    def test_stopped_child(self, braze, monkeypatch):
+        """A child that stops reading (SIGSTOP): SenderError after the stall, never a hang."""
+        monkeypatch.setattr(pool_module, "_STALL", 2.0)
+        monkeypatch.setattr(pool_module, "_CLOSE_WAIT", 1.0)
+        total = 20_000
+        stopped: list[int] = []
+        raised: list[SenderError] = []
+
+        def messages() -> Iterator[dict[str, Any]]:
+            for n in range(total):
+                if n == 0:  # before the first chunk is written to them
+                    stopped.extend(children())
+                    for pid in stopped:
+                        os.kill(pid, signal.SIGSTOP)
+                message = track(n)
+                # Distinct strings (pickle writes a shared one once): a chunk fills the pipe.
+                message["properties"]["pad"] = f"{n:>1000}"
+                yield message
+
+        def run() -> None:
+            client = BrazeClient(settings_for(braze), processes=2)
+            try:
+                with client:
+                    client.send(messages())
+            except SenderError as err:
+                raised.append(err)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(60.0)  # a bound against a hang, not a timing
+        hung = thread.is_alive()
+        for pid in stopped:  # frees a hung send, so the suite goes on
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert not hung, "send() waited for ever on a child that stopped reading"
+        assert len(raised) == 1
+        assert "did not answer within 2 s" in str(raised[0])
+        report = raised[0].report
+        assert report is not None
+        assert report.total == total
+        assert children() == []
 
     def test_killed_child(self, braze):
         """A child killed mid-send: SenderError, every message accounted exactly once."""

@@ -29,6 +29,7 @@ reported failed, and ``send`` raises ``SenderError``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import pickle
 import queue
@@ -71,6 +72,7 @@ _AHEAD: Final = 2
 # a second.
 _STALL: Final = 60.0
 _POLL: Final = 0.5
+_CLOSE_WAIT: Final = 5.0  # seconds each step of ending a child may take
 _HEADER: Final = struct.Struct("!I")
 _KEY_VARIABLE: Final = "BRAZE_REST_API_KEY"
 BROKEN: Final = "not sent: a translation process ended unexpectedly"
@@ -195,7 +197,12 @@ def _read(stream: IO[bytes]) -> Any:
 
 
 class _Child:
-    """One child process, and a thread that reads its answers into a queue."""
+    """One child process, a thread that writes its chunks and one that reads its answers.
+
+    The chunks are written by a thread of their own, so the thread that hands
+    them over never blocks on a full pipe: a child that stops reading (stopped,
+    stuck) is found by :meth:`answer` within :data:`_STALL` seconds.
+    """
 
     def __init__(self, settings: Settings, secret: str, workers: int) -> None:
         env = {
@@ -213,8 +220,25 @@ class _Child:
             env=env,
         )
         self.answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         threading.Thread(target=self._listen, name="segment-braze-pool", daemon=True).start()
+        self._writer = threading.Thread(
+            target=self._write_chunks, name="segment-braze-pool-chunks", daemon=True
+        )
+        self._writer.start()
         self.send((settings, workers))
+
+    def _write_chunks(self) -> None:
+        """Write what :meth:`send` hands over, then close the child's input (its end)."""
+        stdin = self.process.stdin
+        try:
+            while stdin is not None and (data := self._outbox.get()) is not None:
+                stdin.write(data)
+                stdin.flush()
+            if stdin is not None:
+                stdin.close()
+        except (OSError, ValueError):
+            pass  # the child has gone: answer() says so
 
     def _listen(self) -> None:
         stdout = self.process.stdout
@@ -225,9 +249,9 @@ class _Child:
             self.answers.put(None)  # the child has gone
 
     def send(self, value: Any) -> None:
-        if self.process.stdin is None:  # pragma: no cover - always a pipe
-            raise BrokenPipeError
-        _write(self.process.stdin, value)
+        """Hand the child a value to write (pickled here: what cannot be is raised here)."""
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        self._outbox.put(_HEADER.pack(len(data)) + data)
 
     def answer(self) -> list[tuple[Any, ...]]:
         """The child's next answer; ``SenderError`` if it died or stalled."""
@@ -251,18 +275,20 @@ class _Child:
 
     def close(self) -> None:
         """End the child: end of input, then a bounded wait, then a kill."""
+        self._outbox.put(None)
+        self._writer.join(timeout=_CLOSE_WAIT)
         try:
-            if self.process.stdin is not None:
-                self.process.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.process.wait(timeout=5.0)
+            self.process.wait(timeout=_CLOSE_WAIT)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait(timeout=5.0)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # reaped when it ends
+                self.process.wait(timeout=_CLOSE_WAIT)
+        # A write blocked on a child that stopped reading fails once it is gone.
+        self._writer.join(timeout=_CLOSE_WAIT)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None and not self._writer.is_alive():
+                with contextlib.suppress(OSError, ValueError):
+                    stream.close()
 
 
 class TranslationPool:
