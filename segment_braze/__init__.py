@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from segment_braze._cache.cache import AttributeCache, AttributeStore
@@ -28,7 +29,10 @@ from segment_braze.exceptions import (
     TransportError,
 )
 
-__version__ = _version("segment-braze")
+try:
+    __version__ = _version("segment-braze")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AttributeCache",

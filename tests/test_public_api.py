@@ -2,6 +2,8 @@ import ast
 import importlib
 import importlib.metadata
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -88,3 +90,19 @@ class TestVersion:
         """``__version__`` is a non-empty string."""
         assert isinstance(segment_braze.__version__, str)
         assert segment_braze.__version__
+
+    def test_source_tree_never_installed(self):
+        """Imported without package metadata (a vendored copy), the package still imports."""
+        code = (
+            "import importlib.metadata as m\n"
+            "def missing(name):\n"
+            "    raise m.PackageNotFoundError(name)\n"
+            "m.version = missing\n"
+            "import segment_braze\n"
+            "print(segment_braze.__version__)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "0+unknown"

@@ -6,11 +6,11 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Final
 
 from segment_braze._cache.store import Remembered
 
-__all__ = ["MemoryStore", "RedisStore", "SQLiteStore"]
+__all__ = ["REDIS_TIMEOUT", "MemoryStore", "RedisStore", "SQLiteStore"]
 
 _COLUMNS = ("user", "name", "digest", "acknowledged_at")
 _BUSY_WAIT = 30.0  # seconds a busy file is waited for, opening as much as saving
@@ -165,6 +165,10 @@ class SQLiteStore:
             self._db.close()
 
 
+REDIS_TIMEOUT: Final = 10.0
+"""Seconds a Redis call waits to connect, and for each answer (unless the URL says)."""
+
+
 class RedisStore:
     """Redis: one cache shared by pipelines on several machines.
 
@@ -182,7 +186,11 @@ class RedisStore:
             raise ImportError(
                 "AttributeCache.redis needs the redis package: pip install 'segment-braze[redis]'"
             ) from err
-        self._client: Any = redis.Redis.from_url(url)
+        # redis-py 5 waits for ever by default: a server that stops answering
+        # would hang the sender. Options in the URL's query string win.
+        self._client: Any = redis.Redis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+        )
 
     def load(self, users: list[str]) -> dict[str, dict[str, Remembered]]:
         """Return remembered values of ``users``."""

@@ -252,7 +252,7 @@ def _transmit(
         )
     )
     try:
-        send(feed, client, tally)
+        send(feed, client, tally, check=cache_fault)
     except AuthenticationError as err:
         _quietly(feed.close)  # the refused key is what the user must hear of
         return err

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Generator
 from typing import Final
 
 from segment_braze._deliver.client import BrazeClient
+from segment_braze._deliver.pool import Prepared
 from segment_braze._deliver.report import DeliveryReport
 from segment_braze._replay.feed import Feed
 from segment_braze._replay.tally import Tally
+from segment_braze._translate.translation import Translation
 from segment_braze.exceptions import AuthenticationError
 
 __all__ = ["dry_run", "send"]
@@ -19,13 +22,22 @@ __all__ = ["dry_run", "send"]
 _SLICE: Final = 20_000
 
 
-def send(feed: Feed, client: BrazeClient, tally: Tally) -> None:
+def send(
+    feed: Feed, client: BrazeClient, tally: Tally, *, check: Callable[[], None] = lambda: None
+) -> None:
     """Send every translation of ``feed`` with ``client``, slice by slice.
+
+    Args:
+        feed: the translations.
+        client: the sender.
+        tally: where the reports' counts go.
+        check: called before each translation is handed over; what it raises
+            stops the run (the attribute cache's store failed).
 
     Raises:
         AuthenticationError: Braze refused the key; the rest of the input is unread.
     """
-    translations = feed.translations()
+    translations = _checked(feed.translations(), check)
     try:
         while (head := next(translations, None)) is not None:
             batch = itertools.chain((head,), itertools.islice(translations, _SLICE - 1))
@@ -36,6 +48,17 @@ def send(feed: Feed, client: BrazeClient, tally: Tally) -> None:
                     tally.absorb(err.report)
                 raise
             tally.absorb(report)
+    finally:
+        translations.close()
+
+
+def _checked(
+    translations: Generator[Translation | Prepared, None, None], check: Callable[[], None]
+) -> Generator[Translation | Prepared, None, None]:
+    try:
+        for translation in translations:
+            check()
+            yield translation
     finally:
         translations.close()
 

@@ -10,6 +10,7 @@ import argparse
 import os
 import sqlite3
 import sys
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -97,7 +98,10 @@ def open_resources(
         cache = _attribute_cache(args, cache_file, settings)
         if cache is not None:
             stack.callback(cache.close)
-    name = (args.dedup or "").partition(":")[2] or cache_file or ""
+    spec = args.dedup or ""
+    rest = spec.partition(":")[2]
+    where = spec if rest.startswith("//") else rest  # a URL alone, or KIND:WHERE
+    name = _shown(where or cache_file or "")
     return Resources(
         files=files,
         unread=unread,
@@ -123,6 +127,15 @@ def _refuse_as_dead_letter(
             f"the dead-letter file {name} is a file the replay keeps (its state or attribute"
             " cache): give another --dead-letter file"
         )
+
+
+def _shown(name: str) -> str:
+    """A cache's name for messages: a Redis URL's password replaced by ``***``."""
+    parts = urllib.parse.urlsplit(name)
+    if parts.password is None:
+        return name
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def _attribute_cache(
