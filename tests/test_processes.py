@@ -227,6 +227,23 @@ class TestProcessTranslator:
         translator.close()  # closed once: a second call does nothing
         assert len(waits) == 1
 
+    def test_close_after_a_stall_does_not_wait_for_the_last_save(self, monkeypatch):
+        """A worker given up on is not waited for again: the run ends, not a minute later."""
+        translator = ProcessTranslator(SETTINGS, workers=1, keep=False)
+        waits = []
+
+        def stalled(kind, *, wait=None):
+            waits.append((kind, wait))
+            raise TimeoutError
+
+        monkeypatch.setattr(translator, "_settle_answers", lambda close=False: True)
+        monkeypatch.setattr(translator._workers[0], "answer", stalled)
+        with pytest.raises(UsageError, match="did not answer within"):
+            list(translator.map([(0, track(messageId="t-0"))]))
+        translator.close()
+        assert waits == [(processes_module._CHUNK_TASK, None)]
+        assert not translator._workers[0].process.is_alive()
+
     def test_a_last_save_that_failed_is_reported(self, monkeypatch):
         """A cache the worker could not write at the end (a full disk) is one line, not silence."""
         translator = ProcessTranslator(SETTINGS, workers=1, keep=False)

@@ -256,6 +256,7 @@ class ProcessTranslator:
             raise
         self._turn = 0
         self._closed = False
+        self._stalled = False  # a worker did not answer: close does not wait for it again
 
     def map(self, items: Iterable[tuple[T, Any]]) -> Iterator[tuple[T, Translated | None]]:
         """Translate the messages of ``(tag, message)`` pairs, keeping their order.
@@ -302,7 +303,8 @@ class ProcessTranslator:
         """Stop the workers: queued chunks are dropped, running ones finish.
 
         A worker holding the attribute cache first settles the answers that came
-        in since its last chunk and saves them (waiting at most a minute).
+        in since its last chunk and saves them (waiting at most a minute, and
+        not at all after a worker stalled).
 
         Raises:
             FileError: the worker could not write the cache.
@@ -310,9 +312,9 @@ class ProcessTranslator:
         if self._closed:
             return
         self._closed = True
-        wait = True
+        wait = not self._stalled
         try:
-            if self._settle_answers(close=True):
+            if wait and self._settle_answers(close=True):
                 self._workers[0].answer(_SETTLE_TASK, wait=_SETTLE_WAIT)
         except TimeoutError:
             wait = False  # what was not saved is only sent again by a later run
@@ -335,6 +337,7 @@ class ProcessTranslator:
             try:
                 found = worker.answer(_CHUNK_TASK)
             except TimeoutError:
+                self._stalled = True
                 raise stalled() from None
         results = iter(found)
         for tag, message in chunk:
