@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import signal
 import threading
 from collections import Counter
@@ -118,6 +119,27 @@ class TestSameAsOneProcess:
         assert len(reasons) == 3
         assert any("not JSON" in (reason or "") for reason in reasons)
         assert any("not a JSON object" in (reason or "") for reason in reasons)
+
+    def test_a_message_the_pipe_cannot_carry_is_prepared_here(self, braze):
+        """A message nested too deeply to pickle is delivered as in one process, not raised."""
+        deep: dict[str, Any] = {}
+        inner = deep
+        for _ in range(5000):
+            inner["a"] = {}
+            inner = inner["a"]
+        inputs = [track(n) for n in range(6)]
+        inputs[3]["properties"]["deep"] = deep
+        with pytest.raises(RecursionError):
+            pickle.dumps(inputs[3])
+        outcomes = Outcomes()
+        with BrazeClient(settings_for(braze), processes=2, on_outcome=outcomes) as client:
+            report = client.send(inputs)
+        assert report.delivered == 6
+        assert [outcome for _, outcome, _ in outcomes.seen] == ["delivered"] * 6
+        seqs = [event["properties"]["seq"] for event in braze.accepted_events]
+        assert sorted(seqs) == list(range(6))
+        (sent,) = [e for e in braze.accepted_events if e["properties"]["seq"] == 3]
+        assert "deep" not in sent["properties"]  # dropped with a warning, as in one process
 
     def test_attribute_cache_keeps_translation_here(self, braze):
         """With an attribute cache, messages are translated here and the cache still saves."""

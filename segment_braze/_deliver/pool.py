@@ -54,6 +54,7 @@ from segment_braze.exceptions import InvalidMessage, SenderError
 
 __all__ = [
     "BROKEN",
+    "UNPICKLABLE",
     "Prepared",
     "TranslationPool",
     "parsed",
@@ -76,6 +77,8 @@ _CLOSE_WAIT: Final = 5.0  # seconds each step of ending a child may take
 _HEADER: Final = struct.Struct("!I")
 _KEY_VARIABLE: Final = "BRAZE_REST_API_KEY"
 BROKEN: Final = "not sent: a translation process ended unexpectedly"
+UNPICKLABLE: Final = (pickle.PicklingError, RecursionError, ValueError, TypeError, AttributeError)
+"""What pickling raises for a value it cannot carry (a message nested too deeply)."""
 
 
 class Prepared(NamedTuple):
@@ -362,10 +365,13 @@ class TranslationPool:
             child = children[turn % len(children)]
             turn += 1
             flight.append((child, chunk))
+            items = [None if isinstance(i, _HERE) else i for _, i in chunk]
             try:
-                child.send([None if isinstance(i, _HERE) else i for _, i in chunk])
-            except (OSError, ValueError) as err:
-                raise SenderError(f"{BROKEN} ({type(err).__name__})") from err
+                child.send(items)
+            except UNPICKLABLE:
+                # A message the pipe cannot carry (nested too deeply to pickle)
+                # goes as None: the child hands it back, and it is prepared here.
+                child.send([item if _picklable(item) else None for item in items])
 
         def finish() -> Iterator[tuple[list[tuple[int, Any]], tuple[Any, ...]]]:
             return _finished(flight, lost)
@@ -400,6 +406,14 @@ class TranslationPool:
             raise
         if feed.error is not None:
             raise feed.error
+
+
+def _picklable(item: Any) -> bool:
+    try:
+        pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    except UNPICKLABLE:
+        return False
+    return True
 
 
 def _finished(

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
+from segment_braze._deliver.pool import UNPICKLABLE
 from segment_braze._replay.usage import UsageError
 
 __all__ = ["STALL", "UNPICKLABLE", "WorkerGoneError", "WorkerProcess", "stalled"]
@@ -41,8 +42,6 @@ __all__ = ["STALL", "UNPICKLABLE", "WorkerGoneError", "WorkerProcess", "stalled"
 STALL: Final = 120.0
 """Seconds without an answer before a worker is given up on: a chunk takes well
 under a second, a busy attribute cache file is waited for up to 30 s."""
-UNPICKLABLE: Final = (pickle.PicklingError, RecursionError, ValueError, TypeError, AttributeError)
-"""What pickling raises for a value it cannot carry (a message nested too deeply)."""
 _POLL: Final = 0.5  # seconds between looks at the time while waiting for an answer
 _STOP_WAIT: Final = 5.0  # seconds a stopping worker is given before it is killed
 _PIPE: Final = 1 << 20  # bytes a pipe holds, where the OS lets us choose
