@@ -7,9 +7,10 @@ import json
 import os
 import pickle
 import signal
+import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,37 @@ class TestSameAsOneProcess:
         assert sorted(seqs) == list(range(6))
         (sent,) = [e for e in braze.accepted_events if e["properties"]["seq"] == 3]
         assert "deep" not in sent["properties"]  # dropped with a warning, as in one process
+
+    def test_a_message_the_children_cannot_rebuild_is_prepared_here(self, braze, monkeypatch):
+        """A Mapping of a class in the caller's __main__ costs only time, not the send."""
+
+        class Message(Mapping[str, Any]):
+            """A read-only message, as a caller's own class."""
+
+            def __init__(self, data: dict[str, Any]) -> None:
+                self.data = data
+
+            def __getitem__(self, key: str) -> Any:
+                return self.data[key]
+
+            def __iter__(self) -> Iterator[str]:
+                return iter(self.data)
+
+            def __len__(self) -> int:
+                return len(self.data)
+
+        # Picklable here (by reference to __main__), not in a child, whose __main__ differs.
+        Message.__module__ = "__main__"
+        Message.__qualname__ = "Message"
+        monkeypatch.setattr(sys.modules["__main__"], "Message", Message, raising=False)
+        inputs: list[Any] = [track(n) for n in range(600)]
+        inputs[300] = Message(track(300))
+        outcomes = Outcomes()
+        with BrazeClient(settings_for(braze), processes=2, on_outcome=outcomes) as client:
+            report = client.send(inputs)
+        assert report.delivered == 600
+        assert Counter(map(id, (item for item, _, _ in outcomes.seen))) == Counter(map(id, inputs))
+        assert sorted(e["properties"]["seq"] for e in braze.accepted_events) == list(range(600))
 
     def test_attribute_cache_keeps_translation_here(self, braze):
         """With an attribute cache, messages are translated here and the cache still saves."""

@@ -44,7 +44,7 @@ import attrs
 
 from segment_braze import _json
 from segment_braze._deliver.batching import attribute_keys, user_key
-from segment_braze._deliver.bundles import RUN, bundle_chunk
+from segment_braze._deliver.bundles import HERE, RUN, bundle_chunk
 from segment_braze._deliver.intake import Intake
 from segment_braze._settings import Settings
 from segment_braze._translate.braze import UserOperation
@@ -77,6 +77,8 @@ _CLOSE_WAIT: Final = 5.0  # seconds each step of ending a child may take
 _HEADER: Final = struct.Struct("!I")
 _KEY_VARIABLE: Final = "BRAZE_REST_API_KEY"
 BROKEN: Final = "not sent: a translation process ended unexpectedly"
+# A child's answer for a chunk it could not unpickle.
+_UNREAD: Final = "unread"
 UNPICKLABLE: Final = (pickle.PicklingError, RecursionError, ValueError, TypeError, AttributeError)
 """What pickling raises for a value it cannot carry (a message nested too deeply)."""
 
@@ -256,8 +258,8 @@ class _Child:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         self._outbox.put(_HEADER.pack(len(data)) + data)
 
-    def answer(self) -> list[tuple[Any, ...]]:
-        """The child's next answer; ``SenderError`` if it died or stalled."""
+    def answer(self) -> list[tuple[Any, ...]] | str:
+        """The child's units (or ``_UNREAD``); ``SenderError`` if it died or stalled."""
         waited = 0.0
         while True:
             try:
@@ -270,7 +272,7 @@ class _Child:
                 continue
             if answer is None:
                 raise SenderError(f"{BROKEN} (exit status {self.process.poll()})")
-            result: list[tuple[Any, ...]] = answer
+            result: list[tuple[Any, ...]] | str = answer
             return result
 
     def kill(self) -> None:
@@ -422,7 +424,9 @@ def _finished(
 ) -> Iterator[tuple[list[tuple[int, Any]], tuple[Any, ...]]]:
     """The oldest chunk's units with the entries each stands for (see ``translated``)."""
     child, done = flight[0]
-    units = child.answer()
+    answer = child.answer()
+    # A chunk the child could not read: each of its messages is prepared here.
+    units = [(HERE, index) for index in range(len(done))] if isinstance(answer, str) else answer
     covered = [_covered(done, unit) for unit in units]
     if sum(map(len, covered)) != len(done):  # pragma: no cover - a child's bug
         raise SenderError(f"{BROKEN} (it answered for the wrong messages)")
@@ -443,7 +447,15 @@ def serve() -> None:
         settings, workers = _read(stdin)
         legacy = settings.legacy_track_limits
         while True:
-            chunk = _read(stdin)
+            try:
+                chunk = _read(stdin)
+            except EOFError:
+                raise
+            except Exception:  # noqa: BLE001 (answered: the parent prepares the chunk)
+                # A message this process cannot rebuild (an object of a class
+                # defined in the caller's __main__): the parent prepares the chunk.
+                _write(stdout, _UNREAD)
+                continue
             prepared = [
                 None if message is None else prepare_message(message, settings) for message in chunk
             ]
