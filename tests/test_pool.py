@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from segment_braze import AttributeCache, BrazeClient, SenderError, Settings, translate
+from segment_braze._deliver import child as child_module
 from segment_braze._deliver import pool as pool_module
 from segment_braze._deliver.bundles import ONE, RUN, bundle_chunk
 from segment_braze.testing import BrazeStandIn
@@ -237,8 +238,8 @@ class TestChildren:
 
     def test_stopped_child(self, braze, monkeypatch):
         """A child that stops reading (SIGSTOP): SenderError after the stall, never a hang."""
-        monkeypatch.setattr(pool_module, "_STALL", 2.0)
-        monkeypatch.setattr(pool_module, "_CLOSE_WAIT", 1.0)
+        monkeypatch.setattr(child_module, "STALL", 2.0)
+        monkeypatch.setattr(child_module, "_CLOSE_WAIT", 1.0)
         total = 20_000
         stopped: list[int] = []
         raised: list[SenderError] = []

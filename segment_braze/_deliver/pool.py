@@ -22,29 +22,31 @@ fork of a process that runs threads) talking length-prefixed pickles over their
 standard input and output. They never see the REST API key: they get settings
 without it, and an environment without ``BRAZE_REST_API_KEY`` or any variable
 holding the key. A child that dies (killed, out of memory) or stops answering
-within ``_STALL`` seconds stops the send: every message not yet delivered is
+within 60 seconds stops the send (see ``child``): every message not yet delivered is
 reported failed, and ``send`` raises ``SenderError``.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import os
 import pickle
-import queue
-import struct
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import attrs
 
 from segment_braze import _json
 from segment_braze._deliver.batching import attribute_keys, user_key
 from segment_braze._deliver.bundles import HERE, RUN, bundle_chunk
+from segment_braze._deliver.child import (
+    BROKEN,
+    UNPICKLABLE,
+    UNREAD,
+    Child,
+    read_value,
+    write_value,
+)
 from segment_braze._deliver.intake import Intake
 from segment_braze._settings import Settings
 from segment_braze._translate.braze import UserOperation
@@ -68,19 +70,7 @@ __all__ = [
 _CHUNK: Final = 256
 # Chunks in flight per child: the memory bound of the pipeline.
 _AHEAD: Final = 2
-# Seconds without any answer from a child before it is given up on. Translation
-# bounds its work per message, so a healthy child answers a chunk in well under
-# a second.
-_STALL: Final = 60.0
-_POLL: Final = 0.5
-_CLOSE_WAIT: Final = 5.0  # seconds each step of ending a child may take
-_HEADER: Final = struct.Struct("!I")
-_KEY_VARIABLE: Final = "BRAZE_REST_API_KEY"
-BROKEN: Final = "not sent: a translation process ended unexpectedly"
-# A child's answer for a chunk it could not unpickle.
-_UNREAD: Final = "unread"
-UNPICKLABLE: Final = (pickle.PicklingError, RecursionError, ValueError, TypeError, AttributeError)
-"""What pickling raises for a value it cannot carry (a message nested too deeply)."""
+_POLL: Final = 0.5  # seconds between looks at a stopped run's input
 
 
 class Prepared(NamedTuple):
@@ -184,118 +174,6 @@ def prepare_translation(translation: Translation, *, attribute_values: bool = Fa
     )
 
 
-def _write(stream: IO[bytes], value: Any) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
-    stream.flush()
-
-
-def _read(stream: IO[bytes]) -> Any:
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        raise EOFError
-    (size,) = _HEADER.unpack(header)
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError
-    return pickle.loads(data)  # noqa: S301 (our own child's answer)
-
-
-class _Child:
-    """One child process, a thread that writes its chunks and one that reads its answers.
-
-    The chunks are written by a thread of their own, so the thread that hands
-    them over never blocks on a full pipe: a child that stops reading (stopped,
-    stuck) is found by :meth:`answer` within :data:`_STALL` seconds.
-    """
-
-    def __init__(self, settings: Settings, secret: str, workers: int) -> None:
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if name != _KEY_VARIABLE and not (secret and secret in value)
-        }
-        # The child imports this package as the parent does, from the same paths.
-        env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "segment_braze._deliver.pool"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        self.answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        threading.Thread(target=self._listen, name="segment-braze-pool", daemon=True).start()
-        self._writer = threading.Thread(
-            target=self._write_chunks, name="segment-braze-pool-chunks", daemon=True
-        )
-        self._writer.start()
-        self.send((settings, workers))
-
-    def _write_chunks(self) -> None:
-        """Write what :meth:`send` hands over, then close the child's input (its end)."""
-        stdin = self.process.stdin
-        try:
-            while stdin is not None and (data := self._outbox.get()) is not None:
-                stdin.write(data)
-                stdin.flush()
-            if stdin is not None:
-                stdin.close()
-        except (OSError, ValueError):
-            pass  # the child has gone: answer() says so
-
-    def _listen(self) -> None:
-        stdout = self.process.stdout
-        try:
-            while stdout is not None:
-                self.answers.put(_read(stdout))
-        except (EOFError, OSError, pickle.UnpicklingError, ValueError):
-            self.answers.put(None)  # the child has gone
-
-    def send(self, value: Any) -> None:
-        """Hand the child a value to write (pickled here: what cannot be is raised here)."""
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        self._outbox.put(_HEADER.pack(len(data)) + data)
-
-    def answer(self) -> list[tuple[Any, ...]] | str:
-        """The child's units (or ``_UNREAD``); ``SenderError`` if it died or stalled."""
-        waited = 0.0
-        while True:
-            try:
-                answer = self.answers.get(timeout=_POLL)
-            except queue.Empty:
-                waited += _POLL
-                if waited >= _STALL:
-                    self.kill()
-                    raise SenderError(f"{BROKEN} (it did not answer within {_STALL:g} s)") from None
-                continue
-            if answer is None:
-                raise SenderError(f"{BROKEN} (exit status {self.process.poll()})")
-            result: list[tuple[Any, ...]] | str = answer
-            return result
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def close(self) -> None:
-        """End the child: end of input, then a bounded wait, then a kill."""
-        self._outbox.put(None)
-        self._writer.join(timeout=_CLOSE_WAIT)
-        try:
-            self.process.wait(timeout=_CLOSE_WAIT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):  # reaped when it ends
-                self.process.wait(timeout=_CLOSE_WAIT)
-        # A write blocked on a child that stopped reading fails once it is gone.
-        self._writer.join(timeout=_CLOSE_WAIT)
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None and not self._writer.is_alive():
-                with contextlib.suppress(OSError, ValueError):
-                    stream.close()
-
-
 class TranslationPool:
     """Children that translate for one ``send``; a context manager.
 
@@ -308,10 +186,10 @@ class TranslationPool:
     def __init__(self, settings: Settings, processes: int, workers: int) -> None:
         secret = settings.rest_api_key or ""
         keyless = attrs.evolve(settings, rest_api_key=None)
-        self._children: list[_Child] = []
+        self._children: list[Child] = []
         try:
             for _ in range(processes):
-                self._children.append(_Child(keyless, secret, workers))
+                self._children.append(Child(keyless, secret, workers))
         except OSError as err:
             self.close()
             raise SenderError(
@@ -359,7 +237,7 @@ class TranslationPool:
                 to fail.
         """
         children = self._children
-        flight: collections.deque[tuple[_Child, list[tuple[int, Any]]]] = collections.deque()
+        flight: collections.deque[tuple[Child, list[tuple[int, Any]]]] = collections.deque()
         turn = 0
 
         def submit(chunk: list[tuple[int, Any]]) -> None:
@@ -419,7 +297,7 @@ def _picklable(item: Any) -> bool:
 
 
 def _finished(
-    flight: collections.deque[tuple[_Child, list[tuple[int, Any]]]],
+    flight: collections.deque[tuple[Child, list[tuple[int, Any]]]],
     lost: list[tuple[int, Any]],
 ) -> Iterator[tuple[list[tuple[int, Any]], tuple[Any, ...]]]:
     """The oldest chunk's units with the entries each stands for (see ``translated``)."""
@@ -444,22 +322,22 @@ def serve() -> None:
     """A child's life: settings, then chunks of messages in, units out, until EOF."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
-        settings, workers = _read(stdin)
+        settings, workers = read_value(stdin)
         legacy = settings.legacy_track_limits
         while True:
             try:
-                chunk = _read(stdin)
+                chunk = read_value(stdin)
             except EOFError:
                 raise
             except Exception:  # noqa: BLE001 (answered: the parent prepares the chunk)
                 # A message this process cannot rebuild (an object of a class
                 # defined in the caller's __main__): the parent prepares the chunk.
-                _write(stdout, _UNREAD)
+                write_value(stdout, UNREAD)
                 continue
             prepared = [
                 None if message is None else prepare_message(message, settings) for message in chunk
             ]
-            _write(stdout, bundle_chunk(prepared, workers=workers, legacy_limits=legacy))
+            write_value(stdout, bundle_chunk(prepared, workers=workers, legacy_limits=legacy))
     except (EOFError, BrokenPipeError):
         return
 

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-from segment_braze._deliver.pool import UNPICKLABLE
+from segment_braze._deliver.child import UNPICKLABLE
 from segment_braze._replay.usage import UsageError
 
 __all__ = ["STALL", "UNPICKLABLE", "WorkerGoneError", "WorkerProcess", "stalled"]
