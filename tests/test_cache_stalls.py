@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from commandline import cli, jsonl
+from commandline import KEY, cli, jsonl
 
 from segment_braze._cache.stores import REDIS_TIMEOUT, RedisStore
 from segment_braze._replay.cachefile import GuardedStore
@@ -24,7 +24,6 @@ from segment_braze._replay.usage import FileError
 from segment_braze.testing import BrazeStandIn
 
 MESSAGES = 1500
-KEY = "rest-key-5e1d2c3b-never-printed"
 
 
 class SilentAfter:
