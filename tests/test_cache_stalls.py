@@ -19,7 +19,7 @@ from commandline import KEY, cli, jsonl
 
 from segment_braze._cache.stores import REDIS_TIMEOUT, RedisStore
 from segment_braze._replay.cachefile import GuardedStore
-from segment_braze._replay.resources import _shown
+from segment_braze._replay.resources import _cache_name
 from segment_braze._replay.usage import FileError
 from segment_braze.testing import BrazeStandIn
 
@@ -132,21 +132,22 @@ class TestNames:
     """A cache named in a message never shows a Redis password."""
 
     @pytest.mark.parametrize(
-        ("given", "shown"),
+        ("spec", "shown"),
         [
             (
                 "redis://someone:hunter2@cache.example:6379/0",
                 "redis://someone:***@cache.example:6379/0",
             ),
             ("rediss://:hunter2@cache.example/1", "rediss://:***@cache.example/1"),
-            ("//someone:hunter2@cache.example", "//someone:***@cache.example"),
+            ("redis:redis://someone:hunter2@cache.example", "redis://someone:***@cache.example"),
             ("redis://cache.example:6379/0", "redis://cache.example:6379/0"),
-            ("/var/lib/cache.sqlite", "/var/lib/cache.sqlite"),
+            ("sqlite:/var/lib/cache.sqlite", "/var/lib/cache.sqlite"),
+            ("", "/var/lib/state.cache"),
         ],
     )
-    def test_password_hidden(self, given, shown):
+    def test_password_hidden(self, spec, shown):
         """The password is replaced by ***; names without one are unchanged."""
-        assert _shown(given) == shown
+        assert _cache_name(spec, "/var/lib/state.cache") == shown
 
 
 class FailingStore:

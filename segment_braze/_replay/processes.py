@@ -16,8 +16,8 @@ process the attributes objects come back as dicts, for it to see their values
 (with one worker process, the worker holds it: see ``cacheprocess``).
 
 Each worker is a :class:`~segment_braze._replay.workerprocess.WorkerProcess`:
-the reading thread writes the chunks into its pipe and reads the answers back
-itself, in order, with no helper thread between them. A worker that ends
+the reading thread hands the chunks to a thread that writes them into its pipe,
+and reads the answers back itself, in order. A worker that ends
 unexpectedly, or does not answer within two minutes, stops the run with one
 line.
 """
@@ -32,6 +32,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import attrs
 
+from segment_braze._deliver.child import UNPICKLABLE
 from segment_braze._deliver.pool import Prepared, prepare_translation
 from segment_braze._replay.cacheprocess import (
     CacheLink,
@@ -44,7 +45,7 @@ from segment_braze._replay.collector import THRESHOLDS
 from segment_braze._replay.identity import Identity, identify
 from segment_braze._replay.records import parse
 from segment_braze._replay.transform import DROPPED, apply, load
-from segment_braze._replay.workerprocess import UNPICKLABLE, WorkerGoneError, WorkerProcess, stalled
+from segment_braze._replay.workerprocess import WorkerGoneError, WorkerProcess, stalled
 from segment_braze._settings import Settings
 from segment_braze._translate.calls import translate
 from segment_braze._translate.datapoints import attribute_data_points, event_data_points

@@ -98,10 +98,7 @@ def open_resources(
         cache = _attribute_cache(args, cache_file, settings)
         if cache is not None:
             stack.callback(cache.close)
-    spec = args.dedup or ""
-    rest = spec.partition(":")[2]
-    where = spec if rest.startswith("//") else rest  # a URL alone, or KIND:WHERE
-    name = _shown(where or cache_file or "")
+    name = _cache_name(args.dedup or "", cache_file)
     return Resources(
         files=files,
         unread=unread,
@@ -129,6 +126,13 @@ def _refuse_as_dead_letter(
         )
 
 
+def _cache_name(spec: str, default: str | None) -> str:
+    """The attribute cache as messages name it: its file or URL, a password hidden."""
+    rest = spec.partition(":")[2]
+    where = spec if rest.startswith("//") else rest  # a URL alone, or KIND:WHERE
+    return _shown(where or default or "")
+
+
 def _shown(name: str) -> str:
     """A cache's name for messages: a Redis URL's password replaced by ``***``."""
     parts = urllib.parse.urlsplit(name)
@@ -153,9 +157,9 @@ def _attribute_cache(
     except ValueError as err:  # SQLiteStore: a database that is not an attribute cache
         raise FileError(f"{err}: give another file with --dedup sqlite:PATH") from err
     except sqlite3.Error as err:
-        path = spec.partition(":")[2] or default
+        name = _cache_name(spec, default)
         raise FileError(
-            f"cannot use the attribute cache {path} ({err}): give another file with"
+            f"cannot use the attribute cache {name} ({err}): give another file with"
             " --dedup sqlite:PATH, or --dedup none"
         ) from err
 

@@ -37,7 +37,7 @@ from typing import Any, Final
 from segment_braze._deliver.child import UNPICKLABLE
 from segment_braze._replay.usage import UsageError
 
-__all__ = ["STALL", "UNPICKLABLE", "WorkerGoneError", "WorkerProcess", "stalled"]
+__all__ = ["STALL", "WorkerGoneError", "WorkerProcess", "stalled"]
 
 STALL: Final = 120.0
 """Seconds without an answer before a worker is given up on: a chunk takes well
