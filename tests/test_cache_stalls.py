@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 from commandline import KEY, cli, jsonl
 
+from segment_braze import AttributeCache, BrazeClient, SenderError, Settings
 from segment_braze._cache.stores import REDIS_TIMEOUT, RedisStore
 from segment_braze._replay.cachefile import GuardedStore
 from segment_braze._replay.resources import _cache_name
@@ -188,6 +189,70 @@ class TestGuardedStore:
         with pytest.raises(FileError) as checked:
             guarded.check()
         assert checked.value is first.value
+
+
+def _send_stopped(cache: AttributeCache, braze: BrazeStandIn, count: int) -> SenderError:
+    """Send ``count`` identifies through ``cache``; the SenderError that stopped it."""
+    settings = Settings(rest_endpoint=braze.url, rest_api_key=KEY, allow_custom_endpoint=True)
+    raised: list[BaseException] = []
+
+    def send() -> None:
+        with BrazeClient(settings, workers=2, attribute_cache=cache) as client:
+            try:
+                client.send([_identify(n) for n in range(count)])
+            except Exception as err:  # noqa: BLE001 (the test looks at what it was)
+                raised.append(err)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    thread.join(60.0)  # a bound against a hang, not a timing
+    assert not thread.is_alive(), "send() waited on the cache message after message"
+    [error] = raised
+    assert isinstance(error, SenderError), repr(error)
+    return error
+
+
+class TestBrazeClient:
+    """``BrazeClient`` with a cache whose store fails: the send stops at the first failure."""
+
+    def test_failing_store_stops_the_send(self, braze):
+        """SenderError naming the cache; the store asked once; every message accounted."""
+        failing = FailingStore()
+        error = _send_stopped(AttributeCache(failing), braze, 200)
+        assert str(error).startswith("the attribute cache failed (TimeoutError)")
+        assert isinstance(error.__cause__, SenderError)
+        assert isinstance(error.__cause__.__cause__, TimeoutError)
+        assert failing.calls == 1
+        report = error.report
+        assert report.total == 200
+        assert report.delivered == 0
+        assert {failure.reason for failure in report.failed} == {
+            "not sent: the attribute cache failed (TimeoutError)"
+        }
+        assert braze.requests == []
+
+    def test_silent_redis_stops_the_send(self, braze, redis_url):
+        """A Redis gone silent mid-send costs one timeout, not one per message."""
+        proxy = SilentAfter(_target(redis_url), requests=60)
+        url = f"redis://127.0.0.1:{proxy.port}/0?socket_timeout=0.5"
+        namespace = f"stalls-{uuid.uuid4()}"  # Redis outlives the test
+        try:
+            # 400 messages at 0.5 s each would be 200 s: the bound above fails.
+            error = _send_stopped(AttributeCache.redis(url, namespace=namespace), braze, 400)
+        finally:
+            proxy.close()
+        assert str(error).startswith("the attribute cache failed (TimeoutError)")
+        report = error.report
+        assert report.total == 400
+        assert report.delivered + len(report.failed) == 400
+        # The message whose look-up failed, and those read after it, name the
+        # cache; those already waiting for a request were stopped with them.
+        reasons = {failure.reason for failure in report.failed}
+        assert "not sent: the attribute cache failed (TimeoutError)" in reasons
+        assert reasons <= {
+            "not sent: the attribute cache failed (TimeoutError)",
+            "not sent: sending stopped",
+        }
 
 
 class TestCommand:

@@ -342,7 +342,15 @@ class BrazeClient:
     def _attributes(self, objects: list[dict[str, Any]], ledger: Ledger) -> list[dict[str, Any]]:
         """The attributes objects to send (what the cache does not know yet), counted."""
         if self.attribute_cache is not None and objects:
-            result = self.attribute_cache.filter_objects(objects)
+            try:
+                result = self.attribute_cache.filter_objects(objects)
+            except Exception as err:
+                # A store that failed once (a Redis that stopped answering) would
+                # cost every later message its timeout: the run stops instead.
+                raise SenderError(
+                    f"the attribute cache failed ({type(err).__name__}); every message"
+                    " not delivered before it is reported failed"
+                ) from err
             ledger.attributes(
                 sent=result.sent, saved=result.saved, data_points_saved=result.data_points_saved
             )

@@ -31,7 +31,7 @@ from segment_braze._deliver.batching import (
 )
 from segment_braze._deliver.report import DeliveryReport, Ledger, message_label
 from segment_braze._deliver.runconfig import RunConfig
-from segment_braze._deliver.transport import Answer, HookRaised, Unauthorized
+from segment_braze._deliver.transport import UNAUTHORIZED_CAUSES, Answer, HookRaised, Unauthorized
 from segment_braze._translate.braze import TRACK_PATH
 from segment_braze.exceptions import AuthenticationError, SenderError
 
@@ -46,12 +46,6 @@ _CHUNK: Final = 64
 _POLL: Final = 0.1
 _ROOM_POLL: Final = 0.02  # a reader waiting for room looks again (bounds one race)
 HOOK_STOP: Final = "not sent: a hook given to BrazeClient raised"
-_UNAUTHORIZED_CAUSES: Final = {
-    401: "the REST API key is wrong, malformed, revoked, or from another Braze "
-    "cluster or workspace (check datacenter/rest_endpoint)",
-    403: "the REST API key lacks the permission for this endpoint "
-    "(users.track, users.identify, users.merge, users.delete)",
-}
 
 
 class Run:
@@ -104,7 +98,7 @@ class Run:
         if self.unauthorized is not None:
             status = self.unauthorized.status
             error = AuthenticationError(
-                f"Braze refused the REST API key (HTTP {status}): {_UNAUTHORIZED_CAUSES[status]}",
+                f"Braze refused the REST API key (HTTP {status}): {UNAUTHORIZED_CAUSES[status]}",
                 status=status,
                 report=report,
             )
@@ -131,11 +125,18 @@ class Run:
     def prepare(
         self, item: Any, position: int, prepare: Callable[..., Any] | None = None, *extra: Any
     ) -> Pending | None:
-        """Prepare one item (by ``prepare(..., *extra)`` or the config's), failing it on a bug."""
+        """Prepare one item (by ``prepare(..., *extra)`` or the config's); a bug fails it alone.
+
+        A ``SenderError`` (the attribute cache failed) stops the run instead.
+        """
         try:
             done: Pending | None = (prepare or self.config.prepare)(
                 item, position, self.ledger, *extra
             )
+        except SenderError as err:  # ours: the attribute cache failed, so stop the run
+            self.crashed(err, reason=f"not sent: {str(err).split(';')[0]}")
+            self.fail_unsent(item, message_label(item, f"#{position}"))
+            return None
         except Exception as err:  # one bad message costs only itself
             label = message_label(item, f"#{position}")
             logger.exception("message %s could not be prepared (%s)", label, type(err).__name__)

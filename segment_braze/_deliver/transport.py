@@ -19,6 +19,7 @@ from segment_braze._deliver.ratelimit import RateLimiter
 from segment_braze.exceptions import TransportError
 
 __all__ = [
+    "UNAUTHORIZED_CAUSES",
     "Answer",
     "HookRaised",
     "RetryPolicy",
@@ -70,6 +71,15 @@ class Unauthorized(Exception):  # noqa: N818 (internal signal, not an error)
     def __init__(self, status: int, message: str) -> None:
         self.status = status
         super().__init__(message)
+
+
+UNAUTHORIZED_CAUSES: Final = {
+    401: "the REST API key is wrong, malformed, revoked, or from another Braze "
+    "cluster or workspace (check datacenter/rest_endpoint)",
+    403: "the REST API key lacks the permission for this endpoint "
+    "(users.track, users.identify, users.merge, users.delete)",
+}
+"""What a refusal of the key means, by status."""
 
 
 def _seconds(text: str) -> float | None:

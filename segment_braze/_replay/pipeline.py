@@ -12,7 +12,7 @@ from segment_braze._deliver.report import DeliveryReport
 from segment_braze._replay.feed import Feed
 from segment_braze._replay.tally import Tally
 from segment_braze._translate.translation import Translation
-from segment_braze.exceptions import AuthenticationError
+from segment_braze.exceptions import AuthenticationError, SenderError
 
 __all__ = ["dry_run", "send"]
 
@@ -36,6 +36,8 @@ def send(
 
     Raises:
         AuthenticationError: Braze refused the key; the rest of the input is unread.
+        SenderError: the sender stopped (a bug; a failed attribute cache raises
+            ``check``'s error instead).
     """
     translations = _checked(feed.translations(), check)
     try:
@@ -43,9 +45,11 @@ def send(
             batch = itertools.chain((head,), itertools.islice(translations, _SLICE - 1))
             try:
                 report = client.send(batch)
-            except AuthenticationError as err:
+            except (AuthenticationError, SenderError) as err:
                 if isinstance(err.report, DeliveryReport):
                     tally.absorb(err.report)
+                if isinstance(err, SenderError):
+                    check()  # a failed attribute cache stopped it: that is the run's one line
                 raise
             tally.absorb(report)
     finally:
