@@ -125,10 +125,7 @@ class Run:
     def prepare(
         self, item: Any, position: int, prepare: Callable[..., Any] | None = None, *extra: Any
     ) -> Pending | None:
-        """Prepare one item (by ``prepare(..., *extra)`` or the config's); a bug fails it alone.
-
-        A ``SenderError`` (the attribute cache failed) stops the run instead.
-        """
+        """Prepare one item (``prepare(..., *extra)`` or the config's): a bug fails it alone."""
         try:
             done: Pending | None = (prepare or self.config.prepare)(
                 item, position, self.ledger, *extra
