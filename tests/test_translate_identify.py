@@ -95,6 +95,62 @@ class TestNames:
         assert attributes_of(traits) == expected
 
 
+class TestSameAttribute:
+    """Several traits giving one Braze attribute: a fixed one wins, whatever the key order."""
+
+    @pytest.mark.parametrize(
+        ("winner", "loser", "target"),
+        [
+            ("firstName", "first_name", "first_name"),
+            ("lastName", "last_name", "last_name"),
+            ("avatar", "photoUrl", "image_url"),
+            ("photoUrl", "avatarUrl", "image_url"),
+            ("avatarUrl", "image_url", "image_url"),
+            ("birthday", "dob", "dob"),
+        ],
+    )
+    @pytest.mark.parametrize("winner_first", [True, False], ids=["winner-first", "winner-last"])
+    def test_winner_independent_of_key_order(self, winner, loser, target, winner_first):
+        """The Segment spec name wins; the other value is dropped with a warning at its path."""
+        kept, other = ("1990-05-17", "1991-06-18") if target == "dob" else ("kept", "other")
+        traits = {winner: kept, loser: other} if winner_first else {loser: other, winner: kept}
+        t = translate(identify(traits=traits))
+        assert only(t, "attributes")[target] == kept
+        assert t.warnings == ((f"$.traits.{loser}", f"{target} comes from '{winner}'; dropped"),)
+
+    def test_same_value_twice_is_not_noted(self):
+        """One value under firstName and first_name: sent once, nothing to warn about."""
+        t = translate(identify(traits={"first_name": "Ada", "firstName": "Ada"}))
+        assert only(t, "attributes")["first_name"] == "Ada"
+        assert t.warnings == ()
+
+    @pytest.mark.parametrize("address_first", [True, False], ids=["address-first", "address-last"])
+    def test_address_wins_over_top_level_city_and_country(self, address_first):
+        """address.city and address.country give home_city and country over the plain traits."""
+        traits = {"home_city": "Paris", "country": "FR"}
+        address = {"address": {"city": "Berlin", "country": "DE"}}
+        merged = {**address, **traits} if address_first else {**traits, **address}
+        t = translate(identify(traits=merged))
+        body = only(t, "attributes")
+        assert (body["home_city"], body["country"]) == ("Berlin", "DE")
+        assert sorted(t.warnings) == [
+            ("$.traits.country", "country comes from 'address.country'; dropped"),
+            ("$.traits.home_city", "home_city comes from 'address.city'; dropped"),
+        ]
+
+    def test_name_beside_first_name_is_noted(self):
+        """A name that the first/last name traits do not repeat is dropped with a warning."""
+        t = translate(identify(traits={"name": "Ada Lovelace", "firstName": "Augusta"}))
+        assert only(t, "attributes")["first_name"] == "Augusta"
+        assert t.warnings == (("$.traits.name", "not split: 'firstName' is given; dropped"),)
+
+    def test_name_repeating_first_and_last_is_not_noted(self):
+        """analytics.js's usual name + firstName + lastName: nothing lost, nothing to warn about."""
+        traits = {"name": "Ada Lovelace", "firstName": "Ada", "lastName": "Lovelace"}
+        t = translate(identify(traits=traits))
+        assert t.warnings == ()
+
+
 class TestStandardStrings:
     """Standard string attributes pass through, renamed the Braze way."""
 

@@ -9,6 +9,7 @@ from typing import Any, Final
 from segment_braze._translate.dates import read_birthday
 from segment_braze._translate.iso import country_code, language_code
 from segment_braze._translate.segment import Warnings, child_path, is_mapping, is_text, shown
+from segment_braze._translate.synonyms import OUTRANKED, outranked
 from segment_braze._translate.values import (
     DROP,
     MAX_STRING,
@@ -339,7 +340,8 @@ def traits_to_attributes(
             # Every standard trait name is a plain identifier, so for a str key
             # this is its child_path, without the call.
             item_path = f"{base}.{key}" if type(key) is str else child_path(base, key)
-            handler(value, item_path, out, warnings)
+            if key not in OUTRANKED or not outranked(key, value, traits, item_path, warnings):
+                handler(value, item_path, out, warnings)
             continue
         if is_plain(key, value) and key not in _SPECIAL_KEYS:
             # The common custom trait: kept as it is.
@@ -360,12 +362,24 @@ def traits_to_attributes(
             custom = clean_custom_attribute(key, value, item_path, max_array_length, warnings)
             if custom is not DROP:
                 out[key] = custom
-    if "name" in traits and not any(
-        key in traits for key in ("firstName", "first_name", "lastName", "last_name")
-    ):
-        name_path = path if origins is None else origins.get("name", path)
-        _split_name(traits["name"], child_path(name_path, "name"), out, warnings)
+    if "name" in traits:
+        name_path = child_path(path if origins is None else origins.get("name", path), "name")
+        _name(traits, name_path, out, warnings)
     return out
+
+
+_NAME_PARTS: Final = ("firstName", "first_name", "lastName", "last_name")
+
+
+def _name(traits: Mapping[str, Any], path: str, out: Out, warnings: Warnings) -> None:
+    """``name`` split into first and last name, unless a trait gives them (then noted)."""
+    named = [key for key in _NAME_PARTS if key in traits]
+    if not named:
+        _split_name(traits["name"], path, out, warnings)
+    elif traits["name"] != " ".join(
+        str(out[part]) for part in ("first_name", "last_name") if out.get(part)
+    ):
+        warnings.append((path, f"not split: '{named[0]}' is given; dropped"))
 
 
 def has_nested_object(attributes: Mapping[str, Any]) -> bool:
