@@ -251,6 +251,8 @@ class TestGender:
             ("FEMALE", "F"),
             ("f", "F"),
             ("woman", "F"),
+            ("w", "F"),
+            ("W", "F"),
             ("other", "O"),
             ("o", "O"),
             ("non-binary", "O"),

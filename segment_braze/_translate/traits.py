@@ -23,7 +23,8 @@ __all__ = ["group_subscription", "has_nested_object", "traits_to_attributes"]
 # Braze: M, F, O (other), N (not applicable), P (prefer not to say).
 _GENDERS: Final = {
     **dict.fromkeys(("male", "m", "man"), "M"),
-    **dict.fromkeys(("female", "f", "woman"), "F"),
+    # "w" (German "weiblich"): Segment's Actions destination and RudderStack read it as F.
+    **dict.fromkeys(("female", "f", "woman", "w"), "F"),
     **dict.fromkeys(("other", "o", "non-binary", "nonbinary", "non binary"), "O"),
     **dict.fromkeys(("not applicable", "n", "na", "n/a"), "N"),
     **dict.fromkeys(("prefer not to say", "p"), "P"),
