@@ -138,6 +138,25 @@ class TestSameAttribute:
             ("$.traits.home_city", "home_city comes from 'address.city'; dropped"),
         ]
 
+    def test_deep_values_of_both_cost_only_themselves(self):
+        """Two values nested too deep to compare: both dropped, the rest of the traits sent."""
+        first: list[object] = []
+        second: list[object] = []
+        inner, other = first, second
+        for _ in range(100_000):  # far past the recursion limit of a comparison
+            inner.append([])
+            other.append([])
+            inner, other = inner[0], other[0]
+        traits = {"avatar": first, "photoUrl": second, "name": first, "firstName": "Ada"}
+        t = translate(identify(traits={**traits, "plan": "pro"}))
+        assert only(t, "attributes") == {
+            "external_id": USER,
+            "first_name": "Ada",
+            "plan": "pro",
+            "_update_existing_only": False,
+        }
+        assert warning_paths(t) == ["$.traits.avatar", "$.traits.photoUrl", "$.traits.name"]
+
     def test_name_beside_first_name_is_noted(self):
         """A name that the first/last name traits do not repeat is dropped with a warning."""
         t = translate(identify(traits={"name": "Ada Lovelace", "firstName": "Augusta"}))

@@ -33,6 +33,7 @@ OUTRANKED: Final = {
     if index
 }
 _MISSING: Final = object()
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
 def _trait(traits: Mapping[str, Any], name: str) -> Any:
@@ -51,7 +52,8 @@ def outranked(
     for winner in winners:
         first = _trait(traits, winner)
         if first is not _MISSING:
-            if first != value:
+            # Compared only as scalars: two hostile nested values could recurse.
+            if not (type(first) in _SCALARS and type(value) in _SCALARS and first == value):
                 warnings.append((path, f"{target} comes from '{winner}'; dropped"))
             return True
     return False

@@ -377,7 +377,7 @@ def _name(traits: Mapping[str, Any], path: str, out: Out, warnings: Warnings) ->
     named = [key for key in _NAME_PARTS if key in traits]
     if not named:
         _split_name(traits["name"], path, out, warnings)
-    elif traits["name"] != " ".join(
+    elif not isinstance(traits["name"], str) or traits["name"] != " ".join(
         str(out[part]) for part in ("first_name", "last_name") if out.get(part)
     ):
         warnings.append((path, f"not split: '{named[0]}' is given; dropped"))
