@@ -498,3 +498,55 @@ class TestRevenue:
         """With products present, purchases come from products, not from revenue."""
         t = translate(order({"sku": "p-1", "price": 10}, revenue=99), self.ON)
         assert purchases_of(t) == [purchase()]
+
+    @pytest.mark.parametrize(
+        "event",
+        [
+            "order refunded",
+            "order_refunded",
+            "ORDER-REFUNDED",
+            "Order Canceled",
+            "order  cancelled",
+        ],
+    )
+    def test_refund_never_revenue_however_spelled(self, event):
+        """Money going back stays an event, in any case and with _ or - for spaces."""
+        t = translate(track(event=event, properties={"revenue": 20, "currency": "USD"}), self.ON)
+        assert "purchases" not in track_body(t)
+        assert event_of(t)["name"] == event
+
+
+class TestNearPurchaseEvent:
+    """An order named like a purchase event but spelled otherwise is noted, not revenue."""
+
+    @pytest.mark.parametrize("event", ["order completed", "Order_Completed", "ORDER-COMPLETED"])
+    def test_other_spelling_noted(self, event):
+        """A custom event with products, and a warning that says how to make it purchases."""
+        message = order({"product_id": "p-1", "price": 10})
+        message["event"] = event
+        t = translate(message)
+        assert "purchases" not in track_body(t)
+        assert event_of(t)["name"] == event
+        assert t.warnings == (
+            (
+                "$.event",
+                f"{event!r} is not the purchase event 'Order Completed' (names match exactly):"
+                " sent as a custom event, no purchases; add it to purchase_events",
+            ),
+        )
+
+    @pytest.mark.parametrize("event", ["Order Completed", "Checkout Started"])
+    def test_exact_name_or_other_event_not_noted(self, event):
+        """The purchase event itself, and an unrelated event with products, warn of nothing."""
+        message = order({"product_id": "p-1", "price": 10})
+        message["event"] = event
+        assert translate(message).warnings == ()
+
+    def test_listed_spelling_is_purchases(self):
+        """Listing the spelling in purchase_events makes it purchases, as the warning says."""
+        message = order({"product_id": "p-1", "price": 10})
+        message["event"] = "order completed"
+        settings = Settings(purchase_events={"Order Completed", "order completed"})
+        t = translate(message, settings)
+        assert [p["product_id"] for p in purchases_of(t)] == ["p-1"]
+        assert t.warnings == ()

@@ -31,8 +31,29 @@ _MAX_PURCHASE_PROPERTIES: Final = 50 * 1024
 _DEFAULT_CURRENCY: Final = "USD"
 _DIGITS: Final = re.compile(r"[0-9]+\Z")
 # Segment's e-commerce spec: money going back; never a Braze purchase.
-_NEVER_REVENUE: Final = frozenset({"Order Refunded", "Order Cancelled"})
+# Money going back, however the event is spelled (case, "_" or "-" for spaces,
+# the US "canceled"): never revenue.
+_NEVER_REVENUE: Final = frozenset({"order refunded", "order cancelled", "order canceled"})
+_SEPARATORS: Final = str.maketrans("_-", "  ")
 EVERY_PRODUCT_INVALID: Final = "every product is invalid for a Braze purchase"
+
+
+def spelled(event: str) -> str:
+    """An event name as spellings compare: lower case, ``_`` and ``-`` as single spaces."""
+    return " ".join(event.translate(_SEPARATORS).casefold().split())
+
+
+def _near_purchase_event(event: str, names: frozenset[str], warnings: Warnings) -> None:
+    """Note an event with products that misses a purchase event only by its spelling."""
+    match = next((name for name in sorted(names) if spelled(name) == spelled(event)), None)
+    if match is not None:
+        warnings.append(
+            (
+                "$.event",
+                f"{event!r} is not the purchase event {match!r} (names match exactly):"
+                " sent as a custom event, no purchases; add it to purchase_events",
+            )
+        )
 
 
 def to_number(value: object) -> float | int | None:
@@ -298,7 +319,7 @@ def track_purchases(
     if (
         settings.log_purchase_when_revenue_present
         and "revenue" in properties
-        and event not in _NEVER_REVENUE
+        and spelled(event) not in _NEVER_REVENUE
     ):
         purchase = revenue_purchase(
             event,
@@ -311,4 +332,6 @@ def track_purchases(
         )
         if purchase is not None:
             return (purchase,)
+    if isinstance(products, list) and products and settings.purchase_events is not None:
+        _near_purchase_event(event, settings.purchase_events, warnings)
     return ()
