@@ -30,22 +30,21 @@ _MAX_PURCHASES: Final = 75
 _MAX_PURCHASE_PROPERTIES: Final = 50 * 1024
 _DEFAULT_CURRENCY: Final = "USD"
 _DIGITS: Final = re.compile(r"[0-9]+\Z")
-# Segment's e-commerce spec: money going back; never a Braze purchase.
-# Money going back, however the event is spelled (case, "_" or "-" for spaces,
-# the US "canceled"): never revenue.
+# Segment's e-commerce spec: money going back, never a Braze purchase, however the
+# event is spelled (any case, "_" or "-" for spaces, the US "canceled").
 _NEVER_REVENUE: Final = frozenset({"order refunded", "order cancelled", "order canceled"})
 _SEPARATORS: Final = str.maketrans("_-", "  ")
 EVERY_PRODUCT_INVALID: Final = "every product is invalid for a Braze purchase"
 
 
-def spelled(event: str) -> str:
+def _spelled(event: str) -> str:
     """An event name as spellings compare: lower case, ``_`` and ``-`` as single spaces."""
     return " ".join(event.translate(_SEPARATORS).casefold().split())
 
 
 def _near_purchase_event(event: str, names: frozenset[str], warnings: Warnings) -> None:
     """Note an event with products that misses a purchase event only by its spelling."""
-    match = next((name for name in sorted(names) if spelled(name) == spelled(event)), None)
+    match = next((name for name in sorted(names) if _spelled(name) == _spelled(event)), None)
     if match is not None:
         warnings.append(
             (
@@ -319,7 +318,7 @@ def track_purchases(
     if (
         settings.log_purchase_when_revenue_present
         and "revenue" in properties
-        and spelled(event) not in _NEVER_REVENUE
+        and _spelled(event) not in _NEVER_REVENUE
     ):
         purchase = revenue_purchase(
             event,
