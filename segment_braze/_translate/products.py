@@ -44,7 +44,8 @@ def _spelled(event: str) -> str:
 
 def _near_purchase_event(event: str, names: frozenset[str], warnings: Warnings) -> None:
     """Note an event with products that misses a purchase event only by its spelling."""
-    match = next((name for name in sorted(names) if _spelled(name) == _spelled(event)), None)
+    spelling = _spelled(event)
+    match = next((name for name in sorted(names) if _spelled(name) == spelling), None)
     if match is not None:
         warnings.append(
             (

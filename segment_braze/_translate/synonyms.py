@@ -40,7 +40,8 @@ def _trait(traits: Mapping[str, Any], name: str) -> Any:
     """A trait by name (``address.city`` inside the address object), or _MISSING."""
     if name.startswith("address."):
         address = traits.get("address")
-        return address.get(name[8:], _MISSING) if is_mapping(address) else _MISSING
+        field = name.removeprefix("address.")
+        return address.get(field, _MISSING) if is_mapping(address) else _MISSING
     return traits.get(name, _MISSING)
 
 
