@@ -9,12 +9,14 @@ documentation, not from the implementation.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.server
 import logging
 import socketserver
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -389,6 +391,23 @@ class TestAccounting:
         assert_kept_once(braze, {m["messageId"] for m in inputs})
         assert report.requests == len(braze.requests)
         assert report.retries == 0
+
+    def test_python_values_delivered(self, braze):
+        """Messages built in Python (a datetime, a Decimal, a date) reach Braze as JSON."""
+        inputs = [
+            {
+                **track(f"p{n}", user=f"u{n % 3}", amount=Decimal("1.50"), day=dt.date(2026, 1, n)),
+                "timestamp": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+            }
+            for n in range(1, 7)
+        ]
+        report = send(braze, inputs)
+        assert_accounted(report, inputs)
+        assert report.delivered == 6
+        assert sorted(
+            (e["properties"]["mid"], e["time"], e["properties"]["amount"], e["properties"]["day"])
+            for e in braze.accepted_events
+        ) == [(f"p{n}", "2026-01-02T03:04:05.000Z", 1.5, f"2026-01-0{n}") for n in range(1, 7)]
 
     def test_translations_accepted_as_input(self, braze):
         """Translation objects, from translate() or built by hand, mix with dicts."""

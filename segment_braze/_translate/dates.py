@@ -49,13 +49,15 @@ def parse_time(value: object) -> dt.datetime | None:
     """Parse a Segment timestamp into an aware UTC datetime.
 
     Args:
-        value: an ISO 8601 string as Segment sends it (``Z``, offset or naive).
+        value: an ISO 8601 string as Segment sends it (``Z``, offset or naive),
+            or a Python ``datetime`` (naive taken as UTC) or ``date`` (its
+            midnight UTC), as analytics-python would have sent it.
 
     Returns:
         The instant in UTC, or ``None`` when the value is not a usable time.
     """
     if not isinstance(value, str):
-        return None
+        return _python_time(value) if isinstance(value, dt.date) else None
     try:
         # The C implementation handles every form Segment's libraries write.
         parsed = dt.datetime.fromisoformat(value)
@@ -69,6 +71,18 @@ def parse_time(value: object) -> dt.datetime | None:
     try:
         return parsed.astimezone(_UTC)
     except OverflowError:
+        return None
+
+
+def _python_time(value: dt.date) -> dt.datetime | None:
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    try:
+        if value.utcoffset() is None:
+            return value.replace(tzinfo=_UTC)
+        return value.astimezone(_UTC)
+    except (ArithmeticError, ValueError, TypeError):
+        # Out of range in UTC, or a tzinfo of the caller's own that fails.
         return None
 
 

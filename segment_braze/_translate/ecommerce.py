@@ -25,6 +25,7 @@ from segment_braze._translate.ecommerce_schema import (
     schema_problems,
 )
 from segment_braze._translate.iso import currency_code
+from segment_braze._translate.native import json_form
 from segment_braze._translate.products import to_number
 from segment_braze._translate.segment import Warnings, child_path, is_mapping
 from segment_braze._translate.values import MAX_STRING, clean_properties
@@ -90,6 +91,7 @@ def _first(source: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
 
 def _id(value: Any) -> Any:
     # Segment allows numeric ids; Braze's are strings: the exact decimal.
+    value = json_form(value)  # a UUID, an Enum member: as analytics-python sends it
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
@@ -254,7 +256,7 @@ def _discounts(event: _Builder) -> None:
 def _is_discount(item: Any) -> bool:
     if not is_mapping(item):
         return False
-    amount = item.get("amount")
+    amount = json_form(item.get("amount"))
     return (
         isinstance(item.get("code"), str)
         and isinstance(amount, int | float)
@@ -332,6 +334,7 @@ def recommended_event(
     if raw is None or raw == "":
         event.out["currency"] = _DEFAULT_CURRENCY  # Segment's spec: USD
     else:
+        raw = json_form(raw)  # an Enum member: its value
         code = currency_code(raw) if isinstance(raw, str) else None
         event.out["currency"] = raw if code is None else code  # invalid: reported below
     given = properties.get("source")

@@ -10,6 +10,7 @@ from typing import Any, Final
 from segment_braze._settings import Settings
 from segment_braze._translate.braze import Identifier, Purchase
 from segment_braze._translate.iso import currency_code
+from segment_braze._translate.native import json_form
 from segment_braze._translate.segment import Warnings, child_path, is_mapping, is_text, shown
 from segment_braze._translate.values import MAX_KEY, clean_properties, within_size
 
@@ -80,7 +81,8 @@ def to_number(value: object) -> float | int | None:
         if not math.isfinite(number):
             return None
         return int(number) if number.is_integer() and "." not in value else number
-    return None
+    converted = json_form(value)  # a Decimal: a float, as analytics-python sends it
+    return None if converted is value else to_number(converted)
 
 
 def _quantity(value: object) -> int | None:
@@ -90,6 +92,7 @@ def _quantity(value: object) -> int | None:
         return 1
     if isinstance(value, bool):
         return None
+    value = json_form(value)  # a Decimal, as analytics-python sends it
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str) and _DIGITS.match(value.strip()):
@@ -100,6 +103,8 @@ def _quantity(value: object) -> int | None:
 
 
 def _currency(value: object, path: str, warnings: Warnings) -> str | None:
+    if type(value) is not str:
+        value = json_form(value)  # an Enum member: its value
     code = currency_code(value) if isinstance(value, str) else None
     if code is None:
         warnings.append((path, f"currency {shown(value)} is not an ISO-4217 code"))
@@ -109,6 +114,8 @@ def _currency(value: object, path: str, warnings: Warnings) -> str | None:
 def _product_id(product: Mapping[str, Any]) -> tuple[str, str] | None:
     for key in ("product_id", "id", "sku"):
         value = product.get(key)
+        if type(value) is not str and value is not None:
+            value = json_form(value)  # a UUID, an Enum member: as analytics-python sends it
         if isinstance(value, int) and not isinstance(value, bool):
             # An id of over 255 digits is refused below; never write a longer one.
             return key, str(value) if value.bit_length() <= 1000 else "9" * (MAX_KEY + 1)
@@ -249,7 +256,7 @@ def revenue_purchase(
     Returns ``None`` when ``revenue`` is absent or not a number, or the event name
     cannot be a product id; the track then stays a custom event.
     """
-    revenue = properties.get("revenue")
+    revenue = json_form(properties.get("revenue"))  # a Decimal: a float
     if not isinstance(revenue, (int, float)) or isinstance(revenue, bool):
         return None
     if to_number(revenue) is None or len(event) > MAX_KEY:

@@ -14,6 +14,7 @@ from typing import Any, Final, TypeGuard
 import attrs
 
 from segment_braze._translate.dates import braze_time, format_time, parse_time
+from segment_braze._translate.native import json_form
 from segment_braze._translate.text import child_path, is_text, kind_of, shown
 from segment_braze.exceptions import InvalidMessage
 
@@ -69,6 +70,9 @@ def _optional_id(message: Mapping[str, Any], key: str) -> str | None:
             raise InvalidMessage(f"$.{key}", f"must be a finite number, not {value}")
         # 12.0 -> "12", the id the sender meant.
         return str(int(value)) if value.is_integer() else repr(value)
+    converted = json_form(value)  # a UUID, an Enum member: what analytics-python sends
+    if converted is not value:
+        return _optional_id({key: converted}, key)
     raise InvalidMessage(f"$.{key}", f"must be a string or a number, not {kind_of(value)}")
 
 
@@ -237,7 +241,10 @@ def _name(message: Mapping[str, Any], key: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise InvalidMessage(f"$.{key}", f"must be a string, not {kind_of(value)}")
+        converted = json_form(value)  # an Enum member: its value, as analytics-python sends it
+        if converted is value or not isinstance(converted, str):
+            raise InvalidMessage(f"$.{key}", f"must be a string, not {kind_of(value)}")
+        return _name({key: converted}, key)
     if not is_text(value):
         raise InvalidMessage(f"$.{key}", "is not valid Unicode (lone surrogate)")
     return value
@@ -259,6 +266,8 @@ def _identify(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, 
 
 def _track(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
     event = message.get("event")
+    if type(event) is not str:
+        event = json_form(event)  # an Enum member: its value, as analytics-python sends it
     if not isinstance(event, str) or not event.strip():
         raise InvalidMessage("$.event", "a track call needs a non-empty event name")
     if not event.isascii() and not is_text(event):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from segment_braze._translate.native import json_form
 from segment_braze._translate.segment import Warnings, is_mapping
 
 __all__ = ["OUTRANKED", "outranked"]
@@ -51,7 +52,7 @@ def outranked(
     """Whether a trait that comes first gives ``key``'s attribute; a different value is noted."""
     target, winners = OUTRANKED[key]
     for winner in winners:
-        first = _trait(traits, winner)
+        first = json_form(_trait(traits, winner))
         if first is not _MISSING:
             # Compared only as scalars: two hostile nested values could recurse.
             if not (type(first) in _SCALARS and type(value) in _SCALARS and first == value):

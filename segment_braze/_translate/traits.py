@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from segment_braze._translate.dates import read_birthday
 from segment_braze._translate.iso import country_code, language_code
+from segment_braze._translate.native import json_form
 from segment_braze._translate.segment import Warnings, child_path, is_mapping, is_text, shown
 from segment_braze._translate.synonyms import OUTRANKED, outranked
 from segment_braze._translate.values import (
@@ -341,8 +342,10 @@ def traits_to_attributes(
             # Every standard trait name is a plain identifier, so for a str key
             # this is its child_path, without the call.
             item_path = f"{base}.{key}" if type(key) is str else child_path(base, key)
-            if key not in OUTRANKED or not outranked(key, value, traits, item_path, warnings):
-                handler(value, item_path, out, warnings)
+            # A date, an Enum member: read as analytics-python sends it.
+            given = value if type(value) is str else json_form(value)
+            if key not in OUTRANKED or not outranked(key, given, traits, item_path, warnings):
+                handler(given, item_path, out, warnings)
             continue
         if is_plain(key, value) and key not in _SPECIAL_KEYS:
             # The common custom trait: kept as it is.

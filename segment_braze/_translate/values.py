@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from segment_braze import _json
 from segment_braze._translate.dates import parse_time
+from segment_braze._translate.native import json_form
 from segment_braze._translate.segment import Warnings, child_path, is_text, shown
 
 __all__ = [
@@ -182,6 +183,9 @@ def _clean_nested(
                 items.append(cleaned)
         return items
     if not _is_scalar(value):
+        converted = json_form(value)
+        if converted is not value:
+            return _clean_nested(converted, path, warnings, depth, budget)
         warnings.append((path, f"{type(value).__name__} is not JSON; dropped"))
         return DROP
     problem = _bad_scalar(value)
@@ -341,41 +345,40 @@ def clean_custom_attribute(
         return DROP
     kind = type(value)
     if kind is list or (kind is not dict and isinstance(value, _ARRAYS)):
-        if len(value) > max_array_length:
-            warnings.append(
-                (
-                    path,
-                    f"array of {len(value)} items exceeds the limit of "
-                    f"{max_array_length}; custom attribute dropped",
-                )
-            )
-            return DROP
-        if all(item is None or isinstance(item, _SCALARS) for item in value):
-            for index, item in enumerate(value):
-                problem = _bad_scalar(item)
-                if problem is not None:
-                    warnings.append(
-                        (
-                            child_path(path, index),
-                            f"{problem}; custom attribute dropped",
-                        )
-                    )
-                    return DROP
-            return list(value)
-        if all(type(item) is dict or isinstance(item, Mapping) for item in value):
-            return _sized(_bounded(value, path, warnings), path, warnings)
-        warnings.append(
-            (
-                path,
-                "array mixes objects, arrays or non-JSON values; custom attribute dropped",
-            )
-        )
-        return DROP
+        return _custom_array(key, value, path, max_array_length, warnings)
     if kind is dict or isinstance(value, Mapping):
         if is_operation(value):
             return _clean_operation(value, path, warnings)
         return _sized(_bounded(value, path, warnings), path, warnings)
+    converted = json_form(value)  # a Decimal, a date: the JSON it stands for
+    if converted is not value:
+        return clean_custom_attribute(key, converted, path, max_array_length, warnings)
     warnings.append((path, f"{type(value).__name__} is not JSON; custom attribute dropped"))
+    return DROP
+
+
+def _custom_array(
+    key: object, value: Any, path: str, max_array_length: int, warnings: Warnings
+) -> Any:
+    """``clean_custom_attribute`` of an array: of scalars, or of objects."""
+    if len(value) > max_array_length:
+        reason = f"array of {len(value)} items exceeds the limit of {max_array_length}"
+        warnings.append((path, f"{reason}; custom attribute dropped"))
+        return DROP
+    if all(item is None or isinstance(item, _SCALARS) for item in value):
+        for index, item in enumerate(value):
+            problem = _bad_scalar(item)
+            if problem is not None:
+                warnings.append((child_path(path, index), f"{problem}; custom attribute dropped"))
+                return DROP
+        return list(value)
+    if all(type(item) is dict or isinstance(item, Mapping) for item in value):
+        return _sized(_bounded(value, path, warnings), path, warnings)
+    converted = [json_form(item) for item in value]  # dates, Decimals, ...
+    if any(new is not old for new, old in zip(converted, value, strict=True)):
+        return clean_custom_attribute(key, converted, path, max_array_length, warnings)
+    reason = "array mixes objects, arrays or non-JSON values"
+    warnings.append((path, f"{reason}; custom attribute dropped"))
     return DROP
 
 
@@ -424,6 +427,7 @@ def clean_properties(
             else:
                 warnings.append((item_path, f"{problem}; dropped"))
             continue
+        # Nested values, and Python values that stand for JSON (a Decimal, a date).
         cleaned = _bounded(value, item_path, warnings)
         if cleaned is not DROP:
             out[key] = cleaned
