@@ -336,6 +336,69 @@ class TestIdentifyMergesAlias:
         assert [path for path, _ in sent(translate(message, settings))] == ["/users/track"]
 
 
+def braze_external(*entries):
+    """A context carrying RudderStack's ``externalId`` array."""
+    return {"externalId": list(entries)}
+
+
+class TestRudderStackExternalId:
+    """RudderStack's context.externalId entry of type brazeExternalId names the external_id."""
+
+    def test_overrides_user_id(self):
+        """Every object goes to the named external id, not to userId."""
+        context = braze_external({"type": "brazeExternalId", "id": "ext-9"})
+        message = {**order({"product_id": "p-1", "price": 5}), "context": context}
+        t = translate(message)
+        assert [obj["external_id"] for obj in track_objects(t)] == ["ext-9"]
+
+    def test_identifies_a_message_without_user_id(self):
+        """A message with only an anonymousId and the entry is sent under that external id."""
+        context = braze_external({"type": "brazeExternalId", "id": 42})
+        t = translate(anonymous(track, context=context))
+        assert [obj["external_id"] for obj in track_objects(t)] == ["42"]
+        assert t.dropped is None
+
+    def test_merges_the_anonymous_profile_into_it(self):
+        """In alias mode an identify merges its anonymous alias into the named external id."""
+        context = braze_external({"type": "brazeExternalId", "id": "ext-9"})
+        t = translate(identify(anonymousId=ANON, context=context), ALIAS_MODE)
+        assert sent(t)[1] == (
+            "/users/identify",
+            {"aliases_to_identify": [{"external_id": "ext-9", "user_alias": ALIAS}]},
+        )
+
+    @pytest.mark.parametrize(
+        "context",
+        [
+            pytest.param(braze_external({"type": "hubspotId", "id": "h-1"}), id="other-type"),
+            pytest.param(braze_external({"type": "brazeExternalId", "id": ""}), id="empty-id"),
+            pytest.param(braze_external({"type": "brazeExternalId"}), id="no-id"),
+            pytest.param({"externalId": {"brazeExternalId": "ext-9"}}, id="not-an-array"),
+            pytest.param(braze_external("brazeExternalId"), id="entry-not-an-object"),
+        ],
+    )
+    def test_user_id_otherwise(self, context):
+        """Without a usable entry of that type, userId identifies the user as always."""
+        t = translate(track(context=context))
+        assert [obj["external_id"] for obj in track_objects(t)] == [USER]
+
+    def test_last_entry_wins(self):
+        """Of two such entries the last is used, as RudderStack's destination does."""
+        context = braze_external(
+            {"type": "brazeExternalId", "id": "first"},
+            {"type": "brazeExternalId", "id": "last"},
+        )
+        t = translate(track(context=context))
+        assert [obj["external_id"] for obj in track_objects(t)] == ["last"]
+
+    def test_unusable_id_is_invalid_at_its_path(self):
+        """An id that is neither string nor number makes the message invalid at its path."""
+        context = braze_external({"type": "web"}, {"type": "brazeExternalId", "id": ["x"]})
+        with pytest.raises(InvalidMessage) as err:
+            translate(track(context=context))
+        assert err.value.path == "$.context.externalId[1].id"
+
+
 class TestBrazeId:
     """A Braze id given by the sender identifies the user when there is no userId."""
 

@@ -227,13 +227,34 @@ def _common(
     """Read what every call carries: context, messageId, userId, anonymousId, braze id."""
     # Hot path: a tuple, not a kwargs dict, is the cheapest way to hand these on.
     context = _object(message, "context", "$")
+    external = context.get("externalId")
     return (
         context,
         _optional_id(message, "messageId"),
-        _optional_id(message, "userId"),
+        _optional_id(message, "userId") if external is None else _user_id(message, external),
         _optional_id(message, "anonymousId"),
         _braze_id(message, context),
     )
+
+
+def _user_id(message: Mapping[str, Any], external: object) -> str | None:
+    """RudderStack's ``context.externalId`` entry of type ``brazeExternalId``, else ``userId``.
+
+    RudderStack's SDKs name a user's Braze external id this way
+    (``putExternalId("brazeExternalId", ...)``) and its Braze destination sends it
+    instead of ``userId``; the last such entry wins, as there, and one without an
+    id leaves ``userId``. Entries of other types name other tools' ids.
+    """
+    if isinstance(external, list):
+        for index in reversed(range(len(external))):
+            entry = external[index]
+            if is_mapping(entry) and entry.get("type") == "brazeExternalId":
+                where = f"context.externalId[{index}].id"
+                named = _optional_id({where: entry.get("id")}, where)
+                if named is not None:
+                    return named
+                break  # an empty id: RudderStack falls back to userId too
+    return _optional_id(message, "userId")
 
 
 def _name(message: Mapping[str, Any], key: str) -> str | None:
