@@ -1,4 +1,4 @@
-"""Messages built in Python: datetimes, Decimals, UUIDs, Enums and sets.
+"""Messages built in Python: datetimes, Decimals, UUIDs, Enums, sets, NumPy scalars.
 
 A service that builds its Segment messages in Python hands ``translate()`` the
 values Segment's analytics-python accepts and turns into JSON before sending
@@ -17,6 +17,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
 from helpers import USER, identify, only, order, track, warning_paths
 from hypothesis import given, settings
@@ -299,3 +300,46 @@ class TestMoney:
         properties = only(t, "events")["properties"]
         assert (properties["product_id"], properties["price"]) == (str(ID), 19.99)
         assert not math.isnan(properties["price"])
+
+
+class TestNumpy:
+    """NumPy scalars, what pandas' DataFrame.to_dict() gives for numbers."""
+
+    def test_scalars_as_python_values(self):
+        """int64, uint8, float32 and bool_ are sent as the number or boolean they hold."""
+        t = translate(
+            track(
+                userId=np.int64(5),
+                properties={
+                    "count": np.int64(3),
+                    "ok": np.bool_(True),
+                    "ratio": np.float32(1.5),
+                    "nested": {"level": np.uint8(7)},
+                },
+            )
+        )
+        event = only(t, "events")
+        assert event["external_id"] == "5"
+        assert event["properties"] == {"count": 3, "ok": True, "ratio": 1.5, "nested": {"level": 7}}
+        assert t.warnings == ()
+
+    def test_money(self):
+        """A float32 price and an int64 quantity make the purchase."""
+        t = translate(
+            order({"product_id": "p-1", "price": np.float32(2.5), "quantity": np.int64(2)})
+        )
+        purchase = only(t, "purchases")
+        assert (purchase["price"], purchase["quantity"]) == (2.5, 2)
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            pytest.param(np.datetime64("2026-01-01T00:00:00.000000000"), id="datetime64"),
+            pytest.param(np.array([1, 2]), id="array"),
+        ],
+    )
+    def test_times_and_arrays_dropped(self, value):
+        """A datetime64 (never read as its nanoseconds) or an array is dropped with a warning."""
+        t = translate(track(properties={"value": value, "plan": "pro"}))
+        assert only(t, "events")["properties"] == {"plan": "pro"}
+        assert warning_paths(t) == ["$.properties.value"]

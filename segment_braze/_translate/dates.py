@@ -82,7 +82,7 @@ def _python_time(value: dt.date) -> dt.datetime | None:
             return value.replace(tzinfo=_UTC)
         return value.astimezone(_UTC)
     except (ArithmeticError, ValueError, TypeError):
-        # Out of range in UTC, or a tzinfo of the caller's own that fails.
+        # Out of range in UTC, or an offset Python refuses (a caller's own tzinfo).
         return None
 
 

@@ -26,6 +26,8 @@ _JSON_KINDS: Final = frozenset({str, int, float, bool, type(None), dict, list})
 # An Enum member's value may itself be a member; a chain longer than this is
 # left as it is (and dropped as not JSON by the caller).
 _ENUM_DEPTH: Final = 8
+# NumPy's times: item() of one at nanosecond precision is an integer, not a time.
+_NUMPY_TIMES: Final = frozenset({"datetime64", "timedelta64"})
 
 
 def json_form(value: object) -> object:
@@ -38,7 +40,9 @@ def json_form(value: object) -> object:
     - ``UUID``: its text, ``1b4e28ba-2fa1-11d2-883f-0016d3cca427``;
     - an ``Enum`` member: its value, read again;
     - ``set``, ``frozenset``: a list, sorted when its items are all strings or
-      all numbers (so the same set gives the same array in every process).
+      all numbers (so the same set gives the same array in every process);
+    - a NumPy scalar (``numpy.int64``, ``numpy.bool_``, ...): the Python number or
+      boolean it holds (``datetime64`` and ``timedelta64`` are not read).
 
     Anything else (JSON itself, or a value with no JSON form) is returned
     unchanged, for the caller to keep or drop with its usual warning.
@@ -60,6 +64,17 @@ def json_form(value: object) -> object:
         return str(value)
     if isinstance(value, (set, frozenset)):
         return _listed(value)
+    # NumPy's scalars (what pandas' to_dict() gives for numbers), read by duck
+    # typing: numpy is not a dependency. item() is numpy's own conversion.
+    kind = type(value)
+    if (
+        kind.__module__ == "numpy"
+        and kind.__name__ not in _NUMPY_TIMES
+        and getattr(value, "ndim", None) == 0
+    ):
+        item = getattr(value, "item", None)
+        if callable(item):
+            return json_form(item())
     return value
 
 
