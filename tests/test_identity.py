@@ -399,6 +399,70 @@ class TestRudderStackExternalId:
         assert err.value.path == "$.context.externalId[1].id"
 
 
+NAMED = {"alias_name": "crm-42", "alias_label": "crm_id"}
+
+
+class TestNamedAlias:
+    """RudderStack's integrations.braze.alias names the user alias a message belongs to."""
+
+    def test_identifies_an_anonymous_message(self):
+        """Without userId the message goes to the named alias, whose profile is created first."""
+        message = anonymous(track, integrations={"braze": {"alias": NAMED}})
+        t = translate(message)
+        assert track_body(t) == {
+            "attributes": [{"user_alias": NAMED, "_update_existing_only": False}],
+            "events": [
+                {
+                    "user_alias": NAMED,
+                    "name": "Signed Up",
+                    "time": BRAZE_TIME,
+                    "_update_existing_only": True,
+                }
+            ],
+        }
+
+    def test_read_from_context_integrations(self):
+        """context.integrations.Braze.alias names it too."""
+        message = anonymous(track, context={"integrations": {"Braze": {"alias": NAMED}}})
+        assert [obj["user_alias"] for obj in track_objects(translate(message))] == [NAMED] * 2
+
+    def test_user_id_wins(self):
+        """A message with userId is sent under its external_id, the alias unused."""
+        t = translate(track(integrations={"braze": {"alias": NAMED}}))
+        assert [identifiers(obj) for obj in track_objects(t)] == [["external_id"]]
+
+    def test_identify_merges_the_named_alias(self):
+        """An identify with userId merges the named alias into the user, in any mode."""
+        t = translate(identify(integrations={"BRAZE": {"alias": NAMED}}))
+        assert sent(t)[1] == (
+            "/users/identify",
+            {"aliases_to_identify": [{"external_id": USER, "user_alias": NAMED}]},
+        )
+
+    def test_named_alias_merged_instead_of_anonymous_id(self):
+        """In alias mode the named alias, not the anonymousId alias, is merged."""
+        t = translate(
+            identify(anonymousId=ANON, integrations={"braze": {"alias": NAMED}}), ALIAS_MODE
+        )
+        operations = [body for path, body in sent(t) if path == "/users/identify"]
+        assert operations == [{"aliases_to_identify": [{"external_id": USER, "user_alias": NAMED}]}]
+
+    @pytest.mark.parametrize(
+        "alias",
+        [
+            pytest.param({"alias_name": "crm-42"}, id="no-label"),
+            pytest.param({"alias_name": "", "alias_label": "crm_id"}, id="empty-name"),
+            pytest.param({"alias_name": 42, "alias_label": "crm_id"}, id="number"),
+            pytest.param("crm-42", id="not-an-object"),
+        ],
+    )
+    def test_unusable_alias_noted(self, alias):
+        """An alias without both names as strings is noted at its path and not used."""
+        t = translate(anonymous(track, integrations={"braze": {"alias": alias}}), ALIAS_MODE)
+        assert [obj["user_alias"] for obj in track_objects(t)] == [ALIAS] * 2
+        assert warning_paths(t) == ["$.integrations.braze.alias"]
+
+
 class TestBrazeId:
     """A Braze id given by the sender identifies the user when there is no userId."""
 

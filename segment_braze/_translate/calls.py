@@ -180,9 +180,13 @@ def _identify(call: Identify, settings: Settings, warnings: Warnings) -> Transla
             by_email = identify_email(call, identifier.value, warnings)
             if by_email is not None:
                 operations = (by_email,)
-        if settings.anonymous_users == "alias" and call.anonymous_id is not None:
+        if call.named_alias is not None:
+            # RudderStack's named alias: that profile merges into the known user.
+            operations += (identify_alias(identifier.value, *call.named_alias),)
+        elif settings.anonymous_users == "alias" and call.anonymous_id is not None:
             # The anonymous profile's history merges into the known user.
-            operations += (identify_alias(identifier.value, call.anonymous_id, settings),)
+            label = settings.anonymous_alias_label
+            operations += (identify_alias(identifier.value, call.anonymous_id, label),)
     return _build(
         call,
         identifier,
@@ -407,7 +411,7 @@ def _alias(call: Alias, settings: Settings, warnings: Warnings) -> Translation:
             },
         )
     else:
-        operation = identify_alias(call.new_id, call.previous_id, settings)
+        operation = identify_alias(call.new_id, call.previous_id, settings.anonymous_alias_label)
     return Translation(
         message_id=call.message_id, operations=(operation,), warnings=tuple(warnings)
     )

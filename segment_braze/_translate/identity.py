@@ -55,8 +55,9 @@ def identifier_of(call: Call, settings: Settings, warnings: Warnings) -> Identif
     """Pick the one identifier, or say why there is none.
 
     Precedence: ``userId`` -> external_id; a Braze id named by the sender ->
-    braze_id; with ``fallback_identifiers``, the user's email or phone, in the
-    order given; in alias mode, ``anonymousId`` -> user_alias.
+    braze_id; a user alias named by the sender -> user_alias; with
+    ``fallback_identifiers``, the user's email or phone, in the order given; in
+    alias mode, ``anonymousId`` -> user_alias.
     """
     if call.user_id is not None:
         if too_long(call.user_id):
@@ -64,6 +65,9 @@ def identifier_of(call: Call, settings: Settings, warnings: Warnings) -> Identif
         return Identifier(kind="external_id", value=call.user_id)
     if call.braze_id is not None:
         return Identifier(kind="braze_id", value=call.braze_id)
+    if call.named_alias is not None:
+        name, label = call.named_alias
+        return Identifier(kind="user_alias", value=name, label=label)
     if settings.fallback_identifiers:
         found = _fallback(call, settings, warnings)
         if found is not None:
@@ -185,16 +189,13 @@ def identify_email(call: Identify, external_id: str, warnings: Warnings) -> User
     )
 
 
-def identify_alias(external_id: str, alias_name: str, settings: Settings) -> UserOperation:
-    """The ``/users/identify`` entry that merges alias ``alias_name`` into ``external_id``."""
+def identify_alias(external_id: str, alias_name: str, alias_label: str) -> UserOperation:
+    """The ``/users/identify`` entry that merges an alias into ``external_id``."""
     return UserOperation(
         path="/users/identify",
         key="aliases_to_identify",
         entry={
             "external_id": external_id,
-            "user_alias": {
-                "alias_name": alias_name,
-                "alias_label": settings.anonymous_alias_label,
-            },
+            "user_alias": {"alias_name": alias_name, "alias_label": alias_label},
         },
     )

@@ -14,6 +14,7 @@ from typing import Any, Final, TypeGuard
 import attrs
 
 from segment_braze._translate.dates import braze_time, format_time, parse_time
+from segment_braze._translate.named import braze_id, named_alias
 from segment_braze._translate.native import json_form
 from segment_braze._translate.text import child_path, is_text, kind_of, shown
 from segment_braze.exceptions import InvalidMessage
@@ -122,32 +123,6 @@ def _event_time(message: Mapping[str, Any], warnings: Warnings, order: tuple[str
     raise InvalidMessage("$.timestamp", "no usable time in " + ", ".join(order))
 
 
-def _braze_id(message: Mapping[str, Any], context: Mapping[str, Any]) -> str | None:
-    # A sender can name the Braze profile directly; the first source set wins.
-    for integrations in (message.get("integrations"), context.get("integrations")):
-        if integrations and is_mapping(integrations):
-            braze = integrations.get("Braze")
-            if braze and is_mapping(braze):
-                value = braze.get("braze_id")
-                if isinstance(value, str) and value:
-                    return _text_id(value, "Braze.braze_id")
-    for key in ("properties", "traits"):
-        payload = message.get(key)
-        if type(payload) is dict and "braze_id" not in payload:
-            continue  # hot path: a parsed payload without the key, ruled out at once
-        if payload and is_mapping(payload):
-            value = payload.get("braze_id")
-            if isinstance(value, str) and value:
-                return _text_id(value, f"{key}.braze_id")
-    return None
-
-
-def _text_id(value: str, where: str) -> str:
-    if not value.isascii() and not is_text(value):
-        raise InvalidMessage(f"$.{where}", "is not valid Unicode (lone surrogate)")
-    return value
-
-
 @attrs.frozen(kw_only=True)
 class Call:
     """What every Segment call carries.
@@ -158,6 +133,8 @@ class Call:
         user_id: ``userId`` as a string (numbers converted), or ``None``.
         anonymous_id: ``anonymousId`` as a string, or ``None``.
         braze_id: a Braze id the sender named, or ``None``.
+        named_alias: a user alias the sender named (RudderStack's
+            ``integrations.braze.alias``), as ``(alias_name, alias_label)``.
         context: the ``context`` object (empty when absent).
     """
 
@@ -167,6 +144,7 @@ class Call:
     anonymous_id: str | None
     braze_id: str | None
     context: Mapping[str, Any] = attrs.field(hash=False, repr=False)
+    named_alias: tuple[str, str] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -233,7 +211,7 @@ def _common(
         _optional_id(message, "messageId"),
         _optional_id(message, "userId") if external is None else _user_id(message, external),
         _optional_id(message, "anonymousId"),
-        _braze_id(message, context),
+        braze_id(message, context),
     )
 
 
@@ -438,4 +416,10 @@ def parse_call(message: object, warnings: Warnings, *, event_time: str = "timest
     if parser is None:
         known = ", ".join(sorted(_PARSERS))
         raise InvalidMessage("$.type", f"unknown message type {shown(call_type)} (known: {known})")
-    return parser(message, warnings, _TIME_ORDERS[event_time])
+    call = parser(message, warnings, _TIME_ORDERS[event_time])
+    # Hot path: Segment's libraries send no integrations options, or none at all.
+    if message.get("integrations") or call.context.get("integrations"):
+        alias = named_alias(message, call.context, warnings)
+        if alias is not None:
+            call = attrs.evolve(call, named_alias=alias)
+    return call
