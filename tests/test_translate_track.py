@@ -550,3 +550,46 @@ class TestNearPurchaseEvent:
         t = translate(message, settings)
         assert [p["product_id"] for p in purchases_of(t)] == ["p-1"]
         assert t.warnings == ()
+
+
+class TestNamedAppId:
+    """RudderStack's integrations.braze.appId names the app of one message."""
+
+    WEB = Settings(app_id="web-app")
+
+    def test_event_and_purchases_carry_it(self):
+        """The message's app id replaces the configured one on its event and purchases."""
+        named = {"integrations": {"braze": {"appId": "ios-app"}}}
+        event = event_of(translate(track(**named), self.WEB))
+        message = {**order({"product_id": "p-1", "price": 10}), **named}
+        (purchase,) = purchases_of(translate(message, self.WEB))
+        assert (event["app_id"], purchase["app_id"]) == ("ios-app", "ios-app")
+
+    def test_number_written_as_text(self):
+        """A numeric appId is written as its decimal text, as RudderStack does."""
+        t = translate(track(integrations={"Braze": {"appId": 123}}), self.WEB)
+        assert event_of(t)["app_id"] == "123"
+
+    def test_push_token_imported_for_that_app(self):
+        """A device token in the same message is imported for the named app."""
+        message = {
+            "type": "identify",
+            "userId": USER,
+            "context": {"device": {"token": "tok-1"}},
+            "integrations": {"braze": {"appId": "android-app"}},
+        }
+        (attributes,) = track_body(translate(message, self.WEB))["attributes"]
+        assert attributes["push_tokens"] == [{"app_id": "android-app", "token": "tok-1"}]
+
+    @pytest.mark.parametrize("value", ["", "  ", {"id": "x"}, True])
+    def test_unusable_app_id_noted(self, value):
+        """An appId that is not a non-empty string or number is noted; the setting is used."""
+        t = translate(track(integrations={"braze": {"appId": value}}), self.WEB)
+        assert event_of(t)["app_id"] == "web-app"
+        assert warning_paths(t) == ["$.integrations.braze.appId"]
+
+    def test_null_app_id_is_no_app_id(self):
+        """appId: null names no app: the setting is used and nothing is noted."""
+        t = translate(track(integrations={"braze": {"appId": None}}), self.WEB)
+        assert event_of(t)["app_id"] == "web-app"
+        assert t.warnings == ()

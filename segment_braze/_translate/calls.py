@@ -225,6 +225,7 @@ def _track(call: Track, settings: Settings, warnings: Warnings) -> Translation:
             settings,
             identifier=identifier,
             time=call.time,
+            app_id=call.app_id or settings.app_id,
             update_existing_only=update_only,
             warnings=warnings,
         )
@@ -270,6 +271,7 @@ def _ecommerce(
             settings,
             identifier=identifier,
             time=call.time,
+            app_id=call.app_id or settings.app_id,
             update_existing_only=update_only,
             warnings=warnings,
         )
@@ -305,7 +307,7 @@ def _ecommerce(
         identifier=identifier,
         name=built.name,
         time=call.time,
-        app_id=settings.app_id,
+        app_id=call.app_id or settings.app_id,
         properties=built.properties,
         update_existing_only=update_only,
     )
@@ -337,7 +339,7 @@ def _event(
         identifier=identifier,
         name=name,
         time=call.time,
-        app_id=settings.app_id,
+        app_id=call.app_id or settings.app_id,
         properties=clean_properties(properties, "$.properties", _EVENT_RESERVED, warnings),
         update_existing_only=update_existing_only,
     )

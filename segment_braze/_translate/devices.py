@@ -27,7 +27,8 @@ def push_token(call: Call, settings: Settings, warnings: Warnings) -> dict[str, 
             ("$.context.device.token", "push token must be a valid Unicode string; skipped")
         )
         return None
-    if settings.app_id is None:
+    app_id = call.app_id or settings.app_id  # the app the message names, else the setting
+    if app_id is None:
         warnings.append(
             (
                 "$.context.device.token",
@@ -35,7 +36,7 @@ def push_token(call: Call, settings: Settings, warnings: Warnings) -> dict[str, 
             )
         )
         return None
-    entry = {"app_id": settings.app_id, "token": token}
+    entry = {"app_id": app_id, "token": token}
     device_id = device.get("id")
     if device_id is not None:
         if (

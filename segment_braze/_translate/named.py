@@ -4,7 +4,8 @@ Braze's own id, ``braze_id``: in ``integrations.Braze`` (the top-level object,
 then ``context.integrations``), then in ``properties``, then in ``traits``. A
 user alias, as RudderStack's Braze destination reads it:
 ``integrations.braze.alias`` (``Braze`` and ``BRAZE`` too) with ``alias_name``
-and ``alias_label``. See docs/identity.md.
+and ``alias_label``; and, also RudderStack's, the app the message comes from,
+``integrations.braze.appId``. See docs/identity.md and docs/mapping.md.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Final
 from segment_braze._translate.text import is_text
 from segment_braze.exceptions import InvalidMessage
 
-__all__ = ["braze_id", "named_alias"]
+__all__ = ["braze_id", "named_alias", "named_app_id"]
 
 # RudderStack's names for its Braze destination's options; Segment's is the first.
 _OPTION_KEYS: Final = ("Braze", "braze", "BRAZE")
@@ -47,6 +48,23 @@ def _text_id(value: str, where: str) -> str:
     return value
 
 
+def _option(
+    message: Mapping[str, Any], context: Mapping[str, Any], name: str
+) -> tuple[str, object] | None:
+    """``(path, value)`` of the first Braze option ``name`` a sender set, or None."""
+    for where, integrations in (
+        ("$.integrations", message.get("integrations")),
+        ("$.context.integrations", context.get("integrations")),
+    ):
+        if not integrations or not isinstance(integrations, Mapping):
+            continue
+        for key in _OPTION_KEYS:
+            options = integrations.get(key)
+            if options and isinstance(options, Mapping) and name in options:
+                return f"{where}.{key}.{name}", options[name]
+    return None
+
+
 def named_alias(
     message: Mapping[str, Any], context: Mapping[str, Any], warnings: list[tuple[str, str]]
 ) -> tuple[str, str] | None:
@@ -56,25 +74,35 @@ def named_alias(
     ``context.integrations``. An ``alias`` without both fields as non-empty
     strings is noted at its path and not used.
     """
-    for where, integrations in (
-        ("$.integrations", message.get("integrations")),
-        ("$.context.integrations", context.get("integrations")),
-    ):
-        if not integrations or not isinstance(integrations, Mapping):
-            continue
-        for key in _OPTION_KEYS:
-            options = integrations.get(key)
-            if options and isinstance(options, Mapping) and "alias" in options:
-                return _alias(options["alias"], f"{where}.{key}.alias", warnings)
-    return None
-
-
-def _alias(value: object, path: str, warnings: list[tuple[str, str]]) -> tuple[str, str] | None:
+    found = _option(message, context, "alias")
+    if found is None:
+        return None
+    path, value = found
     if isinstance(value, Mapping):
         name, label = value.get("alias_name"), value.get("alias_label")
         if _usable(name) and _usable(label):
             return name, label  # type: ignore[return-value]
     warnings.append((path, "needs alias_name and alias_label as non-empty strings; ignored"))
+    return None
+
+
+def named_app_id(
+    message: Mapping[str, Any], context: Mapping[str, Any], warnings: list[tuple[str, str]]
+) -> str | None:
+    """The Braze app id a sender named for this message (RudderStack's ``appId``), or None.
+
+    A number is written as its decimal text, as RudderStack does; anything else
+    that is not a non-empty string is noted at its path and not used.
+    """
+    found = _option(message, context, "appId")
+    if found is None or found[1] is None:
+        return None
+    path, value = found
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 64:
+        return str(value)
+    if _usable(value):
+        return value  # type: ignore[return-value]
+    warnings.append((path, "must be a non-empty string; the configured app_id is used"))
     return None
 
 

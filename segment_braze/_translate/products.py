@@ -295,6 +295,7 @@ def track_purchases(
     *,
     identifier: Identifier,
     time: str,
+    app_id: str | None,
     update_existing_only: bool,
     warnings: Warnings,
 ) -> tuple[Purchase, ...] | str:
@@ -317,7 +318,7 @@ def track_purchases(
             products,
             identifier=identifier,
             time=time,
-            app_id=settings.app_id,
+            app_id=app_id,
             update_existing_only=update_existing_only,
             warnings=warnings,
         )
@@ -333,7 +334,7 @@ def track_purchases(
             properties,
             identifier=identifier,
             time=time,
-            app_id=settings.app_id,
+            app_id=app_id,
             update_existing_only=update_existing_only,
             warnings=warnings,
         )

@@ -14,7 +14,7 @@ from typing import Any, Final, TypeGuard
 import attrs
 
 from segment_braze._translate.dates import braze_time, format_time, parse_time
-from segment_braze._translate.named import braze_id, named_alias
+from segment_braze._translate.named import braze_id, named_alias, named_app_id
 from segment_braze._translate.native import json_form
 from segment_braze._translate.text import child_path, is_text, kind_of, shown
 from segment_braze.exceptions import InvalidMessage
@@ -135,6 +135,8 @@ class Call:
         braze_id: a Braze id the sender named, or ``None``.
         named_alias: a user alias the sender named (RudderStack's
             ``integrations.braze.alias``), as ``(alias_name, alias_label)``.
+        app_id: the Braze app id the sender named for this message
+            (RudderStack's ``integrations.braze.appId``), or ``None``.
         context: the ``context`` object (empty when absent).
     """
 
@@ -145,6 +147,7 @@ class Call:
     braze_id: str | None
     context: Mapping[str, Any] = attrs.field(hash=False, repr=False)
     named_alias: tuple[str, str] | None = None
+    app_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -420,6 +423,7 @@ def parse_call(message: object, warnings: Warnings, *, event_time: str = "timest
     # Hot path: Segment's libraries send no integrations options, or none at all.
     if message.get("integrations") or call.context.get("integrations"):
         alias = named_alias(message, call.context, warnings)
-        if alias is not None:
-            call = attrs.evolve(call, named_alias=alias)
+        app_id = named_app_id(message, call.context, warnings)
+        if alias is not None or app_id is not None:
+            call = attrs.evolve(call, named_alias=alias, app_id=app_id)
     return call
