@@ -2,7 +2,9 @@
 
 ``json_values()`` draws strict JSON (finite numbers, no lone surrogates);
 ``python_json_values()`` draws what Python's ``json.loads`` also accepts
-(``NaN``, ``Infinity`` and lone UTF-16 surrogates). ``messages()`` draws
+(``NaN``, ``Infinity`` and lone UTF-16 surrogates); ``python_built_values()``
+adds what a service building messages in Python passes (datetimes, Decimals,
+UUIDs, Enum members, sets, NumPy scalars). ``messages()`` draws
 Segment-shaped messages whose fields are mostly plausible and sometimes any
 JSON at all, biased towards the edges Braze cares about (255-character keys and
 strings, ``$`` keys, reserved names, quantities over 100, odd currencies).
@@ -11,8 +13,11 @@ strings, ``$`` keys, reserved names, quantities over 100, odd currencies).
 from __future__ import annotations
 
 import datetime as dt
+import enum
+from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from hypothesis import strategies as st
 
 from segment_braze import Settings
@@ -105,6 +110,32 @@ def json_values() -> st.SearchStrategy[Any]:
 def python_json_values() -> st.SearchStrategy[Any]:
     """Values Python's ``json.loads`` accepts: also NaN, infinities and lone surrogates."""
     return _json(_scalars(python=True))
+
+
+class Plan(enum.Enum):
+    """An Enum a service might keep its values in."""
+
+    PRO = "pro"
+    SEATS = 3
+
+
+def python_built_values() -> st.SearchStrategy[Any]:
+    """Values a service building messages in Python may pass: datetimes, Decimals, ..."""
+    python_scalars = st.one_of(
+        st.datetimes(timezones=st.one_of(st.none(), st.timezones())),
+        st.dates(),
+        st.decimals(allow_nan=True, allow_infinity=True),
+        st.sampled_from((Decimal("sNaN"), Decimal("1E+400"), Decimal("19.99"))),
+        st.uuids(),
+        st.sampled_from(tuple(Plan)),
+        st.frozensets(st.text(max_size=3), max_size=3),
+        st.sets(st.integers(-5, 5), max_size=3),
+        st.integers(-(2**63), 2**63 - 1).map(np.int64),
+        st.booleans().map(np.bool_),
+        st.floats(width=32).map(np.float32),
+        st.just(np.datetime64("2026-01-01T00:00:00.000000000")),
+    )
+    return _json(st.one_of(_scalars(python=False), python_scalars))
 
 
 def _sometimes(plausible: st.SearchStrategy[Any], values: st.SearchStrategy[Any]) -> Any:
@@ -256,6 +287,33 @@ def _properties(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.builds(lambda a, b: {**a, **b}, st.dictionaries(keys, values, max_size=4), known)
 
 
+# Options a sender names for Braze: Segment's braze_id, RudderStack's alias and appId.
+_alias_names = st.one_of(st.sampled_from(("crm-1", "", "a" * 300)), strings, st.integers())
+_integrations = st.fixed_dictionaries(
+    {},
+    optional={
+        key: st.fixed_dictionaries(
+            {},
+            optional={
+                "braze_id": ids,
+                "alias": st.one_of(
+                    st.fixed_dictionaries(
+                        {"alias_name": _alias_names, "alias_label": _alias_names}
+                    ),
+                    strings,
+                ),
+                "appId": st.one_of(st.none(), st.booleans(), ids),
+            },
+        )
+        for key in ("Braze", "braze", "BRAZE")
+    },
+)
+# RudderStack's context.externalId entries: Braze's and another tool's.
+_external_id = st.fixed_dictionaries(
+    {"type": st.sampled_from(("brazeExternalId", "hubspotId")), "id": st.one_of(ids, st.none())}
+)
+
+
 def _context(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     def maybe(plausible: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         return _sometimes(plausible, values)
@@ -271,10 +329,9 @@ def _context(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         {},
         optional={
             "device": maybe(device),
-            "integrations": maybe(
-                st.fixed_dictionaries({"Braze": st.fixed_dictionaries({"braze_id": ids})})
-            ),
+            "integrations": maybe(_integrations),
             "traits": values,
+            "externalId": maybe(st.lists(_external_id, max_size=3)),
         },
     )
 
@@ -304,9 +361,7 @@ def messages(values: st.SearchStrategy[Any] | None = None) -> st.SearchStrategy[
             "traits": maybe(_traits(values)),
             "properties": maybe(_properties(values)),
             "context": maybe(_context(values)),
-            "integrations": maybe(
-                st.fixed_dictionaries({"Braze": st.fixed_dictionaries({"braze_id": ids})})
-            ),
+            "integrations": maybe(_integrations),
         },
     )
 

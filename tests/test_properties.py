@@ -11,6 +11,7 @@ from strategies import (
     ecommerce_messages,
     json_values,
     messages,
+    python_built_values,
     python_json_values,
     translation_settings,
 )
@@ -293,6 +294,19 @@ class TestTranslateContract:
         assert isinstance(result, Translation)
         for request in result.requests():
             json.dumps(request.body, allow_nan=False)
+
+    @MODEST
+    @given(message=messages(python_built_values()), options=translation_settings())
+    def test_python_built_input(self, message, options):
+        """Python values (datetimes, Decimals, NumPy, ...) never crash nor reach a body as such."""
+        try:
+            result = translate(message, options)
+        except InvalidMessage:
+            return
+        for request in result.requests():
+            # The standard library's encoder refuses every non-JSON type.
+            json.dumps(request.body, allow_nan=False)
+            check_request(request.path, request.body)
 
     @MODEST
     @given(message=messages(), options=translation_settings())
