@@ -292,6 +292,8 @@ class Settings:
     merge_nested_objects: bool = _flag(False)
     # RudderStack's "subscription group in group call" (docs/mapping.md).
     group_subscriptions: bool = _flag(False)
+    # RudderStack's "enableNestedArrayOperations": add/update/remove traits (docs/mapping.md).
+    nested_array_operations: bool = _flag(False)
     # Braze's email/phone identifiers, for messages without a primary id
     # (docs/identity.md), in the order tried.
     fallback_identifiers: tuple[FallbackIdentifier, ...] = attrs.field(

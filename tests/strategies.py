@@ -232,6 +232,25 @@ def _traits(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
                     st.fixed_dictionaries({"inc": st.integers()}),
                 )
             ),
+            # RudderStack's nested array operations (nested_array_operations).
+            "pets": maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        operation: st.lists(
+                            st.one_of(
+                                st.fixed_dictionaries(
+                                    {"identifier": st.sampled_from(("id", "identifier", "x"))},
+                                    optional={"id": values, "name": values},
+                                ),
+                                values,
+                            ),
+                            max_size=3,
+                        )
+                        for operation in ("add", "update", "remove")
+                    },
+                )
+            ),
         },
     )
     return st.builds(lambda a, b: {**a, **b}, st.dictionaries(keys, values, max_size=3), standard)
@@ -387,6 +406,7 @@ def translation_settings(**fixed: Any) -> st.SearchStrategy[Settings]:
         "naming": st.sampled_from(("segment", "rudderstack")),
         "group_subscriptions": st.booleans(),
         "merge_nested_objects": st.booleans(),
+        "nested_array_operations": st.booleans(),
     }
     drawn.update(
         {

@@ -82,6 +82,7 @@ BAD_OPTIONS: list[dict[str, Any]] = [
     {"ecommerce_source": "s" * 256},
     {"ecommerce_source": 3},
     {"group_subscriptions": "yes"},
+    {"nested_array_operations": "yes"},
     {"merge_nested_objects": 1},
     {"fallback_identifiers": "email"},
     {"fallback_identifiers": ["email", "email"]},
@@ -765,10 +766,11 @@ class TestDataModelDefaults:
     """The options of Braze's current data model leave today's behaviour by default."""
 
     def test_defaults(self):
-        """Purchases, source "segment", no group subscriptions, no merging, no fallback ids."""
+        """Purchases, source "segment", no group subscriptions, merging, array ops or fallback."""
         s = Settings()
         assert (s.ecommerce, s.ecommerce_source) == ("purchases", "segment")
         assert (s.group_subscriptions, s.merge_nested_objects) == (False, False)
+        assert s.nested_array_operations is False
         assert s.fallback_identifiers == ()
 
     @pytest.mark.parametrize("mode", ["purchases", "recommended", "both"])

@@ -703,3 +703,79 @@ class TestSubscriptionGroupTraits:
         assert only(t, "attributes").get("subscription_groups") is None
         assert only(t, "attributes")["plan"] == "pro"
         assert warning_paths(t) == [path]
+
+
+ARRAY_OPERATIONS = Settings(nested_array_operations=True)
+PETS = {
+    "update": [{"identifier": "id", "id": 2, "name": "Rex"}],
+    "remove": [{"identifier": "id", "id": 3}],
+    "add": [{"id": 4, "name": "Tom"}],
+}
+
+
+class TestNestedArrayOperations:
+    """nested_array_operations: RudderStack's add/update/remove traits as Braze's operations."""
+
+    def test_written_in_brazes_form(self):
+        """update, remove and add become $update, $remove and $add on the array of objects."""
+        t = translate(identify(traits={"pets": PETS}), ARRAY_OPERATIONS)
+        assert only(t, "attributes")["pets"] == {
+            "$update": [
+                {"$identifier_key": "id", "$identifier_value": 2, "$new_object": {"name": "Rex"}}
+            ],
+            "$remove": [{"$identifier_key": "id", "$identifier_value": 3}],
+            "$add": [{"id": 4, "name": "Tom"}],
+        }
+        assert t.warnings == ()
+
+    def test_scalar_add_remove_unchanged(self):
+        """Braze's own add/remove of scalars stays an operation on an array of scalars."""
+        t = translate(identify(traits={"tags": {"add": ["a"], "remove": ["b"]}}), ARRAY_OPERATIONS)
+        assert only(t, "attributes")["tags"] == {"add": ["a"], "remove": ["b"]}
+
+    def test_context_traits_read_too(self):
+        """Traits from context.traits are read the same way, warnings at their own path."""
+        pets = {"update": [{"identifier": "id", "id": 2}, {"name": "no id"}]}
+        t = translate(identify(context={"traits": {"pets": pets}}), ARRAY_OPERATIONS)
+        assert only(t, "attributes")["pets"] == {
+            "$update": [{"$identifier_key": "id", "$identifier_value": 2, "$new_object": {}}]
+        }
+        assert warning_paths(t) == ["$.context.traits.pets.update[1]"]
+
+    @pytest.mark.parametrize(
+        ("entry", "why"),
+        [
+            pytest.param({"id": 2}, "needs 'identifier'", id="no-identifier"),
+            pytest.param({"identifier": "sku", "id": 2}, "needs 'identifier'", id="key-absent"),
+            pytest.param(5, "must be objects", id="not-an-object"),
+        ],
+    )
+    def test_unidentified_entry_dropped(self, entry, why):
+        """An entry that does not name its own key is dropped with a warning; the rest is sent."""
+        pets = {"update": [entry, {"identifier": "id", "id": 7, "name": "Kit"}]}
+        t = translate(identify(traits={"pets": pets}), ARRAY_OPERATIONS)
+        assert only(t, "attributes")["pets"]["$update"] == [
+            {"$identifier_key": "id", "$identifier_value": 7, "$new_object": {"name": "Kit"}}
+        ]
+        ((path, text),) = t.warnings
+        assert path == "$.traits.pets.update[0]"
+        assert why in text
+
+    def test_new_object_cleaned(self):
+        """The updated object's fields are cleaned as any nested object's: a '$' key dropped."""
+        pets = {"update": [{"identifier": "id", "id": 2, "$bad": 1, "name": "Rex"}]}
+        t = translate(identify(traits={"pets": pets}), ARRAY_OPERATIONS)
+        assert only(t, "attributes")["pets"]["$update"][0]["$new_object"] == {"name": "Rex"}
+        assert len(t.warnings) == 1
+
+    def test_off_by_default_and_said(self):
+        """Without the setting they are not applied, and a warning says how to apply them."""
+        t = translate(identify(traits={"pets": PETS}))
+        assert only(t, "attributes")["pets"] == PETS
+        assert t.warnings == (
+            (
+                "$.traits.pets",
+                "RudderStack's nested array operations are not applied unless"
+                " nested_array_operations is set",
+            ),
+        )

@@ -71,6 +71,7 @@ def identify_attributes(call: Identify, settings: Settings, warnings: Warnings) 
             path="$.traits",
             max_array_length=settings.max_array_length,
             warnings=warnings,
+            array_operations=settings.nested_array_operations,
         )
     merged: dict[str, Any] = {}
     paths: dict[str, str] = {}
@@ -87,6 +88,7 @@ def identify_attributes(call: Identify, settings: Settings, warnings: Warnings) 
         path="$.traits",
         max_array_length=settings.max_array_length,
         warnings=warnings,
+        array_operations=settings.nested_array_operations,
         origins=paths,
     )
 
@@ -103,5 +105,6 @@ def event_attributes(call: Call, settings: Settings, warnings: Warnings) -> dict
         path="$.context.traits",
         max_array_length=settings.max_array_length,
         warnings=warnings,
+        array_operations=settings.nested_array_operations,
     )
     return attributes or None

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from segment_braze._translate.array_ops import braze_array_operations, is_rudderstack_operation
 from segment_braze._translate.dates import read_birthday
 from segment_braze._translate.iso import country_code, language_code
 from segment_braze._translate.native import json_form
@@ -317,6 +318,7 @@ def traits_to_attributes(
     max_array_length: int,
     warnings: Warnings,
     origins: Mapping[Any, str] | None = None,
+    array_operations: bool = False,
 ) -> dict[str, Any]:
     """Map Segment traits to Braze user attributes.
 
@@ -327,6 +329,8 @@ def traits_to_attributes(
         warnings: receives a warning for every trait dropped or normalised.
         origins: the JSON path of the object a key came from, where that is not
             ``path`` (traits gathered from ``context``).
+        array_operations: read RudderStack's ``add``/``update``/``remove`` objects
+            as Braze's nested array operations (``nested_array_operations``).
 
     Returns:
         Attribute name -> value, standard attributes under Braze's names and
@@ -363,13 +367,39 @@ def traits_to_attributes(
             )
         else:
             item_path = child_path(base, key)
-            custom = clean_custom_attribute(key, value, item_path, max_array_length, warnings)
+            custom = _custom(
+                key, value, item_path, max_array_length, warnings, array_operations=array_operations
+            )
             if custom is not DROP:
                 out[key] = custom
     if "name" in traits:
         name_path = child_path(path if origins is None else origins.get("name", path), "name")
         _name(traits, name_path, out, warnings)
     return out
+
+
+# An update sent as a plain object would replace the stored array: say so.
+_ARRAY_OPERATIONS_OFF: Final = (
+    "RudderStack's nested array operations are not applied unless nested_array_operations is set"
+)
+
+
+def _custom(
+    key: str,
+    value: Any,
+    path: str,
+    max_array_length: int,
+    warnings: Warnings,
+    *,
+    array_operations: bool,
+) -> Any:
+    """A custom trait as Braze takes it, RudderStack's array operations read when asked."""
+    if is_mapping(value) and is_rudderstack_operation(value):
+        if array_operations:
+            value = braze_array_operations(value, path, warnings)
+        else:
+            warnings.append((path, _ARRAY_OPERATIONS_OFF))
+    return clean_custom_attribute(key, value, path, max_array_length, warnings)
 
 
 _NAME_PARTS: Final = ("firstName", "first_name", "lastName", "last_name")
