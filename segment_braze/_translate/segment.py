@@ -49,8 +49,8 @@ _TIME_ORDERS: Final = {
 _EMPTY: Mapping[str, Any] = {}
 
 
-def _optional_id(message: Mapping[str, Any], key: str) -> str | None:
-    value = message.get(key)
+def _optional_id(value: object, key: str) -> str | None:
+    """An id as Braze's string, or None; ``key`` is its JSON path after ``$.``."""
     # Hot path: ids are nearly always ASCII strings, which are valid UTF-8.
     if type(value) is str and value.isascii():
         return value or None
@@ -73,7 +73,7 @@ def _optional_id(message: Mapping[str, Any], key: str) -> str | None:
         return str(int(value)) if value.is_integer() else repr(value)
     converted = json_form(value)  # a UUID, an Enum member: what analytics-python sends
     if converted is not value:
-        return _optional_id({key: converted}, key)
+        return _optional_id(converted, key)
     raise InvalidMessage(f"$.{key}", f"must be a string or a number, not {kind_of(value)}")
 
 
@@ -211,9 +211,11 @@ def _common(
     external = context.get("externalId")
     return (
         context,
-        _optional_id(message, "messageId"),
-        _optional_id(message, "userId") if external is None else _user_id(message, external),
-        _optional_id(message, "anonymousId"),
+        _optional_id(message.get("messageId"), "messageId"),
+        _optional_id(message.get("userId"), "userId")
+        if external is None
+        else _user_id(message, external),
+        _optional_id(message.get("anonymousId"), "anonymousId"),
         braze_id(message, context),
     )
 
@@ -230,23 +232,21 @@ def _user_id(message: Mapping[str, Any], external: object) -> str | None:
         for index in reversed(range(len(external))):
             entry = external[index]
             if is_mapping(entry) and entry.get("type") == "brazeExternalId":
-                where = f"context.externalId[{index}].id"
-                named = _optional_id({where: entry.get("id")}, where)
+                named = _optional_id(entry.get("id"), f"context.externalId[{index}].id")
                 if named is not None:
                     return named
                 break  # an empty id: RudderStack falls back to userId too
-    return _optional_id(message, "userId")
+    return _optional_id(message.get("userId"), "userId")
 
 
-def _name(message: Mapping[str, Any], key: str) -> str | None:
-    value = message.get(key)
+def _name(value: object, key: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         converted = json_form(value)  # an Enum member: its value, as analytics-python sends it
         if converted is value or not isinstance(converted, str):
             raise InvalidMessage(f"$.{key}", f"must be a string, not {kind_of(value)}")
-        return _name({key: converted}, key)
+        return _name(converted, key)
     if not is_text(value):
         raise InvalidMessage(f"$.{key}", "is not valid Unicode (lone surrogate)")
     return value
@@ -297,7 +297,7 @@ def _page_like(
 ) -> Call:
     properties = _object(message, "properties", "$")
     context, message_id, user_id, anonymous_id, braze_id = _common(message)
-    name = _name(message, "name")
+    name = _name(message.get("name"), "name")
     if name is None:
         # analytics.js puts the page name in properties.name as well; some
         # sources only there.
@@ -311,7 +311,7 @@ def _page_like(
         braze_id=braze_id,
         context=context,
         name=name,
-        category=_name(message, "category"),
+        category=_name(message.get("category"), "category"),
         properties=properties,
         time=_event_time(message, warnings, order),
     )
@@ -327,7 +327,7 @@ def _screen(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ..
 
 def _group(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
     del order
-    group_id = _optional_id(message, "groupId")
+    group_id = _optional_id(message.get("groupId"), "groupId")
     if group_id is None:
         raise InvalidMessage("$.groupId", "a group call needs a groupId")
     context, message_id, user_id, anonymous_id, braze_id = _common(message)
@@ -353,7 +353,7 @@ def _group(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...
 def _alias(message: Mapping[str, Any], warnings: Warnings, order: tuple[str, ...]) -> Call:
     del warnings, order
     context, message_id, user_id, anonymous_id, braze_id = _common(message)
-    previous_id = _optional_id(message, "previousId")
+    previous_id = _optional_id(message.get("previousId"), "previousId")
     if previous_id is None:
         raise InvalidMessage("$.previousId", "an alias call needs previousId")
     if user_id is None:
