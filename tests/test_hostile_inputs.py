@@ -122,8 +122,16 @@ class TestSurrogates:
             pytest.param(track(messageId="m" + SURROGATE), "$.messageId", id="messageId"),
             pytest.param(
                 track(userId=None, integrations={"Braze": {"braze_id": "b" + SURROGATE}}),
-                "$.Braze.braze_id",
+                "$.integrations.Braze.braze_id",
                 id="braze_id",
+            ),
+            pytest.param(
+                track(
+                    userId=None,
+                    context={"integrations": {"Braze": {"braze_id": "b" + SURROGATE}}},
+                ),
+                "$.context.integrations.Braze.braze_id",
+                id="context-braze_id",
             ),
         ],
     )

@@ -24,13 +24,16 @@ _OPTION_KEYS: Final = ("Braze", "braze", "BRAZE")
 
 def braze_id(message: Mapping[str, Any], context: Mapping[str, Any]) -> str | None:
     """The Braze id a sender named, or None; the first source that sets one wins."""
-    for integrations in (message.get("integrations"), context.get("integrations")):
+    for where, integrations in (
+        ("integrations", message.get("integrations")),
+        ("context.integrations", context.get("integrations")),
+    ):
         if integrations and isinstance(integrations, Mapping):
             braze = integrations.get("Braze")
             if braze and isinstance(braze, Mapping):
                 value = braze.get("braze_id")
                 if isinstance(value, str) and value:
-                    return _text_id(value, "Braze.braze_id")
+                    return _text_id(value, f"{where}.Braze.braze_id")
     for key in ("properties", "traits"):
         payload = message.get(key)
         if type(payload) is dict and "braze_id" not in payload:
