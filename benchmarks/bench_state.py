@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=75, help="outcomes per commit")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--merge-every", type=int, help="outcomes per merge of the log")
+    parser.add_argument("--fold-every", type=int, help="outcomes per fold of the recent table")
     parser.add_argument("--state", help="the state file (default: a temporary one)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -50,6 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = args.state or str(Path(folder, "state.sqlite"))
         extra = {} if args.merge_every is None else {"merge_every": args.merge_every}
+        if args.fold_every is not None:  # checkouts from state version 4
+            extra["fold_every"] = args.fold_every
         state = ReplayState(path, commit_after=3600.0, **extra)
         tenth = max(1, args.messages // 10)
         wrote = written()

@@ -105,9 +105,11 @@ def recorded(state):
     """Messages the state file records as delivered or failed, as another process sees it."""
     try:
         with closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as db:
-            # The keyed table, then the log not merged yet, in order: the last one wins.
+            # The keyed tables, oldest first, then the log not merged yet, in
+            # order: the last one wins.
             query = (
                 "SELECT source, id, time, status FROM messages"
+                " UNION ALL SELECT source, id, time, status FROM recent"
                 " UNION ALL SELECT * FROM (SELECT source, id, time, status FROM log ORDER BY rowid)"
             )
             statuses = {

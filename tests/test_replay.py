@@ -40,10 +40,10 @@ def state_path(tmp_path):
 
 
 def committed(path):
-    """The rows another process would see: ``{id: (status, run)}``, merged or in the log."""
+    """The rows another process would see: ``{id: (status, run)}``, folded, recent or logged."""
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         rows = db.execute(
-            "SELECT id, status, run FROM messages"
+            "SELECT id, status, run FROM messages UNION ALL SELECT id, status, run FROM recent"
             " UNION ALL SELECT * FROM (SELECT id, status, run FROM log ORDER BY rowid)"
         ).fetchall()
     return {key: (status, run) for key, status, run in rows}
@@ -578,7 +578,7 @@ class TestVersion1:
             assert state.recorded() == {"delivered": 2, "failed": 1}
         assert meta(state_path) == {
             "format": "segment-braze replay state",
-            "version": "3",
+            "version": "4",
             "upgraded_from": "1",
         }
         with ReplayState(state_path) as state:
@@ -644,7 +644,7 @@ class TestVersion2:
             assert claim(state, "m:1", T0 + HOUR) is Claim.DUPLICATE
         assert meta(state_path) == {
             "format": "segment-braze replay state",
-            "version": "3",
+            "version": "4",
             "upgraded_from": "2",
         }
 
@@ -654,6 +654,50 @@ class TestVersion2:
         with ReplayState(state_path, dry_run=True) as state:
             assert claim(state, "m:1") is Claim.DONE_EARLIER
         assert meta(state_path)["version"] == "2"
+
+
+def version_3_state(path, rows):
+    """A version-3 state file (a log, no recent table): ``rows`` are (id, time, status, run)."""
+    version_2_state(path, rows)
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "CREATE TABLE log (source INTEGER NOT NULL, id TEXT NOT NULL, time INTEGER NOT NULL,"
+            " status INTEGER NOT NULL, run INTEGER NOT NULL, file INTEGER, line INTEGER,"
+            " item INTEGER, legacy INTEGER NOT NULL)"
+        )
+        db.execute("UPDATE meta SET value = '3' WHERE name = 'version'")
+
+
+class TestVersion3:
+    """A version-3 state (no recent table) is upgraded in place, and its records still answer."""
+
+    def test_its_records_answer(self, state_path):
+        """Delivered and failed messages of a version-3 file are skipped; the file becomes 4."""
+        version_3_state(state_path, [("m:1", T0, 1, 1), ("m:2", T0, 2, 1)])
+        with ReplayState(state_path) as state:
+            assert claim(state, "m:1") is Claim.DONE_EARLIER
+            assert claim(state, "m:2") is Claim.FAILED_EARLIER
+            assert claim(state, "m:3") is Claim.NEW
+            state.finish(ident("m:3"), "delivered")
+        assert meta(state_path)["version"] == "4"
+        assert meta(state_path)["upgraded_from"] == "3"
+        assert keyed(state_path) == ({"m:1": 1, "m:2": 2, "m:3": 1}, {})
+
+    def test_a_dry_run_leaves_it_as_it_was(self, state_path):
+        """A dry run reads a version-3 state without upgrading the file."""
+        version_3_state(state_path, [("m:1", T0, 1, 1)])
+        with ReplayState(state_path, dry_run=True) as state:
+            assert claim(state, "m:1") is Claim.DONE_EARLIER
+        assert meta(state_path)["version"] == "3"
+
+
+def keyed(path):
+    """The statuses in the main keyed table and in the recent one, each as ``{id: status}``."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return (
+            dict(db.execute("SELECT id, status FROM messages")),
+            dict(db.execute("SELECT id, status FROM recent")),
+        )
 
 
 def logged(path):
@@ -720,6 +764,55 @@ class TestLog:
         with ReplayState(state_path) as state:
             assert claim(state, "m:1") is Claim.DONE_EARLIER  # seen, then delivered
             assert claim(state, "m:2") is Claim.NEW  # delivered, then seen: looked at again
+
+
+class TestRecent:
+    """Merges go to a small table of recent outcomes, folded into the main one in large steps."""
+
+    def test_merges_fill_recent_and_folds_empty_it(self, state_path):
+        """Every ``merge_every`` outcomes go to the recent table; ``fold_every`` of them move on."""
+        with ReplayState(state_path, commit_after=3600, merge_every=2, fold_every=4) as state:
+            for n in range(6):
+                claim(state, f"m:{n}")
+                state.finish(ident(f"m:{n}"), "delivered")
+                state.commit()
+                if n == 1:
+                    assert keyed(state_path) == ({}, {"m:0": 1, "m:1": 1})
+                if n == 3:
+                    assert keyed(state_path) == ({f"m:{k}": 1 for k in range(4)}, {})
+            assert keyed(state_path) == ({f"m:{k}": 1 for k in range(4)}, {"m:4": 1, "m:5": 1})
+            for n in range(6):
+                assert claim(state, f"m:{n}", T0 + HOUR) is Claim.DUPLICATE
+        assert keyed(state_path) == ({f"m:{k}": 1 for k in range(6)}, {})
+
+    @pytest.mark.parametrize("ahead", [False, True], ids=["claimed", "looked-up-ahead"])
+    def test_a_recent_row_wins_over_an_earlier_runs(self, state_path, ahead):
+        """A message seen earlier and delivered now is this run's, not sent twice in one run."""
+        with ReplayState(state_path) as state:
+            claim(state, "m:1")
+            state.release(ident("m:1"))  # seen: the next run looks at it again
+        with ReplayState(state_path, commit_after=3600, merge_every=1) as state:
+            assert claim(state, "m:1") is Claim.NEW
+            state.finish(ident("m:1"), "delivered")
+            state.commit()  # merged into recent; the earlier run's row is still in messages
+            assert keyed(state_path) == ({"m:1": 3}, {"m:1": 1})
+            if ahead:
+                state.look_ahead([ident("m:1")])
+            assert claim(state, "m:1") is Claim.DUPLICATE
+        with ReplayState(state_path) as state:
+            assert claim(state, "m:1") is Claim.DONE_EARLIER
+
+    def test_a_killed_runs_recent_is_folded_on_opening(self, state_path):
+        """What a killed run merged and never folded answers in the next run, from one table."""
+        state = ReplayState(state_path, commit_after=3600, merge_every=1)
+        claim(state, "m:1")
+        state.finish(ident("m:1"), "delivered")
+        state.commit()
+        assert keyed(state_path) == ({}, {"m:1": 1})
+        state._file_state.abandon()  # as if killed: no fold, no last commit
+        with ReplayState(state_path) as again:
+            assert keyed(state_path) == ({"m:1": 1}, {})
+            assert claim(again, "m:1") is Claim.DONE_EARLIER
 
 
 class TestLookAhead:

@@ -26,20 +26,20 @@ worker's outcomes are on disk before it sends its next batch, and a process
 killed at any point, even with SIGKILL, re-sends at most one batch per worker:
 the one in flight, or the last one answered, never both.
 
-A commit appends the outcomes to the file's log, in the order they came; every
-``merge_every`` outcomes (and when the run ends) one transaction merges the log
-into the keyed table, sorted by key. Random messageIds would otherwise write one
-random page of the keyed table per message at every commit; merged in order,
-each page is written once per merge, whatever the order messages came in.
+A commit appends the outcomes to the file's log; every ``merge_every`` outcomes
+the log is merged, sorted by key, into a table of the run's recent outcomes, and
+every ``fold_every`` that table into the main one (both also when the run ends),
+so that no step's cost per message grows with the state (see
+:mod:`segment_braze._replay.stateschema`).
 
-Memory holds the messages claimed and not merged yet (in flight, waiting for
-the next commit, or in the log), at most about ``merge_every`` plus those in
-flight. Claims read the keyed table through a second, read-only connection,
-which in WAL mode never waits for the writer. That is exact because a message
-leaves memory only once the merge that moves it into the keyed table has
-finished: at any moment, a message this run claimed is either still held in
-memory or in the keyed table, and a claim checks memory first. A log a killed
-run left is merged when the file is opened, before the first claim.
+Memory holds the messages claimed and not merged yet (in flight, waiting for the
+next commit, or in the log), at most about ``merge_every`` plus those in flight.
+Claims read both keyed tables, in one statement, through a second, read-only
+connection, which in WAL mode never waits for the writer. That is exact because
+a message leaves memory only once the merge that moves it into the recent table
+has finished: at any moment, a message this run claimed is either still held in
+memory or in a keyed table, and a claim checks memory first. A log or recent
+table a killed run left is merged and folded when the file is opened.
 """
 
 from __future__ import annotations
@@ -64,11 +64,6 @@ MAX_WINDOW: Final = 3650 * DAY
 """The longest window: far below the distance from any time to ``NO_TIME``."""
 _STATUS: Final = {"delivered": DELIVERED, "failed": FAILED}
 _KEEP: Final = 16_384  # messages looked up ahead and kept (a few chunks of the feed's)
-# Usually no row, rarely more than one: choosing among them costs less than a sort.
-_WITHIN: Final = (
-    "SELECT time, status, run, file, line, item FROM messages"
-    " WHERE source = ? AND id = ? AND time BETWEEN ? AND ?"
-)
 
 
 class ReplayState:
@@ -84,7 +79,9 @@ class ReplayState:
         window: the duplicate window in milliseconds (0: only the same message).
         commit_every: commit after this many outcomes at the latest.
         commit_after: commit at most this many seconds after an outcome arrives.
-        merge_every: merge the log into the keyed table after this many outcomes.
+        merge_every: merge the log into the recent table after this many outcomes.
+        fold_every: fold the recent table into the keyed table once it holds
+            this many outcomes.
 
     Raises:
         UsageError: the file is not a replay state, is from a newer version, or
@@ -102,6 +99,7 @@ class ReplayState:
         commit_every: int = 500,
         commit_after: float = 0.1,
         merge_every: int = 50_000,
+        fold_every: int = 500_000,
     ) -> None:
         if not 0 <= window <= MAX_WINDOW:
             raise ValueError(f"the duplicate window must be 0 to {MAX_WINDOW} ms, not {window}")
@@ -113,6 +111,8 @@ class ReplayState:
         self.window = window
         self._commit_every = commit_every
         self._merge_every = merge_every
+        self._fold_every = fold_every
+        self._recent = 0  # outcomes merged into the recent table since its last fold
         # Locks are taken in this order: a connection's (_read_lock, _write_lock;
         # one lock in a dry run), then _lock. _lock guards the collections below
         # and is held only to read or change them, never around SQLite.
@@ -240,9 +240,9 @@ class ReplayState:
                 low, high = time - self.window, time + self.window
                 rows = [row for row in ahead if low <= row[0] <= high]
             else:
-                rows = self._reader.execute(
-                    _WITHIN, (number, key, time - self.window, time + self.window)
-                ).fetchall()
+                rows = statefile.within(
+                    self._reader, number, key, time - self.window, time + self.window
+                )
             if rows:
                 row = min(rows, key=lambda row: abs(row[0] - time))  # the same one first
                 same_earlier = row[2] != self.run and row[0] == time
@@ -369,16 +369,15 @@ class ReplayState:
                 self._fail(err)
             # Durable, but only in the log: claims still find them in memory.
             self._logged.extend(settled)
-        if self._logged and (merging or len(self._logged) >= self._merge_every):
-            self._merge()
+        if (self._logged and (merging or len(self._logged) >= self._merge_every)) or (
+            merging and self._recent
+        ):
+            self._merge(fold=merging)
 
-    def _merge(self) -> None:
+    def _merge(self, *, fold: bool) -> None:
         # Called with the write lock held, between transactions.
         try:
-            statefile.merge(self._db)
-            if not self.dry_run:
-                self._db.execute("COMMIT")
-                self._db.execute("BEGIN")
+            self._recent += statefile.merge(self._db, commit=not self.dry_run)
         except sqlite3.Error as err:
             # The log is intact in the file and the messages in memory: a later
             # merge (or the next run's opening) moves them.
@@ -394,6 +393,14 @@ class ReplayState:
                 entries.remove(entry)
                 if not entries:
                     del self._claimed[slot]
+        if self._recent and (fold or self._recent >= self._fold_every):
+            # A transaction of its own. Claims read recent and messages as one, so
+            # it changes no answer, and what was looked up ahead stays true.
+            try:
+                statefile.fold(self._db, commit=not self.dry_run)
+            except sqlite3.Error as err:
+                self._fail(err)  # recent is intact: the next run's opening folds it
+            self._recent = 0
 
     def _fail(self, err: sqlite3.Error) -> NoReturn:
         """Roll back the open transaction and stop the run with one line."""
@@ -421,11 +428,7 @@ class ReplayState:
         """How many messages the state records as delivered and as failed."""
         with self._write_lock:
             self._commit(merging=True)
-            rows = dict(self._db.execute("SELECT status, count(*) FROM messages GROUP BY status"))
-            for status, count in self._db.execute(
-                "SELECT status, count(*) FROM legacy GROUP BY status"
-            ):
-                rows[status] = rows.get(status, 0) + count
+            rows = statefile.counts(self._db)
         return {name: rows.get(status, 0) for name, status in _STATUS.items()}
 
     def close(self) -> None:

@@ -1,42 +1,12 @@
-"""The replay state's file: opening and locking it, its schema, and the upgrade from 0.1.0.
+"""The replay state's file: opening it, and reading and writing its tables.
 
 :func:`open_state` locks the file for this process (``<path>.lock``; the OS
 releases it when the process dies), opens a writer and, outside a dry run, a
-read-only reader, creates or checks the schema, and numbers the run.
-
-Version 3 (this one) has seven tables::
-
-    meta(name, value)               format marker and schema version
-    runs(id, started_at, finished_at)
-    sources(id, name)               the sources met (identity.py), numbered
-    files(id, name)                 the inputs messages were read from, numbered
-    messages(source, id, time,      one row per message a run claimed: its
-             status, run,           identity, what became of it, and where it
-             file, line, item)      was read (for the report of a duplicate);
-                                    keyed by identity, so a lookup by source
-                                    and id within a window of time is one
-                                    range of the primary key
-    legacy(key, status, run)        the messages of a version-1 state
-    log(source, id, time, status,   outcomes committed and not merged yet, in
-        run, file, line, item,      the order they came (rowid): appending
-        legacy)                     writes the file's last pages only
-
-``messages.status`` is 1 delivered, 2 failed (both decided by Braze), or 3 seen:
-read and settled in that run without Braze deciding (dropped, invalid, never
-sent). A later run looks at a seen message again.
-
-Outcomes are appended to ``log`` at each commit and merged into ``messages`` in
-large batches sorted by key (:func:`merge`), so a commit writes a few pages at
-the end of the file instead of one random page of the keyed table per message.
-A log left by a killed run is merged when the file is next opened.
-
-Version 2 (development builds after 0.1.0) had no ``log``: it is upgraded in
-place by creating it.
-Version 1 (segment-braze 0.1.0) knew a message by its ``messageId`` alone, with
-no source or time. Its rows are kept as they are in ``legacy``, upgraded in
-place, and still answer: a message 0.1.0 delivered is never sent again. The
-upgrade happens in the run's first transaction, so a dry run changes nothing and
-a killed upgrade leaves version 1.
+read-only reader, creates or checks the schema
+(:mod:`segment_braze._replay.stateschema` says what each table holds), and
+numbers the run. :func:`append`, :func:`merge` and :func:`fold` move outcomes
+from memory to the log, the log to ``recent`` and ``recent`` to ``messages``;
+:func:`look_up` and :func:`within` read ``recent`` and ``messages`` as one.
 """
 
 from __future__ import annotations
@@ -44,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +21,7 @@ from typing import IO, Final
 
 import attrs
 
+from segment_braze._replay import statelock, stateschema
 from segment_braze._replay.usage import FileError, UsageError
 
 __all__ = [
@@ -61,31 +31,36 @@ __all__ = [
     "Row",
     "StateFile",
     "append",
+    "counts",
     "damaged",
+    "fold",
     "look_up",
     "merge",
     "now",
     "open_state",
+    "within",
 ]
 
 DELIVERED: Final = 1
 FAILED: Final = 2
 SEEN: Final = 3
 
-_FORMAT: Final = "segment-braze replay state"
-_VERSION: Final = "3"
-_LOG: Final = (
-    "CREATE TABLE log (source INTEGER NOT NULL, id TEXT NOT NULL, time INTEGER NOT NULL,"
-    " status INTEGER NOT NULL, run INTEGER NOT NULL, file INTEGER, line INTEGER, item INTEGER,"
-    " legacy INTEGER NOT NULL)"
-)
 # Sorted by key, so each page of the keyed table is written once per merge; by
 # rowid within a key, so the last outcome recorded wins. ("WHERE true": SQLite's
 # rule for an upsert whose SELECT could be read as a join's ON.)
 _MERGE: Final = (
-    "INSERT INTO messages (source, id, time, status, run, file, line, item)"
+    "INSERT INTO recent (source, id, time, status, run, file, line, item)"
     " SELECT source, id, time, status, run, file, line, item FROM log WHERE true"
     " ORDER BY source, id, time, rowid ON CONFLICT (source, id, time) DO UPDATE SET"
+    " status = excluded.status, run = excluded.run, file = excluded.file,"
+    " line = excluded.line, item = excluded.item"
+)
+# recent is newer than messages: its row wins a key both hold. Read in key order,
+# so each page of messages is written once per fold.
+_FOLD: Final = (
+    "INSERT INTO messages (source, id, time, status, run, file, line, item)"
+    " SELECT source, id, time, status, run, file, line, item FROM recent WHERE true"
+    " ORDER BY source, id, time ON CONFLICT (source, id, time) DO UPDATE SET"
     " status = excluded.status, run = excluded.run, file = excluded.file,"
     " line = excluded.line, item = excluded.item"
 )
@@ -93,78 +68,27 @@ _APPEND: Final = (
     "INSERT INTO log (source, id, time, status, run, file, line, item, legacy)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# One source's messages among a chunk: the key's first two columns, so one range each.
+# One source's messages among a chunk: the key's first two columns, so one range
+# each; one statement, so one snapshot of both tables (a fold between two reads
+# could hide a row). The last column says whether the row is recent's.
 _AHEAD: Final = (
-    "SELECT id, time, status, run, file, line, item FROM messages"
-    " WHERE source = ? AND id IN ({marks})"
+    "SELECT id, time, status, run, file, line, item, 1 FROM recent"
+    " WHERE source = ?1 AND id IN ({marks})"
+    " UNION ALL SELECT id, time, status, run, file, line, item, 0 FROM messages"
+    " WHERE source = ?1 AND id IN ({marks})"
+)
+# Usually no row, rarely more than one: choosing among them costs less than a sort.
+_WITHIN: Final = (
+    "SELECT time, status, run, file, line, item, 1 FROM recent"
+    " WHERE source = ?1 AND id = ?2 AND time BETWEEN ?3 AND ?4"
+    " UNION ALL SELECT time, status, run, file, line, item, 0 FROM messages"
+    " WHERE source = ?1 AND id = ?2 AND time BETWEEN ?3 AND ?4"
 )
 _CHUNK: Final = 500  # ids per query: far below SQLite's limit of bound variables
-_MESSAGES: Final = (
-    "CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-    "CREATE TABLE files (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-    "CREATE TABLE messages (source INTEGER NOT NULL, id TEXT NOT NULL, time INTEGER NOT NULL,"
-    " status INTEGER NOT NULL, run INTEGER NOT NULL, file INTEGER, line INTEGER, item INTEGER,"
-    " PRIMARY KEY (source, id, time)) WITHOUT ROWID",
-)
-_SCHEMA: Final = (
-    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT)",
-    *_MESSAGES,
-    "CREATE TABLE legacy (key TEXT PRIMARY KEY, status INTEGER NOT NULL,"
-    " run INTEGER NOT NULL) WITHOUT ROWID",
-    _LOG,
-)
-
-
-def _prepare(db: sqlite3.Connection, path: str) -> None:
-    """Create the schema in an empty file, check it, or upgrade a version-1 state.
-
-    Called inside the run's first (immediate) transaction.
-
-    Raises:
-        UsageError: the file is not a replay state, or a newer version wrote it.
-        sqlite3.DatabaseError: the file is not an SQLite database.
-    """
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-    if not tables:
-        for statement in _SCHEMA:
-            db.execute(statement)
-        db.executemany(
-            "INSERT INTO meta (name, value) VALUES (?, ?)",
-            [("format", _FORMAT), ("version", _VERSION)],
-        )
-        return
-    meta = dict(db.execute("SELECT name, value FROM meta")) if "meta" in tables else {}
-    if meta.get("format") != _FORMAT:
-        raise UsageError(f"{path} is not a segment-braze replay state file")
-    version = meta.get("version")
-    if version not in {"1", "2", _VERSION}:
-        raise UsageError(
-            f"{path} was written by another version of segment-braze (state version"
-            f" {version}, this one reads 1 to {_VERSION}): resume it with the version that"
-            " wrote it, or give a new --state file"
-        )
-    if version == "1":
-        _upgrade_from_1(db)
-    if version in {"1", "2"}:
-        db.execute(_LOG)
-        db.execute("UPDATE meta SET value = ? WHERE name = 'version'", (_VERSION,))
-        db.execute(
-            "INSERT INTO meta (name, value) VALUES ('upgraded_from', ?)"
-            " ON CONFLICT (name) DO NOTHING",
-            (version,),
-        )
-
-
-def _upgrade_from_1(db: sqlite3.Connection) -> None:
-    # Version 1's messages(key, status, run) become legacy as they are: a rename.
-    db.execute("ALTER TABLE messages RENAME TO legacy")
-    for statement in _MESSAGES:
-        db.execute(statement)
-
-
 Row = tuple[int, int, int, int | None, int | None, int | None]
 """A recorded message: time, status, run, file, line, item."""
+_Flagged = tuple[int, int, int, int | None, int | None, int | None, int]
+"""A row as read, and whether it is ``recent``'s (1) or ``messages``'s (0)."""
 
 
 def look_up(
@@ -175,17 +99,28 @@ def look_up(
     Returns:
         Every ``(source, id)`` wanted, with its rows (none when nothing is recorded).
     """
-    found: dict[tuple[int, str], list[Row]] = {
+    found: dict[tuple[int, str], list[_Flagged]] = {
         (number, key): [] for number, keys in wanted.items() for key in keys
     }
     for number, keys in wanted.items():
         listed = list(keys)
         for start in range(0, len(listed), _CHUNK):
             part = listed[start : start + _CHUNK]
-            query = _AHEAD.format(marks=",".join("?" * len(part)))
+            query = _AHEAD.format(marks=",".join(f"?{n}" for n in range(2, len(part) + 2)))
             for key, *row in reader.execute(query, (number, *part)):
                 found[number, key].append(tuple(row))
-    return found
+    return {slot: _newest(rows) if rows else [] for slot, rows in found.items()}
+
+
+def within(reader: sqlite3.Connection, number: int, key: str, low: int, high: int) -> list[Row]:
+    """The recorded messages of one id with a time from ``low`` to ``high``: one indexed query."""
+    return _newest(reader.execute(_WITHIN, (number, key, low, high)).fetchall())
+
+
+def _newest(rows: list[_Flagged]) -> list[Row]:
+    """Rows without their flag, a row of ``recent`` replacing one of ``messages`` at its time."""
+    replaced = {row[0] for row in rows if row[6]}
+    return [row[:6] for row in rows if row[6] or row[0] not in replaced]
 
 
 def append(
@@ -200,13 +135,11 @@ def append(
     db.executemany("INSERT INTO sources (id, name) VALUES (?, ?)", sources)
     db.executemany("INSERT INTO files (id, name) VALUES (?, ?)", files)
     db.executemany(_APPEND, rows)
-    if commit:
-        db.execute("COMMIT")
-        db.execute("BEGIN")
+    _end(db, commit=commit)
 
 
-def merge(db: sqlite3.Connection) -> int:
-    """Move the log into the keyed table, in key order (inside the caller's transaction).
+def merge(db: sqlite3.Connection, *, commit: bool = False) -> int:
+    """Move the log into ``recent``, in key order, in the caller's transaction (or committed).
 
     Returns:
         How many outcomes were merged.
@@ -217,7 +150,30 @@ def merge(db: sqlite3.Connection) -> int:
         # A message claimed again over a version-1 row (--retry-failed) replaces it.
         db.execute("DELETE FROM legacy WHERE key IN (SELECT id FROM log WHERE legacy)")
         db.execute("DELETE FROM log")
+    _end(db, commit=commit)
     return count
+
+
+def fold(db: sqlite3.Connection, *, commit: bool = False) -> None:
+    """Fold ``recent`` into ``messages`` in key order (the caller's transaction, or committed)."""
+    db.execute(_FOLD)
+    db.execute("DELETE FROM recent")
+    _end(db, commit=commit)
+
+
+def _end(db: sqlite3.Connection, *, commit: bool) -> None:
+    """Commit the writer's transaction and open the next one, when asked to."""
+    if commit:
+        db.execute("COMMIT")
+        db.execute("BEGIN")
+
+
+def counts(db: sqlite3.Connection) -> dict[int, int]:
+    """How many messages ``messages`` and ``legacy`` record, by status (``recent`` folded)."""
+    rows: dict[int, int] = dict(db.execute("SELECT status, count(*) FROM messages GROUP BY status"))
+    for status, count in db.execute("SELECT status, count(*) FROM legacy GROUP BY status"):
+        rows[status] = rows.get(status, 0) + count
+    return rows
 
 
 def now() -> str:
@@ -262,7 +218,7 @@ class StateFile:
             self.db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (now(), self.run))
             self.db.execute("COMMIT")
         self.db.close()
-        _unlock(self.lock_file, self.temp)
+        statelock.unlock(self.lock_file, self.temp)
 
     def abandon(self) -> None:
         """Close without committing (after a failed write) and unlock."""
@@ -271,7 +227,7 @@ class StateFile:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
         self.db.close()
-        _unlock(self.lock_file, self.temp)
+        statelock.unlock(self.lock_file, self.temp)
 
 
 def open_state(path: str, *, dry_run: bool) -> StateFile:
@@ -293,16 +249,16 @@ def open_state(path: str, *, dry_run: bool) -> StateFile:
         # The resolved path: a symlink, or another relative path to the same
         # file, is the same state and so takes the same lock.
         path = os.path.realpath(path)  # unlike resolve(), never raises on a loop
-        lock_file = _exclusive(path, shown)
+        lock_file = statelock.exclusive(path, shown)
         try:
             _check_not_empty(path, shown)
         except UsageError:
-            _unlock(lock_file, temp)
+            statelock.unlock(lock_file, temp)
             raise
     try:
         db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as err:
-        _unlock(lock_file, temp)
+        statelock.unlock(lock_file, temp)
         raise UsageError(f"cannot open the state file {shown}: {err}") from err
     try:
         state = _start(db, shown, dry_run=dry_run)
@@ -311,11 +267,11 @@ def open_state(path: str, *, dry_run: bool) -> StateFile:
             state.reader = _reader(path)
     except sqlite3.DatabaseError as err:
         db.close()
-        _unlock(lock_file, temp)
+        statelock.unlock(lock_file, temp)
         raise damaged(shown, err) from err
     except UsageError:
         db.close()
-        _unlock(lock_file, temp)
+        statelock.unlock(lock_file, temp)
         raise
     return state
 
@@ -327,10 +283,12 @@ def _start(db: sqlite3.Connection, shown: str, *, dry_run: bool) -> StateFile:
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("BEGIN IMMEDIATE")
     try:
-        _prepare(db, shown)
+        stateschema.prepare(db, shown)
         _check_whole(db)
-        # What a killed run appended and did not merge: claims read the keyed table.
+        # What a killed run appended and did not merge or fold: so a run starts
+        # with an empty log and an empty recent.
         merge(db)
+        fold(db)
     except (UsageError, sqlite3.DatabaseError):
         db.execute("ROLLBACK")
         raise
@@ -413,28 +371,3 @@ def _check_whole(db: sqlite3.Connection) -> None:
     problems = [row[0] for row in db.execute("PRAGMA quick_check")]
     if problems != ["ok"]:
         raise sqlite3.DatabaseError("; ".join(str(problem) for problem in problems[:3]))
-
-
-def _exclusive(path: str, shown: str) -> IO[str] | None:
-    """Lock ``<path>.lock`` for this process; the OS releases it if the process dies."""
-    if sys.platform == "win32":  # pragma: no cover - no flock: one replay at a time is on you
-        return None
-    import fcntl  # noqa: PLC0415 (POSIX only)
-
-    try:
-        handle = open(f"{path}.lock", "a")  # noqa: SIM115 (held until close())
-    except OSError as err:
-        raise UsageError(f"cannot use the state file {shown}: {err.strerror or err}") from err
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise UsageError(f"another segment-braze replay is using the state file {shown}") from None
-    return handle
-
-
-def _unlock(lock_file: IO[str] | None, temp: tempfile.TemporaryDirectory[str] | None) -> None:
-    if lock_file is not None:
-        lock_file.close()  # closing releases the lock
-    if temp is not None:
-        temp.cleanup()
