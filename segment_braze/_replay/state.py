@@ -53,6 +53,7 @@ from typing import Final, Literal, NoReturn
 from segment_braze._replay import claims, statefile
 from segment_braze._replay.claims import EARLIER, NEW, Claim, Claimed, Position, Verdict
 from segment_braze._replay.identity import Identity
+from segment_braze._replay.keyfilter import KeyFilter
 from segment_braze._replay.statefile import DELIVERED, FAILED, SEEN, Row, damaged, open_state
 from segment_braze._replay.usage import FileError
 
@@ -80,8 +81,7 @@ class ReplayState:
         commit_every: commit after this many outcomes at the latest.
         commit_after: commit at most this many seconds after an outcome arrives.
         merge_every: merge the log into the recent table after this many outcomes.
-        fold_every: fold the recent table into the keyed table once it holds
-            this many outcomes.
+        fold_every: fold the recent table into the main one after this many outcomes.
 
     Raises:
         UsageError: the file is not a replay state, is from a newer version, or
@@ -113,6 +113,7 @@ class ReplayState:
         self._merge_every = merge_every
         self._fold_every = fold_every
         self._recent = 0  # outcomes merged into the recent table since its last fold
+        self._recent_keys = KeyFilter(fold_every)  # the keys merged since then
         # Locks are taken in this order: a connection's (_read_lock, _write_lock;
         # one lock in a dry run), then _lock. _lock guards the collections below
         # and is held only to read or change them, never around SQLite.
@@ -212,7 +213,7 @@ class ReplayState:
         with self._read_lock:
             with self._lock:
                 merges = self._merges
-            found = statefile.look_up(self._reader, wanted)
+            found = statefile.look_up(self._reader, wanted, self._recent_keys.may_hold)
             with self._lock:
                 # A merge since the query moved this run's messages out of memory
                 # into the file: what the query read may miss them.
@@ -236,13 +237,12 @@ class ReplayState:
         if number is not None:  # else no message of that source was ever recorded
             with self._lock:
                 ahead = self._ahead.get((number, key))
+            low, high = time - self.window, time + self.window
             if ahead is not None:
-                low, high = time - self.window, time + self.window
                 rows = [row for row in ahead if low <= row[0] <= high]
             else:
-                rows = statefile.within(
-                    self._reader, number, key, time - self.window, time + self.window
-                )
+                maybe = self._recent_keys.may_hold(number, key)
+                rows = statefile.within(self._reader, number, key, low, high, recent=maybe)
             if rows:
                 row = min(rows, key=lambda row: abs(row[0] - time))  # the same one first
                 same_earlier = row[2] != self.run and row[0] == time
@@ -383,6 +383,8 @@ class ReplayState:
             # merge (or the next run's opening) moves them.
             self._fail(err)
         merged, self._logged = self._logged, []
+        for (_, key), entry in merged:
+            self._recent_keys.add(entry.source, key)
         # Only now may claims find these messages in the file rather than in memory
         # (a dry run's reader is the writer, which sees its own transaction).
         with self._lock:
@@ -401,6 +403,7 @@ class ReplayState:
             except sqlite3.Error as err:
                 self._fail(err)  # recent is intact: the next run's opening folds it
             self._recent = 0
+            self._recent_keys.clear()
 
     def _fail(self, err: sqlite3.Error) -> NoReturn:
         """Roll back the open transaction and stop the run with one line."""

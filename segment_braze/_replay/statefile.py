@@ -15,7 +15,7 @@ import datetime as dt
 import os
 import sqlite3
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Final
 
@@ -70,19 +70,24 @@ _APPEND: Final = (
 )
 # One source's messages among a chunk: the key's first two columns, so one range
 # each; one statement, so one snapshot of both tables (a fold between two reads
-# could hide a row). The last column says whether the row is recent's.
+# could hide a row). The last column says whether the row is recent's. Only the
+# ids the recent table may hold are looked up there.
 _AHEAD: Final = (
+    "SELECT id, time, status, run, file, line, item, 0 FROM messages"
+    " WHERE source = ?1 AND id IN ({marks})"
+)
+_AHEAD_RECENT: Final = (
     "SELECT id, time, status, run, file, line, item, 1 FROM recent"
-    " WHERE source = ?1 AND id IN ({marks})"
-    " UNION ALL SELECT id, time, status, run, file, line, item, 0 FROM messages"
-    " WHERE source = ?1 AND id IN ({marks})"
+    " WHERE source = ?1 AND id IN ({marks}) UNION ALL "
 )
 # Usually no row, rarely more than one: choosing among them costs less than a sort.
 _WITHIN: Final = (
+    "SELECT time, status, run, file, line, item, 0 FROM messages"
+    " WHERE source = ?1 AND id = ?2 AND time BETWEEN ?3 AND ?4"
+)
+_WITHIN_RECENT: Final = (
     "SELECT time, status, run, file, line, item, 1 FROM recent"
-    " WHERE source = ?1 AND id = ?2 AND time BETWEEN ?3 AND ?4"
-    " UNION ALL SELECT time, status, run, file, line, item, 0 FROM messages"
-    " WHERE source = ?1 AND id = ?2 AND time BETWEEN ?3 AND ?4"
+    " WHERE source = ?1 AND id = ?2 AND time BETWEEN ?3 AND ?4 UNION ALL "
 )
 _CHUNK: Final = 500  # ids per query: far below SQLite's limit of bound variables
 Row = tuple[int, int, int, int | None, int | None, int | None]
@@ -92,9 +97,16 @@ _Flagged = tuple[int, int, int, int | None, int | None, int | None, int]
 
 
 def look_up(
-    reader: sqlite3.Connection, wanted: dict[int, set[str]]
+    reader: sqlite3.Connection,
+    wanted: dict[int, set[str]],
+    recent: Callable[[int, str], bool],
 ) -> dict[tuple[int, str], list[Row]]:
     """The recorded messages of some ids, by source number: one query per source and chunk.
+
+    Args:
+        reader: the connection to read with.
+        wanted: the ids, by source number.
+        recent: whether the recent table may hold an id (false: it does not).
 
     Returns:
         Every ``(source, id)`` wanted, with its rows (none when nothing is recorded).
@@ -106,15 +118,29 @@ def look_up(
         listed = list(keys)
         for start in range(0, len(listed), _CHUNK):
             part = listed[start : start + _CHUNK]
-            query = _AHEAD.format(marks=",".join(f"?{n}" for n in range(2, len(part) + 2)))
-            for key, *row in reader.execute(query, (number, *part)):
+            maybe = [key for key in part if recent(number, key)]
+            query = _AHEAD.format(marks=_marks(2, len(part)))
+            if maybe:
+                query = _AHEAD_RECENT.format(marks=_marks(len(part) + 2, len(maybe))) + query
+            for key, *row in reader.execute(query, (number, *part, *maybe)):
                 found[number, key].append(tuple(row))
     return {slot: _newest(rows) if rows else [] for slot, rows in found.items()}
 
 
-def within(reader: sqlite3.Connection, number: int, key: str, low: int, high: int) -> list[Row]:
-    """The recorded messages of one id with a time from ``low`` to ``high``: one indexed query."""
-    return _newest(reader.execute(_WITHIN, (number, key, low, high)).fetchall())
+def within(
+    reader: sqlite3.Connection, number: int, key: str, low: int, high: int, *, recent: bool
+) -> list[Row]:
+    """The recorded messages of one id with a time from ``low`` to ``high``: one indexed query.
+
+    ``recent``: whether the recent table may hold the id (false: it does not).
+    """
+    query = _WITHIN_RECENT + _WITHIN if recent else _WITHIN
+    return _newest(reader.execute(query, (number, key, low, high)).fetchall())
+
+
+def _marks(first: int, count: int) -> str:
+    """Numbered parameters ``?first`` onwards, ``count`` of them, comma-separated."""
+    return ",".join(f"?{n}" for n in range(first, first + count))
 
 
 def _newest(rows: list[_Flagged]) -> list[Row]:
