@@ -29,9 +29,9 @@ large batches sorted by key (``statefile.merge``); ``recent`` is folded into
 ``messages`` in one sorted pass once it holds a few hundred thousand rows
 (``statefile.fold``), and whenever the file is closed or opened. A commit writes a
 few pages at the end of the file; a merge rewrites pages of ``recent`` only,
-which stays small whatever the size of ``messages``; and a fold writes at most
-one page of ``messages`` per row it moves. So no step's cost per message grows
-without bound as the state grows. A log or ``recent`` left by a killed run is
+which stays small whatever the size of ``messages``; and a fold writes each page
+of ``messages`` it touches once, about one per row it moves at worst. So no
+step's cost per message grows without bound as the state grows. A log or ``recent`` left by a killed run is
 merged and folded when the file is next opened.
 
 Version 3 had no ``recent`` (the log was merged into ``messages`` directly),
