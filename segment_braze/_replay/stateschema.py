@@ -31,8 +31,9 @@ large batches sorted by key (``statefile.merge``); ``recent`` is folded into
 few pages at the end of the file; a merge rewrites pages of ``recent`` only,
 which stays small whatever the size of ``messages``; and a fold writes each page
 of ``messages`` it touches once, about one per row it moves at worst. So no
-step's cost per message grows without bound as the state grows. A log or ``recent`` left by a killed run is
-merged and folded when the file is next opened.
+step's cost per message grows without bound as the state grows. A log or
+``recent`` left by a killed run is merged and folded when the file is next
+opened.
 
 Version 3 had no ``recent`` (the log was merged into ``messages`` directly),
 and is upgraded in place by creating it.
