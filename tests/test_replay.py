@@ -802,6 +802,20 @@ class TestRecent:
         with ReplayState(state_path) as state:
             assert claim(state, "m:1") is Claim.DONE_EARLIER
 
+    def test_a_large_look_ahead_reads_both_tables(self, state_path):
+        """2,000 ids looked up at once, half in the recent table: each answers as it should."""
+        merged = [f"m:{n}" for n in range(1_000)]
+        unknown = [f"u:{n}" for n in range(1_000)]
+        with ReplayState(state_path, commit_after=3600, merge_every=1_000) as state:
+            for key in merged:
+                claim(state, key)
+                state.finish(ident(key), "delivered")
+            state.commit()  # all merged into recent
+            assert len(keyed(state_path)[1]) == 1_000
+            state.look_ahead([ident(key, T0 + HOUR) for key in merged + unknown])
+            assert all(claim(state, key, T0 + HOUR) is Claim.DUPLICATE for key in merged)
+            assert all(claim(state, key, T0 + HOUR) is Claim.NEW for key in unknown)
+
     def test_a_killed_runs_recent_is_folded_on_opening(self, state_path):
         """What a killed run merged and never folded answers in the next run, from one table."""
         state = ReplayState(state_path, commit_after=3600, merge_every=1)

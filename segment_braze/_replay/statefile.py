@@ -89,7 +89,7 @@ _WITHIN_RECENT: Final = (
     "SELECT time, status, run, file, line, item, 1 FROM recent"
     " WHERE source = ?1 AND id = ?2 AND time BETWEEN ?3 AND ?4 UNION ALL "
 )
-_CHUNK: Final = 500  # ids per query: far below SQLite's limit of bound variables
+_CHUNK: Final = 400  # ids per query: twice this (recent, main) + 1 < 999, the limit before 3.32
 Row = tuple[int, int, int, int | None, int | None, int | None]
 """A recorded message: time, status, run, file, line, item."""
 _Flagged = tuple[int, int, int, int | None, int | None, int | None, int]
