@@ -369,9 +369,7 @@ class ReplayState:
                 self._fail(err)
             # Durable, but only in the log: claims still find them in memory.
             self._logged.extend(settled)
-        if (self._logged and (merging or len(self._logged) >= self._merge_every)) or (
-            merging and self._recent
-        ):
+        if merging or len(self._logged) >= self._merge_every:
             self._merge(fold=merging)
 
     def _merge(self, *, fold: bool) -> None:

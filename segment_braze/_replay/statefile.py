@@ -85,9 +85,11 @@ _WITHIN: Final = (
     "SELECT time, status, run, file, line, item, 0 FROM messages"
     " WHERE source = ?1 AND id = ?2 AND time BETWEEN ?3 AND ?4"
 )
-_WITHIN_RECENT: Final = (
+_WITHIN_BOTH: Final = (
     "SELECT time, status, run, file, line, item, 1 FROM recent"
-    " WHERE source = ?1 AND id = ?2 AND time BETWEEN ?3 AND ?4 UNION ALL "
+    " WHERE source = ?1 AND id = ?2 AND time BETWEEN ?3 AND ?4"
+    " UNION ALL SELECT time, status, run, file, line, item, 0 FROM messages"
+    " WHERE source = ?1 AND id = ?2 AND time BETWEEN ?3 AND ?4"
 )
 _CHUNK: Final = 400  # ids per query: twice this (recent, main) + 1 < 999, the limit before 3.32
 Row = tuple[int, int, int, int | None, int | None, int | None]
@@ -134,7 +136,7 @@ def within(
 
     ``recent``: whether the recent table may hold the id (false: it does not).
     """
-    query = _WITHIN_RECENT + _WITHIN if recent else _WITHIN
+    query = _WITHIN_BOTH if recent else _WITHIN
     return _newest(reader.execute(query, (number, key, low, high)).fetchall())
 
 
