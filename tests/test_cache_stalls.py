@@ -97,6 +97,17 @@ class TestRedisStore:
 
     def test_silent_server_times_out(self, redis_url, monkeypatch):
         """A server that never answers: the store raises after its timeout, never hangs."""
+        redis = pytest.importorskip("redis")
+        real = redis.Redis.from_url
+
+        def waits_for_ever_unless_told(url: str, **options: object) -> object:
+            # redis-py before 6 has no timeout unless one is given (6 and later
+            # wait 5 s): only the store's own timeout may end the wait.
+            options.setdefault("socket_timeout", None)
+            options.setdefault("socket_connect_timeout", None)
+            return real(url, **options)
+
+        monkeypatch.setattr(redis.Redis, "from_url", waits_for_ever_unless_told)
         monkeypatch.setattr("segment_braze._cache.stores.REDIS_TIMEOUT", 0.5)
         proxy = SilentAfter(_target(redis_url), requests=0)
         store = RedisStore(f"redis://127.0.0.1:{proxy.port}/0")
