@@ -1,5 +1,5 @@
 import pytest
-from helpers import USER, identify, only, sent, track_body, warning_paths
+from helpers import USER, identify, only, sent, track, track_body, warning_paths
 
 from segment_braze import Settings, translate
 
@@ -779,3 +779,50 @@ class TestNestedArrayOperations:
                 " nested_array_operations is set",
             ),
         )
+
+
+def merging(flag: object, **overrides: object) -> dict[str, object]:
+    """An identify updating pets, with RudderStack's mergeObjectsUpdateOperation set to ``flag``."""
+    return identify(
+        traits={"pets": PETS}, properties={"mergeObjectsUpdateOperation": flag}, **overrides
+    )
+
+
+class TestMergeObjectsUpdateOperation:
+    """RudderStack's properties.mergeObjectsUpdateOperation: $update merges instead of replacing."""
+
+    def test_true_merges_updates(self):
+        """A true flag writes _merge_objects: Braze keeps the matched objects' other fields."""
+        obj = only(translate(merging(True), ARRAY_OPERATIONS), "attributes")
+        assert obj["_merge_objects"] is True
+        assert obj["pets"]["$update"][0]["$new_object"] == {"name": "Rex"}
+
+    @pytest.mark.parametrize("flag", [False, None], ids=["false", "null"])
+    def test_false_or_null_replaces(self, flag):
+        """False and null (RudderStack's default) write no flag: Braze overwrites the objects."""
+        t = translate(merging(flag), ARRAY_OPERATIONS)
+        assert "_merge_objects" not in only(t, "attributes")
+        assert t.warnings == ()
+
+    def test_other_value_noted(self):
+        """A value that is not a boolean is noted at its path and not applied."""
+        t = translate(merging("true"), ARRAY_OPERATIONS)
+        assert "_merge_objects" not in only(t, "attributes")
+        assert warning_paths(t) == ["$.properties.mergeObjectsUpdateOperation"]
+
+    def test_only_with_an_update(self):
+        """Without an $update (only $add and $remove, or plain traits) no flag is written."""
+        traits = {"pets": {"add": PETS["add"], "remove": PETS["remove"]}, "plan": "pro"}
+        message = identify(traits=traits, properties={"mergeObjectsUpdateOperation": True})
+        assert "_merge_objects" not in only(translate(message, ARRAY_OPERATIONS), "attributes")
+
+    def test_track_with_context_traits(self):
+        """A track's context.traits updates merge too; the event keeps its properties as sent."""
+        message = track(
+            context={"traits": {"pets": PETS}},
+            properties={"mergeObjectsUpdateOperation": True, "revenue": 50},
+        )
+        settings = Settings(nested_array_operations=True, context_traits_as_attributes=True)
+        body = track_body(translate(message, settings))
+        assert body["attributes"][0]["_merge_objects"] is True
+        assert body["events"][0]["properties"]["mergeObjectsUpdateOperation"] is True

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from segment_braze._translate.text import child_path
 
-__all__ = ["braze_array_operations", "is_rudderstack_operation"]
+__all__ = ["braze_array_operations", "has_object_update", "is_rudderstack_operation"]
 
 _OPERATIONS: Final = frozenset({"add", "update", "remove"})
 
@@ -37,6 +37,11 @@ def is_rudderstack_operation(value: Mapping[Any, Any]) -> bool:
         isinstance(items, list) and any(isinstance(item, Mapping) for item in items)
         for items in value.values()
     )
+
+
+def has_object_update(attributes: Mapping[str, Any]) -> bool:
+    """Whether ``attributes`` updates objects of an array of objects (Braze's ``$update``)."""
+    return any(isinstance(value, Mapping) and "$update" in value for value in attributes.values())
 
 
 def braze_array_operations(

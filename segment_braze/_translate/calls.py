@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from segment_braze._settings import Settings
+from segment_braze._translate.array_ops import has_object_update
 from segment_braze._translate.braze import (
     Event,
     Identifier,
@@ -128,6 +129,10 @@ def _build(
     if attributes and identifier.kind in _LOOKUP_KINDS:
         where = "$.traits" if isinstance(call, Identify) else "$.context.traits"
         attributes = lookup_attributes(identifier, attributes, where, warnings)
+    if call.merge_updates and attributes and has_object_update(attributes):
+        # RudderStack's mergeObjectsUpdateOperation: without _merge_objects,
+        # Braze replaces each object an $update names with its $new_object.
+        merge_objects = True
     if identifier.is_alias:
         # Braze creates an alias-only profile only from an attributes object with
         # _update_existing_only false, and drops alias events for a profile that

@@ -5,7 +5,9 @@ then ``context.integrations``), then in ``properties``, then in ``traits``. A
 user alias, as RudderStack's Braze destination reads it:
 ``integrations.braze.alias`` (``Braze`` and ``BRAZE`` too) with ``alias_name``
 and ``alias_label``; and, also RudderStack's, the app the message comes from,
-``integrations.braze.appId``. See docs/identity.md and docs/mapping.md.
+``integrations.braze.appId``, and whether Braze deep-merges the message's
+``$update`` operations, ``properties.mergeObjectsUpdateOperation``. See
+docs/identity.md and docs/mapping.md.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from typing import Any, Final
 from segment_braze._translate.text import is_text
 from segment_braze.exceptions import InvalidMessage
 
-__all__ = ["braze_id", "named_alias", "named_app_id"]
+__all__ = ["braze_id", "merge_updates", "named_alias", "named_app_id"]
 
 # RudderStack's names for its Braze destination's options; Segment's is the first.
 _OPTION_KEYS: Final = ("Braze", "braze", "BRAZE")
+MERGE_UPDATES_KEY: Final = "mergeObjectsUpdateOperation"
 
 
 def braze_id(message: Mapping[str, Any], context: Mapping[str, Any]) -> str | None:
@@ -107,6 +110,19 @@ def named_app_id(
         return value  # type: ignore[return-value]
     warnings.append((path, "must be a non-empty string; the configured app_id is used"))
     return None
+
+
+def merge_updates(properties: Mapping[str, Any], warnings: list[tuple[str, str]]) -> bool:
+    """Whether ``properties.mergeObjectsUpdateOperation`` (RudderStack's) is ``true``.
+
+    ``false`` and ``null`` are RudderStack's default; anything else is noted at
+    its path and not applied (RudderStack would pass it to Braze as it is).
+    """
+    value = properties.get(MERGE_UPDATES_KEY)
+    if value is None or isinstance(value, bool):
+        return value is True
+    warnings.append((f"$.properties.{MERGE_UPDATES_KEY}", "must be true or false; not applied"))
+    return False
 
 
 def _usable(value: object) -> bool:

@@ -14,7 +14,13 @@ from typing import Any, Final, TypeGuard
 import attrs
 
 from segment_braze._translate.dates import braze_time, format_time, parse_time
-from segment_braze._translate.named import braze_id, named_alias, named_app_id
+from segment_braze._translate.named import (
+    MERGE_UPDATES_KEY,
+    braze_id,
+    merge_updates,
+    named_alias,
+    named_app_id,
+)
 from segment_braze._translate.native import json_form
 from segment_braze._translate.text import child_path, is_text, kind_of, shown
 from segment_braze.exceptions import InvalidMessage
@@ -137,6 +143,8 @@ class Call:
             ``integrations.braze.alias``), as ``(alias_name, alias_label)``.
         app_id: the Braze app id the sender named for this message
             (RudderStack's ``integrations.braze.appId``), or ``None``.
+        merge_updates: RudderStack's ``properties.mergeObjectsUpdateOperation``
+            is true: Braze deep-merges the objects its ``$update`` operations name.
         context: the ``context`` object (empty when absent).
     """
 
@@ -148,6 +156,7 @@ class Call:
     context: Mapping[str, Any] = attrs.field(hash=False, repr=False)
     named_alias: tuple[str, str] | None = None
     app_id: str | None = None
+    merge_updates: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -426,4 +435,8 @@ def parse_call(message: object, warnings: Warnings, *, event_time: str = "timest
         app_id = named_app_id(message, call.context, warnings)
         if alias is not None or app_id is not None:
             call = attrs.evolve(call, named_alias=alias, app_id=app_id)
+    properties = message.get("properties")
+    # Hot path: one look for RudderStack's key, which Segment's libraries never send.
+    if is_mapping(properties) and MERGE_UPDATES_KEY in properties:
+        call = attrs.evolve(call, merge_updates=merge_updates(properties, warnings))
     return call
