@@ -22,7 +22,7 @@ __all__ = ["braze_id", "merge_updates", "named_alias", "named_app_id"]
 
 # RudderStack's names for its Braze destination's options; Segment's is the first.
 _OPTION_KEYS: Final = ("Braze", "braze", "BRAZE")
-MERGE_UPDATES_KEY: Final = "mergeObjectsUpdateOperation"
+_MERGE_UPDATES: Final = "mergeObjectsUpdateOperation"
 
 
 def braze_id(message: Mapping[str, Any], context: Mapping[str, Any]) -> str | None:
@@ -118,10 +118,10 @@ def merge_updates(properties: Mapping[str, Any], warnings: list[tuple[str, str]]
     ``false`` and ``null`` are RudderStack's default; anything else is noted at
     its path and not applied (RudderStack would pass it to Braze as it is).
     """
-    value = properties.get(MERGE_UPDATES_KEY)
+    value = properties.get(_MERGE_UPDATES)
     if value is None or isinstance(value, bool):
         return value is True
-    warnings.append((f"$.properties.{MERGE_UPDATES_KEY}", "must be true or false; not applied"))
+    warnings.append((f"$.properties.{_MERGE_UPDATES}", "must be true or false; not applied"))
     return False
 
 

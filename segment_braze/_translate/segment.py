@@ -14,13 +14,7 @@ from typing import Any, Final, TypeGuard
 import attrs
 
 from segment_braze._translate.dates import braze_time, format_time, parse_time
-from segment_braze._translate.named import (
-    MERGE_UPDATES_KEY,
-    braze_id,
-    merge_updates,
-    named_alias,
-    named_app_id,
-)
+from segment_braze._translate.named import braze_id, merge_updates, named_alias, named_app_id
 from segment_braze._translate.native import json_form
 from segment_braze._translate.text import child_path, is_text, kind_of, shown
 from segment_braze.exceptions import InvalidMessage
@@ -436,7 +430,6 @@ def parse_call(message: object, warnings: Warnings, *, event_time: str = "timest
         if alias is not None or app_id is not None:
             call = attrs.evolve(call, named_alias=alias, app_id=app_id)
     properties = message.get("properties")
-    # Hot path: one look for RudderStack's key, which Segment's libraries never send.
-    if is_mapping(properties) and MERGE_UPDATES_KEY in properties:
-        call = attrs.evolve(call, merge_updates=merge_updates(properties, warnings))
+    if is_mapping(properties) and merge_updates(properties, warnings):
+        call = attrs.evolve(call, merge_updates=True)
     return call
